@@ -1,0 +1,28 @@
+"""The audit port every module records through. Records carry no PII: actors and subjects
+are opaque ids (`user:<uuid>`, `payment:<uuid>`), details are ids, codes and amounts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+AuditDetail = str | int | bool | None
+
+
+class AuditRecorder(Protocol):
+    async def record(
+        self,
+        *,
+        actor: str,
+        action: str,
+        subject: str,
+        correlation_id: str | None,
+        outcome: str = "success",
+        details: Mapping[str, AuditDetail] | None = None,
+    ) -> None:
+        """Append one who/what/when record inside the caller's open transaction.
+
+        actor: `user:<uuid>`, `admin:<uuid>`, `system` or `service:<name>`.
+        action: dotted verb, e.g. `payment.p2p.captured`, `auth.login.failed`.
+        """
+        ...

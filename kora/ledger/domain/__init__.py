@@ -1,0 +1,1 @@
+"""The ledger's pure domain: accounts, journal transactions, entries, holds and invariants."""

@@ -1,0 +1,159 @@
+"""Settings from the environment only (and `*_FILE` secret files). Built by the composition
+root, never at import time.
+
+Secrets: in `production` the service refuses to start without them; in development Kora
+generates ephemeral ones and says so in the log (`Settings.generated_secrets`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets as _secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./kora.db"
+
+
+class ConfigurationError(RuntimeError):
+    """The configuration cannot run safely (e.g. a production secret is missing)."""
+
+
+def read_setting(env: Mapping[str, str], name: str) -> str | None:
+    """`NAME` from the environment, or the contents of the file named by `NAME_FILE`."""
+    value = env.get(name)
+    if value:
+        return value
+    path = env.get(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigurationError(f"{name}_FILE points to an unreadable file") from exc
+    return None
+
+
+# Secrets whose absence is fatal in production. The values are parsed by their owning module.
+SECRET_NAMES = (
+    "KORA_JWT_SIGNING_KEYS",  # JSON list of {"kid": ..., "private_key_pem": ...}; first one signs
+    "KORA_PII_ENCRYPTION_KEY",  # urlsafe-base64 32-byte key(s), comma-separated, first one encrypts
+    "KORA_PII_INDEX_KEY",  # key of the HMAC blind index used to look phone numbers up
+    "KORA_AUDIT_KEY",  # HMAC key of the audit hash chain
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    database_url: str = DEFAULT_SQLITE_URL
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    generated_secrets: tuple[str, ...] = ()
+    idempotency_ttl_seconds: int = 24 * 3600
+    idempotency_lock_seconds: int = 30
+    access_token_ttl_seconds: int = 600
+    refresh_token_ttl_seconds: int = 30 * 24 * 3600
+    jwt_issuer: str = "kora"
+    jwt_audience: str = "kora-api"
+    login_max_failures: int = 5
+    login_lockout_seconds: int = 900
+    login_ip_max_failures: int = 50
+    cors_origins: tuple[str, ...] = ()
+    otel_exporter: str = "none"  # none | console | otlp
+    otel_endpoint: str | None = None
+    log_level: str = "INFO"
+    log_json: bool = True
+    db_pool_size: int = 20
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    def secret(self, name: str) -> str:
+        try:
+            return self.secrets[name]
+        except KeyError:
+            raise ConfigurationError(f"secret {name} is not configured") from None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        kora_env = env.get("KORA_ENV", "development")
+        secrets: dict[str, str] = {}
+        missing: list[str] = []
+        for name in SECRET_NAMES:
+            value = read_setting(env, name)
+            if value:
+                secrets[name] = value
+            else:
+                missing.append(name)
+        if missing and kora_env == "production":
+            raise ConfigurationError(
+                "refusing to start in production without secrets: " + ", ".join(missing)
+            )
+        if missing:
+            dev_path = Path(env.get("KORA_DEV_SECRETS_FILE", ".kora-dev-secrets.json"))
+            generated = load_or_create_dev_secrets(dev_path)
+            for name in missing:
+                secrets[name] = generated[name]
+        origins = tuple(o.strip() for o in env.get("KORA_CORS_ORIGINS", "").split(",") if o.strip())
+        return cls(
+            env=kora_env,
+            database_url=read_setting(env, "KORA_DATABASE_URL") or DEFAULT_SQLITE_URL,
+            secrets=secrets,
+            generated_secrets=tuple(missing),
+            idempotency_ttl_seconds=int(env.get("KORA_IDEMPOTENCY_TTL_SECONDS", 24 * 3600)),
+            access_token_ttl_seconds=int(env.get("KORA_ACCESS_TOKEN_TTL_SECONDS", 600)),
+            refresh_token_ttl_seconds=int(env.get("KORA_REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600)),
+            login_max_failures=int(env.get("KORA_LOGIN_MAX_FAILURES", 5)),
+            login_lockout_seconds=int(env.get("KORA_LOGIN_LOCKOUT_SECONDS", 900)),
+            login_ip_max_failures=int(env.get("KORA_LOGIN_IP_MAX_FAILURES", 50)),
+            cors_origins=origins,
+            otel_exporter=env.get("KORA_OTEL_EXPORTER", "none"),
+            otel_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            log_level=env.get("KORA_LOG_LEVEL", "INFO"),
+            log_json=env.get("KORA_LOG_JSON", "true").lower() != "false",
+            db_pool_size=int(env.get("KORA_DB_POOL_SIZE", 20)),
+        )
+
+
+def _new_dev_secrets() -> dict[str, str]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    pem = (
+        Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+
+    def key() -> str:
+        return base64.urlsafe_b64encode(_secrets.token_bytes(32)).decode()
+
+    return {
+        "KORA_JWT_SIGNING_KEYS": json.dumps([{"kid": "dev-" + _secrets.token_hex(4), "private_key_pem": pem}]),
+        "KORA_PII_ENCRYPTION_KEY": key(),
+        "KORA_PII_INDEX_KEY": key(),
+        "KORA_AUDIT_KEY": key(),
+    }
+
+
+def load_or_create_dev_secrets(path: Path) -> dict[str, str]:
+    """Development only: secrets generated on first use and kept in a local 0600 file (never
+    committed), so an embedded database stays readable across restarts."""
+    if path.exists():
+        data: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
+        if all(name in data for name in SECRET_NAMES):
+            return data
+    data = _new_dev_secrets()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle)
+    return data

@@ -1,0 +1,58 @@
+"""The unit of work: one database transaction, owned by the use case that opens it.
+
+Repositories are built on its connection; they add and flush, never commit. The use case
+calls `commit()`; leaving the block without it rolls back.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
+
+
+class SqlUnitOfWork:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._conn: AsyncConnection | None = None
+        self._tx: AsyncTransaction | None = None
+
+    @property
+    def connection(self) -> AsyncConnection:
+        if self._conn is None:
+            raise RuntimeError("unit of work used outside its `async with` block")
+        return self._conn
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    async def __aenter__(self) -> Self:
+        self._conn = await self._engine.connect()
+        self._tx = await self._conn.begin()
+        return self
+
+    async def commit(self) -> None:
+        if self._tx is None:
+            raise RuntimeError("no open transaction")
+        await self._tx.commit()
+        self._tx = None
+
+    async def rollback(self) -> None:
+        if self._tx is not None:
+            await self._tx.rollback()
+            self._tx = None
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self.rollback()
+        finally:
+            if self._conn is not None:
+                await self._conn.close()
+                self._conn = None

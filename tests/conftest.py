@@ -1,0 +1,77 @@
+"""Shared fixtures. Databases are real: a temporary SQLite file, and PostgreSQL when
+KORA_TEST_POSTGRES_URL is reachable. Set KORA_REQUIRE_SERVICES=1 (CI does) to turn a skip for
+an absent service into a failure."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from kora.platform.db import create_engine, metadata
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "KORA_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
+REQUIRE_SERVICES = os.environ.get("KORA_REQUIRE_SERVICES") == "1"
+
+
+def service_unavailable(reason: str) -> None:
+    """Skip on a laptop without the service; fail in CI, where it must be there."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"required service unavailable (KORA_REQUIRE_SERVICES=1): {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def tmp_sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'kora-test.db'}"
+
+
+@pytest.fixture
+async def sqlite_engine(tmp_sqlite_url: str) -> AsyncIterator[AsyncEngine]:
+    """A fresh SQLite database with every module's tables (created from metadata, for unit-ish
+    adapter tests; the migration chain itself is tested in tests/integration/test_migrations.py)."""
+    import kora.bootstrap  # noqa: F401  (registers every module's tables on metadata)
+
+    engine = create_engine(tmp_sqlite_url)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    yield engine
+    await engine.dispose()
+
+
+def _sync_admin_url() -> str:
+    return POSTGRES_ADMIN_URL
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """A brand-new, empty PostgreSQL database for one test; dropped afterwards. Yields its URL."""
+    import asyncio
+
+    name = f"kora_test_{uuid.uuid4().hex[:12]}"
+
+    async def admin(sql: str) -> None:
+        engine = create_engine(POSTGRES_ADMIN_URL, pool_size=1)
+        try:
+            async with engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await conn.execute(sa.text(sql))
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # any connection failure means "no PostgreSQL here"
+        service_unavailable(f"PostgreSQL not reachable at KORA_TEST_POSTGRES_URL: {exc!r}"[:300])
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
