@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-AuditDetail = str | int | bool | None
+from kora.audit.domain.validation import AuditDetail
+
+__all__ = ["AuditDetail", "AuditRecorder"]
 
 
 class AuditRecorder(Protocol):
@@ -24,5 +26,8 @@ class AuditRecorder(Protocol):
 
         actor: `user:<uuid>`, `admin:<uuid>`, `system` or `service:<name>`.
         action: dotted verb, e.g. `payment.p2p.captured`, `auth.login.failed`.
+        details: flat ids, codes and amounts (str, int, bool, None); never PII or credentials.
+
+        Raises `InvalidAuditRecordError` (a ValueError) when a field looks like PII or is malformed.
         """
         ...
