@@ -1,0 +1,45 @@
+"""The ledger module's public interface. Only the ledger writes ledger tables; other modules
+post through `Ledger` inside their unit of work."""
+
+from kora.ledger.domain.invariants import InvariantReport, LedgerVerifier, Violation, verify_entries
+from kora.ledger.domain.model import (
+    Account,
+    AccountKind,
+    AccountNotFound,
+    Balance,
+    CurrencyMismatch,
+    Direction,
+    Entry,
+    Hold,
+    HoldNotActive,
+    InsufficientFunds,
+    JournalTransaction,
+    LedgerError,
+    Leg,
+    UnbalancedTransaction,
+)
+from kora.ledger.ports import LedgerStore
+from kora.ledger.service import Ledger
+
+__all__ = [
+    "Account",
+    "AccountKind",
+    "AccountNotFound",
+    "Balance",
+    "CurrencyMismatch",
+    "Direction",
+    "Entry",
+    "Hold",
+    "HoldNotActive",
+    "InsufficientFunds",
+    "InvariantReport",
+    "JournalTransaction",
+    "Ledger",
+    "LedgerError",
+    "LedgerStore",
+    "LedgerVerifier",
+    "Leg",
+    "UnbalancedTransaction",
+    "Violation",
+    "verify_entries",
+]

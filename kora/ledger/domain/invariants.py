@@ -131,15 +131,29 @@ class NoNegativeWallet:
         report.violations.extend(self.violations)
 
 
+class LedgerVerifier:
+    """Runs every invariant over entries fed in (account_id, sequence) order."""
+
+    def __init__(self, accounts: Iterable[Account]) -> None:
+        self._accounts = {a.id: a for a in accounts}
+        self.balance_check = BalanceMatchesEntries(self._accounts)
+        self._checks = (EntriesBalance(), self.balance_check, NoNegativeWallet(self._accounts))
+        self._report = InvariantReport(accounts_checked=len(self._accounts))
+
+    def feed(self, entry: Entry) -> None:
+        self._report.entries_checked += 1
+        for check in self._checks:
+            check.feed(entry)
+
+    def finish(self) -> InvariantReport:
+        for check in self._checks:
+            check.finish(self._report)
+        return self._report
+
+
 def verify_entries(accounts: Iterable[Account], ordered_entries: Iterable[Entry]) -> InvariantReport:
     """Run every invariant over entries ordered by (account_id, sequence)."""
-    by_id = {a.id: a for a in accounts}
-    checks = (EntriesBalance(), BalanceMatchesEntries(by_id), NoNegativeWallet(by_id))
-    report = InvariantReport(accounts_checked=len(by_id))
+    verifier = LedgerVerifier(accounts)
     for entry in ordered_entries:
-        report.entries_checked += 1
-        for check in checks:
-            check.feed(entry)
-    for check in checks:
-        check.finish(report)
-    return report
+        verifier.feed(entry)
+    return verifier.finish()

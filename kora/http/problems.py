@@ -1,0 +1,148 @@
+"""RFC 9457 problem+json: the one place where domain error codes become HTTP statuses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from loguru import logger
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+# Stable error codes → (HTTP status, title). Domain errors carry only the code.
+STATUS_BY_CODE: dict[str, tuple[int, str]] = {
+    "validation_error": (422, "The request is not valid"),
+    "malformed_request": (400, "The request body is not valid JSON"),
+    "idempotency_key_missing": (400, "Idempotency-Key header required"),
+    "idempotency_key_invalid": (400, "Idempotency-Key header is malformed"),
+    "idempotency_key_reused": (422, "Idempotency-Key reused with a different request"),
+    "idempotency_request_in_progress": (409, "A request with this Idempotency-Key is in progress"),
+    "insufficient_funds": (422, "Insufficient funds"),
+    "recipient_not_found": (422, "Recipient not found"),
+    "same_wallet": (422, "A wallet cannot pay itself"),
+    "currency_mismatch": (422, "Currency not accepted"),
+    "invalid_amount": (422, "Invalid amount"),
+    "unknown_provider": (422, "Unknown provider"),
+    "ledger_refused": (422, "The ledger refused the posting"),
+    "wallet_not_found": (404, "Wallet not found"),
+    "payment_not_found": (404, "Payment not found"),
+    "not_found": (404, "Not found"),
+    "method_not_allowed": (405, "Method not allowed"),
+    "illegal_transition": (409, "Illegal payment state transition"),
+    "invalid_credentials": (401, "Invalid credentials"),
+    "not_authenticated": (401, "Authentication required"),
+    "invalid_token": (401, "Invalid or expired token"),
+    "device_mismatch": (401, "Token not valid for this device"),
+    "invalid_refresh_token": (401, "Invalid refresh token"),
+    "refresh_token_reused": (401, "Refresh token reused; session revoked"),
+    "session_revoked": (401, "Session revoked"),
+    "account_locked": (429, "Too many failed attempts; try again later"),
+    "too_many_attempts": (429, "Too many attempts; try again later"),
+    "rate_limited": (429, "Too many requests"),
+    "forbidden": (403, "Forbidden"),
+    "phone_number_taken": (409, "Phone number already registered"),
+    "weak_password": (422, "Password does not meet the policy"),
+    "invalid_phone_number": (422, "Invalid phone number"),
+    "internal_error": (500, "Internal error"),
+    "service_unavailable": (503, "Service unavailable"),
+}
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as declared in OpenAPI."""
+
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str | None = None
+    correlation_id: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+def problem_type(code: str) -> str:
+    return f"urn:kora:problem:{code}"
+
+
+def status_for(code: str) -> int:
+    return STATUS_BY_CODE.get(code, (422, ""))[0]
+
+
+def problem_response(
+    code: str,
+    detail: str | None = None,
+    *,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    from kora.observability import get_correlation_id
+
+    status, title = STATUS_BY_CODE.get(code, (422, code.replace("_", " ").capitalize()))
+    body: dict[str, Any] = {
+        "type": problem_type(code),
+        "title": title,
+        "status": status,
+        "code": code,
+        "detail": detail,
+        "correlation_id": get_correlation_id(),
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_CONTENT_TYPE, headers=headers)
+
+
+def problem_responses(*codes: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for the given error codes."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        status, title = STATUS_BY_CODE[code]
+        entry = out.setdefault(status, {"model": Problem, "description": ""})
+        entry["description"] = (entry["description"] + "; " if entry["description"] else "") + f"`{code}`: {title}"
+        entry.setdefault("content", {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}})
+    return out
+
+
+def _validation_errors(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
+    errors = []
+    code = "validation_error"
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            code = "malformed_request"
+        # Never echo the input back: it may hold a phone number or a password.
+        errors.append({"loc": [str(p) for p in err.get("loc", ())], "msg": err.get("msg", ""), "type": err.get("type")})
+    return code, errors
+
+
+def install_problem_handlers(app: FastAPI, domain_errors: tuple[type[Exception], ...]) -> None:
+    """Map validation, routing and domain errors to problems. Unexpected exceptions are left to
+    the observability middleware, which logs them and answers a 500 problem."""
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        code, errors = _validation_errors(exc)
+        return problem_response(code, "see `errors`", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 401: "not_authenticated", 403: "forbidden"}.get(
+            exc.status_code, "validation_error"
+        )
+        detail = exc.detail if isinstance(exc.detail, str) else None
+        return problem_response(code, detail, headers=getattr(exc, "headers", None))
+
+    async def _domain(_request: Request, exc: Exception) -> JSONResponse:
+        code = getattr(exc, "code", None)
+        if not (isinstance(code, str) and code in STATUS_BY_CODE):
+            logger.opt(exception=exc).error("domain error without a known code")
+            return problem_response("internal_error", "an internal error occurred; quote the correlation id")
+        headers = None
+        retry_after = getattr(exc, "retry_after_seconds", None)
+        if isinstance(retry_after, int):
+            headers = {"Retry-After": str(retry_after)}
+        return problem_response(code, str(exc) or None, headers=headers)
+
+    for error_type in domain_errors:
+        app.add_exception_handler(error_type, _domain)

@@ -1,0 +1,191 @@
+"""SQL adapters of the payments module (SQLAlchemy Core)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from kora.kernel import Money
+from kora.payments.adapters.tables import idempotency_keys, payment_status_history, payments
+from kora.payments.domain.idempotency import IdempotencyRecord, IdempotencyRequest, Outcome
+from kora.payments.domain.model import Payment, PaymentStatus, PaymentType, StatusChange
+
+
+class SqlPaymentRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+        self._pg = conn.dialect.name == "postgresql"
+
+    async def add(self, payment: Payment) -> None:
+        await self._conn.execute(
+            payments.insert().values(
+                id=payment.id,
+                type=payment.type.value,
+                status=payment.status.value,
+                amount=payment.money.amount,
+                currency=payment.money.currency,
+                initiated_by=payment.initiated_by,
+                payer_wallet_id=payment.payer_wallet_id,
+                payee_wallet_id=payment.payee_wallet_id,
+                payer_user_id=payment.payer_user_id,
+                payee_user_id=payment.payee_user_id,
+                provider=payment.provider,
+                provider_ref=payment.provider_ref,
+                correlation_id=payment.correlation_id,
+                failure_code=payment.failure_code,
+                created_at=payment.created_at,
+                updated_at=payment.updated_at,
+            )
+        )
+        await self._append_changes(payment)
+
+    async def save(self, payment: Payment) -> None:
+        await self._conn.execute(
+            payments.update()
+            .where(payments.c.id == payment.id)
+            .values(
+                status=payment.status.value,
+                provider_ref=payment.provider_ref,
+                failure_code=payment.failure_code,
+                updated_at=payment.updated_at,
+            )
+        )
+        await self._append_changes(payment)
+
+    async def _append_changes(self, payment: Payment) -> None:
+        if not payment.new_changes:
+            return
+        await self._conn.execute(
+            payment_status_history.insert(),
+            [
+                {"payment_id": payment.id, "status": c.status.value, "at": c.at, "reason": c.reason, "actor": c.actor}
+                for c in payment.new_changes
+            ],
+        )
+        payment.new_changes.clear()
+
+    async def get(self, payment_id: uuid.UUID, *, for_update: bool = False) -> Payment | None:
+        query = sa.select(payments).where(payments.c.id == payment_id)
+        if for_update and self._pg:
+            query = query.with_for_update()
+        row = (await self._conn.execute(query)).first()
+        if row is None:
+            return None
+        history = await self._history([payment_id])
+        return _payment(row, history.get(payment_id, []))
+
+    async def list_for_user(
+        self, user_id: uuid.UUID, *, limit: int, before_id: uuid.UUID | None
+    ) -> list[Payment]:
+        p = payments
+        query = sa.select(p).where(
+            sa.or_(p.c.payer_user_id == user_id, p.c.payee_user_id == user_id, p.c.initiated_by == user_id)
+        )
+        if before_id is not None:
+            query = query.where(p.c.id < before_id)
+        rows = (await self._conn.execute(query.order_by(p.c.id.desc()).limit(limit))).all()
+        history = await self._history([r.id for r in rows])
+        return [_payment(r, history.get(r.id, [])) for r in rows]
+
+    async def _history(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[StatusChange]]:
+        if not ids:
+            return {}
+        h = payment_status_history
+        rows = await self._conn.execute(sa.select(h).where(h.c.payment_id.in_(ids)).order_by(h.c.id))
+        out: dict[uuid.UUID, list[StatusChange]] = {}
+        for r in rows:
+            out.setdefault(r.payment_id, []).append(StatusChange(PaymentStatus(r.status), r.at, r.reason, r.actor))
+        return out
+
+
+def _payment(row: Any, history: list[StatusChange]) -> Payment:
+    return Payment(
+        id=row.id,
+        type=PaymentType(row.type),
+        money=Money(row.amount, row.currency),
+        status=PaymentStatus(row.status),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        initiated_by=row.initiated_by,
+        payer_wallet_id=row.payer_wallet_id,
+        payee_wallet_id=row.payee_wallet_id,
+        payer_user_id=row.payer_user_id,
+        payee_user_id=row.payee_user_id,
+        provider=row.provider,
+        provider_ref=row.provider_ref,
+        correlation_id=row.correlation_id,
+        failure_code=row.failure_code,
+        history=history,
+    )
+
+
+class SqlIdempotencyStore:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+        self._pg = conn.dialect.name == "postgresql"
+
+    async def get(self, scope: str, key: str) -> IdempotencyRecord | None:
+        k = idempotency_keys
+        row = (await self._conn.execute(sa.select(k).where(k.c.scope == scope, k.c.key == key))).first()
+        if row is None:
+            return None
+        return IdempotencyRecord(
+            scope=row.scope,
+            key=row.key,
+            fingerprint=row.fingerprint,
+            outcome=Outcome(row.outcome),
+            body=json.loads(row.body) if row.body is not None else None,
+            payment_id=row.payment_id,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+        )
+
+    async def delete(self, scope: str, key: str) -> None:
+        k = idempotency_keys
+        await self._conn.execute(k.delete().where(k.c.scope == scope, k.c.key == key))
+
+    async def insert(
+        self,
+        request: IdempotencyRequest,
+        *,
+        outcome: Outcome,
+        body: dict[str, Any] | None,
+        payment_id: uuid.UUID | None,
+        at: datetime,
+        expires_at: datetime,
+    ) -> bool:
+        insert = (postgresql.insert if self._pg else sqlite.insert)(idempotency_keys)
+        result = await self._conn.execute(
+            insert.values(
+                scope=request.scope,
+                key=request.key,
+                fingerprint=request.fingerprint,
+                outcome=outcome.value,
+                body=json.dumps(body, separators=(",", ":")) if body is not None else None,
+                payment_id=payment_id,
+                created_at=at,
+                expires_at=expires_at,
+            )
+            .on_conflict_do_nothing(index_elements=["scope", "key"])
+            .returning(idempotency_keys.c.key)
+        )
+        return result.first() is not None
+
+    async def complete(self, request: IdempotencyRequest, *, outcome: Outcome, body: dict[str, Any]) -> None:
+        k = idempotency_keys
+        await self._conn.execute(
+            k.update()
+            .where(k.c.scope == request.scope, k.c.key == request.key)
+            .values(outcome=outcome.value, body=json.dumps(body, separators=(",", ":")))
+        )
+
+    async def purge_expired(self, now: datetime) -> int:
+        k = idempotency_keys
+        result = await self._conn.execute(k.delete().where(k.c.expires_at <= now))
+        return result.rowcount or 0

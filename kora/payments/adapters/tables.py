@@ -1,0 +1,62 @@
+"""Payments tables: the payment (current status), its append-only status history, and the
+idempotency records."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from kora.platform.db import UtcDateTime, metadata
+
+payments = sa.Table(
+    "payments",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("initiated_by", sa.Uuid, nullable=False),
+    sa.Column("payer_wallet_id", sa.Uuid, nullable=True),
+    sa.Column("payee_wallet_id", sa.Uuid, nullable=True),
+    sa.Column("payer_user_id", sa.Uuid, nullable=True),
+    sa.Column("payee_user_id", sa.Uuid, nullable=True),
+    sa.Column("provider", sa.String(32), nullable=True),
+    sa.Column("provider_ref", sa.String(128), nullable=True),
+    sa.Column("correlation_id", sa.String(64), nullable=True, index=True),
+    sa.Column("failure_code", sa.String(64), nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.CheckConstraint("amount > 0", name="amount_positive"),
+    sa.CheckConstraint(
+        "status IN ('INITIATED','AUTHORIZED','CAPTURED','SETTLED','FAILED','REVERSED')", name="status_known"
+    ),
+    # "My payments" pages: by party, newest first (ids are time-ordered uuid7).
+    sa.Index("ix_payments_payer_user", "payer_user_id", "id"),
+    sa.Index("ix_payments_payee_user", "payee_user_id", "id"),
+    sa.Index("ix_payments_initiated_by", "initiated_by", "id"),
+)
+
+payment_status_history = sa.Table(
+    "payment_status_history",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("payment_id", sa.Uuid, sa.ForeignKey("payments.id"), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("reason", sa.String(200), nullable=False),
+    sa.Column("actor", sa.String(80), nullable=False),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("scope", sa.String(80), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("body", sa.Text, nullable=True),
+    sa.Column("payment_id", sa.Uuid, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False, index=True),
+    sa.CheckConstraint("outcome IN ('in_flight','succeeded','failed')", name="outcome_known"),
+)

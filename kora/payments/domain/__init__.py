@@ -1,0 +1,1 @@
+"""The payments module's pure domain: the payment lifecycle and its rules."""

@@ -1,0 +1,90 @@
+"""Ports of the payments module. The composition root plugs adapters into them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+from kora.audit.ports import AuditRecorder
+from kora.ledger import Ledger
+from kora.payments.domain.idempotency import IdempotencyRecord, IdempotencyRequest, Outcome
+from kora.payments.domain.model import Payment
+from kora.providers import ProviderGateway
+
+
+class PaymentRepository(Protocol):
+    async def add(self, payment: Payment) -> None:
+        """Insert a new payment and its status history."""
+        ...
+
+    async def save(self, payment: Payment) -> None:
+        """Persist the payment's current status and append its new status changes."""
+        ...
+
+    async def get(self, payment_id: uuid.UUID, *, for_update: bool = False) -> Payment | None: ...
+
+    async def list_for_user(
+        self, user_id: uuid.UUID, *, limit: int, before_id: uuid.UUID | None
+    ) -> list[Payment]:
+        """Payments the user is a party to, newest first."""
+        ...
+
+
+class IdempotencyStore(Protocol):
+    async def get(self, scope: str, key: str) -> IdempotencyRecord | None: ...
+
+    async def delete(self, scope: str, key: str) -> None: ...
+
+    async def insert(
+        self,
+        request: IdempotencyRequest,
+        *,
+        outcome: Outcome,
+        body: dict[str, Any] | None,
+        payment_id: uuid.UUID | None,
+        at: datetime,
+        expires_at: datetime,
+    ) -> bool:
+        """Insert the record; False when the key already exists (a concurrent duplicate)."""
+        ...
+
+    async def complete(self, request: IdempotencyRequest, *, outcome: Outcome, body: dict[str, Any]) -> None: ...
+
+    async def purge_expired(self, now: datetime) -> int: ...
+
+
+class PaymentsUnitOfWork(Protocol):
+    """One database transaction spanning the payment, its ledger postings, its audit record and
+    its idempotency record."""
+
+    payments: PaymentRepository
+    idempotency: IdempotencyStore
+    ledger: Ledger
+    audit: AuditRecorder
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+    async def commit(self) -> None: ...
+
+
+PaymentsUnitOfWorkFactory = Callable[[], PaymentsUnitOfWork]
+
+
+class RecipientDirectory(Protocol):
+    async def user_for_phone(self, phone_number: str) -> uuid.UUID | None:
+        """The user registered with this phone number, if any (no hint otherwise)."""
+        ...
+
+
+class ProviderRegistry(Protocol):
+    def get(self, name: str) -> ProviderGateway | None: ...
+
+    @property
+    def default(self) -> str: ...

@@ -1,0 +1,584 @@
+"""Payment use cases: P2P transfers, cash-in and cash-out, reads.
+
+Each use case owns its unit of work: the payment row, its status history, its ledger
+postings, its audit record and its idempotency record commit together or not at all. A
+provider is never called while a transaction is open: cash-in/out commit the intent first,
+call the provider, then record the outcome in a second transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Protocol
+
+from loguru import logger
+from opentelemetry import trace
+
+from kora.kernel import Clock, InvalidAmount, Money, UnknownCurrency, new_id
+from kora.ledger import AccountKind, Direction, InsufficientFunds, LedgerError, Leg
+from kora.payments.domain.errors import (
+    FundsUnavailable,
+    InvalidPaymentAmount,
+    PaymentNotFound,
+    RecipientNotFound,
+    SameWallet,
+    UnknownProvider,
+    WalletNotFound,
+    WrongCurrency,
+)
+from kora.payments.domain.idempotency import (
+    IdempotencyRequest,
+    IdempotencyRequestInProgress,
+    Outcome,
+    decide,
+    fingerprint,
+    validate_key,
+)
+from kora.payments.domain.model import (
+    Payment,
+    PaymentError,
+    PaymentStatus,
+    PaymentType,
+)
+from kora.payments.ports import (
+    PaymentsUnitOfWork,
+    PaymentsUnitOfWorkFactory,
+    ProviderRegistry,
+    RecipientDirectory,
+)
+from kora.providers import ProviderGateway, ProviderOutcome, ProviderRequest, ProviderResult
+
+_tracer = trace.get_tracer("kora.payments")
+
+
+class PaymentMetrics(Protocol):
+    def payment_finished(self, payment_type: str, status: str) -> None: ...
+
+    def amount_moved(self, payment_type: str, currency: str, amount: int) -> None: ...
+
+    def idempotent_replay(self, route: str) -> None: ...
+
+    def idempotency_conflict(self, reason: str) -> None: ...
+
+    def ledger_posted(self, kind: str, seconds: float) -> None: ...
+
+
+class NullPaymentMetrics:
+    def payment_finished(self, payment_type: str, status: str) -> None:
+        pass
+
+    def amount_moved(self, payment_type: str, currency: str, amount: int) -> None:
+        pass
+
+    def idempotent_replay(self, route: str) -> None:
+        pass
+
+    def idempotency_conflict(self, reason: str) -> None:
+        pass
+
+    def ledger_posted(self, kind: str, seconds: float) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentResult:
+    """The answer to a money-moving request: the payment view on success, or the stored
+    failure `{code, detail}`; `replayed` when it comes from an earlier request's record."""
+
+    outcome: Outcome
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TransferCommand:
+    user_id: uuid.UUID
+    amount: int
+    currency: str
+    idempotency_key: str | None
+    recipient_phone_number: str | None = None
+    recipient_wallet_id: uuid.UUID | None = None
+    note: str | None = None
+    correlation_id: str | None = None
+
+    def fingerprint_body(self) -> dict[str, Any]:
+        return {
+            "amount": self.amount,
+            "currency": self.currency,
+            "recipient_phone_number": self.recipient_phone_number,
+            "recipient_wallet_id": str(self.recipient_wallet_id) if self.recipient_wallet_id else None,
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderMoveCommand:
+    user_id: uuid.UUID
+    amount: int
+    currency: str
+    idempotency_key: str | None
+    provider: str | None = None
+    correlation_id: str | None = None
+
+    def fingerprint_body(self) -> dict[str, Any]:
+        return {"amount": self.amount, "currency": self.currency, "provider": self.provider}
+
+
+class _DuplicateInFlight(Exception):
+    """A concurrent request with the same key committed first."""
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentsConfig:
+    wallet_currency: str = "XOF"
+    idempotency_ttl: timedelta = timedelta(hours=24)
+
+
+class PaymentsService:
+    def __init__(
+        self,
+        *,
+        uow_factory: PaymentsUnitOfWorkFactory,
+        directory: RecipientDirectory,
+        providers: ProviderRegistry,
+        clock: Clock,
+        config: PaymentsConfig | None = None,
+        metrics: PaymentMetrics | None = None,
+    ) -> None:
+        self._uow = uow_factory
+        self._directory = directory
+        self._providers = providers
+        self._clock = clock
+        self._config = config or PaymentsConfig()
+        self._metrics: PaymentMetrics = metrics or NullPaymentMetrics()
+
+    # ----------------------------------------------------------------- validation helpers
+    def _money(self, amount: int, code: str) -> Money:
+        try:
+            money = Money.payable(amount, code)
+        except UnknownCurrency as exc:
+            raise WrongCurrency(str(exc)) from exc
+        except InvalidAmount as exc:
+            raise InvalidPaymentAmount(str(exc)) from exc
+        if money.currency != self._config.wallet_currency:
+            raise WrongCurrency(
+                f"wallets are held in {self._config.wallet_currency}; {money.currency} is refused"
+            )
+        return money
+
+    async def _wallet_id(self, uow: PaymentsUnitOfWork, user_id: uuid.UUID) -> uuid.UUID:
+        account = await uow.ledger.open_wallet(user_id, self._config.wallet_currency)
+        return account.id
+
+    # ----------------------------------------------------------------- idempotency plumbing
+    async def _start(self, uow: PaymentsUnitOfWork, idem: IdempotencyRequest, payment_id: uuid.UUID) -> PaymentResult | None:
+        """Inside the use case's transaction: replay a known key, or claim it (in flight)."""
+        now = self._clock.now()
+        record = await uow.idempotency.get(idem.scope, idem.key)
+        if record is not None and record.is_expired(now):
+            await uow.idempotency.delete(idem.scope, idem.key)
+            record = None
+        if record is not None:
+            return self._replay(decide(record, idem))
+        claimed = await uow.idempotency.insert(
+            idem,
+            outcome=Outcome.IN_FLIGHT,
+            body=None,
+            payment_id=payment_id,
+            at=now,
+            expires_at=now + self._config.idempotency_ttl,
+        )
+        if not claimed:
+            raise _DuplicateInFlight
+        return None
+
+    def _replay(self, stored: Any) -> PaymentResult:
+        self._metrics.idempotent_replay("money")
+        return PaymentResult(stored.outcome, stored.body, replayed=True)
+
+    async def _replay_after_race(self, idem: IdempotencyRequest) -> PaymentResult:
+        async with self._uow() as uow:
+            record = await uow.idempotency.get(idem.scope, idem.key)
+        if record is None:  # the other request failed and released the key; tell the caller to retry
+            raise IdempotencyRequestInProgress("a concurrent request with this key did not complete")
+        try:
+            return self._replay(decide(record, idem))
+        except PaymentError as exc:
+            self._metrics.idempotency_conflict(exc.code)
+            raise
+
+    async def _store_failure(
+        self, idem: IdempotencyRequest, exc: Exception, *, payment_type: PaymentType, actor: str, correlation_id: str | None
+    ) -> PaymentResult:
+        code = getattr(exc, "code", "payment_failed")
+        body = {"code": code, "detail": str(exc)}
+        now = self._clock.now()
+        async with self._uow() as uow:
+            inserted = await uow.idempotency.insert(
+                idem,
+                outcome=Outcome.FAILED,
+                body=body,
+                payment_id=None,
+                at=now,
+                expires_at=now + self._config.idempotency_ttl,
+            )
+            if not inserted:
+                return await self._replay_after_race(idem)
+            await uow.audit.record(
+                actor=actor,
+                action=f"payment.{payment_type.value}.refused",
+                subject=actor,
+                correlation_id=correlation_id,
+                outcome="failure",
+                details={"code": code},
+            )
+            await uow.commit()
+        self._metrics.payment_finished(payment_type.value, "REFUSED")
+        logger.info("payment refused", payment_type=payment_type.value, code=code)
+        return PaymentResult(Outcome.FAILED, body)
+
+    # ----------------------------------------------------------------- P2P
+    async def transfer(self, cmd: TransferCommand) -> PaymentResult:
+        """Move money between two customer wallets at once (settles immediately).
+
+        Raises input errors (invalid amount/currency/key, key reused with another body, key in
+        flight) without storing anything; business refusals (insufficient funds, unknown
+        recipient, same wallet) are stored against the key and returned as a FAILED result.
+        """
+        money = self._money(cmd.amount, cmd.currency)
+        if (cmd.recipient_phone_number is None) == (cmd.recipient_wallet_id is None):
+            raise RecipientNotFound("give exactly one of recipient_phone_number or recipient_wallet_id")
+        idem = IdempotencyRequest(
+            f"user:{cmd.user_id}", validate_key(cmd.idempotency_key), fingerprint("transfer", cmd.fingerprint_body())
+        )
+        actor = f"user:{cmd.user_id}"
+        with _tracer.start_as_current_span("payments.transfer") as span:
+            recipient_user: uuid.UUID | None = None
+            if cmd.recipient_phone_number is not None:
+                recipient_user = await self._directory.user_for_phone(cmd.recipient_phone_number)
+            try:
+                result = await self._transfer(cmd, money, idem, recipient_user, actor)
+            except _DuplicateInFlight:
+                return await self._replay_after_race(idem)
+            except (LedgerError, RecipientNotFound, SameWallet, WalletNotFound) as exc:
+                failure = _business_error(exc)
+                span.set_attribute("kora.payment.refused", failure.code)
+                return await self._store_failure(
+                    idem, failure, payment_type=PaymentType.P2P, actor=actor, correlation_id=cmd.correlation_id
+                )
+            except PaymentError as exc:
+                self._metrics.idempotency_conflict(exc.code)
+                raise
+        return result
+
+    async def _transfer(
+        self,
+        cmd: TransferCommand,
+        money: Money,
+        idem: IdempotencyRequest,
+        recipient_user: uuid.UUID | None,
+        actor: str,
+    ) -> PaymentResult:
+        async with self._uow() as uow:
+            at = self._clock.now()
+            payment_id = new_id()
+            replay = await self._start(uow, idem, payment_id)
+            if replay is not None:
+                return replay
+            sender_wallet = await self._wallet_id(uow, cmd.user_id)
+            if cmd.recipient_wallet_id is not None:
+                account = await uow.ledger.account(cmd.recipient_wallet_id)
+                if account is None or account.kind is not AccountKind.WALLET:
+                    raise RecipientNotFound("no wallet with this id")
+                recipient_wallet = account.id
+                recipient_user = uuid.UUID(account.owner_ref)
+            elif recipient_user is not None:
+                recipient_wallet = await self._wallet_id(uow, recipient_user)
+            else:
+                raise RecipientNotFound("no customer with this phone number")
+            if recipient_wallet == sender_wallet:
+                raise SameWallet("a wallet cannot pay itself")
+            payment = Payment.initiate(
+                payment_id=payment_id,
+                type=PaymentType.P2P,
+                money=money,
+                at=at,
+                initiated_by=cmd.user_id,
+                actor=actor,
+                payer_wallet_id=sender_wallet,
+                payee_wallet_id=recipient_wallet,
+                payer_user_id=cmd.user_id,
+                payee_user_id=recipient_user,
+                correlation_id=cmd.correlation_id,
+            )
+            payment.transition(PaymentStatus.AUTHORIZED, at=at, reason="funds checked", actor=actor)
+            await uow.ledger.post(
+                kind="p2p",
+                legs=[
+                    Leg(sender_wallet, Direction.DEBIT, money),
+                    Leg(recipient_wallet, Direction.CREDIT, money),
+                ],
+                payment_id=payment.id,
+                correlation_id=cmd.correlation_id,
+            )
+            payment.transition(PaymentStatus.CAPTURED, at=at, reason="posted to ledger", actor=actor)
+            payment.transition(PaymentStatus.SETTLED, at=at, reason="internal transfer settles at once", actor="system")
+            await uow.payments.add(payment)
+            view = payment.view()
+            await uow.idempotency.complete(idem, outcome=Outcome.SUCCEEDED, body=view)
+            await uow.audit.record(
+                actor=actor,
+                action="payment.p2p.settled",
+                subject=f"payment:{payment.id}",
+                correlation_id=cmd.correlation_id,
+                details={"amount": money.amount, "currency": money.currency},
+            )
+            await uow.commit()
+        self._metrics.ledger_posted("p2p", uow.ledger.last_posting_seconds)
+        self._finished(payment)
+        return PaymentResult(Outcome.SUCCEEDED, view)
+
+    def _finished(self, payment: Payment) -> None:
+        self._metrics.payment_finished(payment.type.value, payment.status.value)
+        if payment.status is PaymentStatus.SETTLED:
+            self._metrics.amount_moved(payment.type.value, payment.money.currency, payment.money.amount)
+        logger.info(
+            "payment {status}",
+            status=payment.status.value,
+            payment_id=str(payment.id),
+            payment_type=payment.type.value,
+            amount=payment.money.amount,
+            currency=payment.money.currency,
+        )
+
+    # ----------------------------------------------------------------- cash-in / cash-out
+    async def cash_in(self, cmd: ProviderMoveCommand) -> PaymentResult:
+        """Fund the wallet from the customer's mobile-money account through a provider."""
+        return await self._provider_move(cmd, PaymentType.CASH_IN)
+
+    async def cash_out(self, cmd: ProviderMoveCommand) -> PaymentResult:
+        """Withdraw from the wallet to the customer's mobile-money account; funds are held
+        (AUTHORIZED) before the provider is called and captured when it confirms."""
+        return await self._provider_move(cmd, PaymentType.CASH_OUT)
+
+    def _gateway(self, name: str | None) -> ProviderGateway:
+        chosen = name or self._providers.default
+        gateway = self._providers.get(chosen)
+        if gateway is None:
+            raise UnknownProvider(f"provider {chosen!r} is not configured")
+        return gateway
+
+    async def _provider_move(self, cmd: ProviderMoveCommand, kind: PaymentType) -> PaymentResult:
+        money = self._money(cmd.amount, cmd.currency)
+        gateway = self._gateway(cmd.provider)
+        op = kind.value
+        idem = IdempotencyRequest(f"user:{cmd.user_id}", validate_key(cmd.idempotency_key), fingerprint(op, cmd.fingerprint_body()))
+        actor = f"user:{cmd.user_id}"
+        with _tracer.start_as_current_span(f"payments.{op}", attributes={"kora.provider": gateway.name}):
+            try:
+                started = await self._begin_provider_move(cmd, kind, money, gateway.name, idem, actor)
+            except _DuplicateInFlight:
+                return await self._replay_after_race(idem)
+            except (LedgerError, WalletNotFound) as exc:
+                return await self._store_failure(
+                    idem, _business_error(exc), payment_type=kind, actor=actor, correlation_id=cmd.correlation_id
+                )
+            except PaymentError as exc:
+                self._metrics.idempotency_conflict(exc.code)
+                raise
+            if isinstance(started, PaymentResult):
+                return started
+            payment, hold_id = started
+            request = ProviderRequest(payment.id, money, account_ref=str(cmd.user_id), correlation_id=cmd.correlation_id)
+            with _tracer.start_as_current_span(f"provider.{gateway.name}.{op}"):
+                try:
+                    result = await (gateway.collect(request) if kind is PaymentType.CASH_IN else gateway.disburse(request))
+                except Exception as exc:  # an ambiguous outcome: never guess, keep it pending
+                    logger.warning("provider call ended without an answer", provider=gateway.name, error=type(exc).__name__)
+                    result = ProviderResult(ProviderOutcome.PENDING)
+            return await self._finish_provider_move(payment.id, hold_id, result, idem, actor, cmd.correlation_id)
+
+    async def _begin_provider_move(
+        self,
+        cmd: ProviderMoveCommand,
+        kind: PaymentType,
+        money: Money,
+        provider: str,
+        idem: IdempotencyRequest,
+        actor: str,
+    ) -> PaymentResult | tuple[Payment, uuid.UUID | None]:
+        async with self._uow() as uow:
+            at = self._clock.now()
+            wallet = await self._wallet_id(uow, cmd.user_id)
+            payment = Payment.initiate(
+                type=kind,
+                money=money,
+                at=at,
+                initiated_by=cmd.user_id,
+                actor=actor,
+                payer_wallet_id=wallet if kind is PaymentType.CASH_OUT else None,
+                payee_wallet_id=wallet if kind is PaymentType.CASH_IN else None,
+                payer_user_id=cmd.user_id if kind is PaymentType.CASH_OUT else None,
+                payee_user_id=cmd.user_id if kind is PaymentType.CASH_IN else None,
+                provider=provider,
+                correlation_id=cmd.correlation_id,
+            )
+            replay = await self._start(uow, idem, payment.id)
+            if replay is not None:
+                return replay
+            hold_id: uuid.UUID | None = None
+            if kind is PaymentType.CASH_OUT:
+                hold = await uow.ledger.place_hold(wallet, money, payment_id=payment.id)
+                hold_id = hold.id
+                payment.transition(PaymentStatus.AUTHORIZED, at=at, reason="funds held", actor=actor)
+            await uow.payments.add(payment)
+            await uow.audit.record(
+                actor=actor,
+                action=f"payment.{kind.value}.{payment.status.value.lower()}",
+                subject=f"payment:{payment.id}",
+                correlation_id=cmd.correlation_id,
+                details={"amount": money.amount, "currency": money.currency, "provider": provider},
+            )
+            await uow.commit()
+        return payment, hold_id
+
+    async def _finish_provider_move(
+        self,
+        payment_id: uuid.UUID,
+        hold_id: uuid.UUID | None,
+        result: ProviderResult,
+        idem: IdempotencyRequest,
+        actor: str,
+        correlation_id: str | None,
+    ) -> PaymentResult:
+        provider_actor = "provider"
+        async with self._uow() as uow:
+            payment = await uow.payments.get(payment_id, for_update=True)
+            if payment is None:  # pragma: no cover - committed just before
+                raise PaymentNotFound(str(payment_id))
+            provider_actor = f"provider:{payment.provider}"
+            at = self._clock.now()
+            payment.provider_ref = result.provider_ref
+            if result.outcome is ProviderOutcome.SUCCEEDED:
+                await self._capture_and_settle(uow, payment, hold_id, provider_actor, correlation_id)
+            elif result.outcome is ProviderOutcome.FAILED:
+                if hold_id is not None:
+                    await uow.ledger.release_hold(hold_id)
+                payment.fail(at=at, code=result.failure_code or "provider_declined", actor=provider_actor)
+            await uow.payments.save(payment)
+            view = payment.view()
+            await uow.idempotency.complete(idem, outcome=Outcome.SUCCEEDED, body=view)
+            await uow.audit.record(
+                actor=provider_actor,
+                action=f"payment.{payment.type.value}.{payment.status.value.lower()}",
+                subject=f"payment:{payment.id}",
+                correlation_id=correlation_id,
+                outcome="failure" if payment.status is PaymentStatus.FAILED else "success",
+                details={"amount": payment.money.amount, "currency": payment.money.currency},
+            )
+            await uow.commit()
+        self._finished(payment)
+        return PaymentResult(Outcome.SUCCEEDED, view)
+
+    async def _capture_and_settle(
+        self,
+        uow: PaymentsUnitOfWork,
+        payment: Payment,
+        hold_id: uuid.UUID | None,
+        actor: str,
+        correlation_id: str | None,
+    ) -> None:
+        at = self._clock.now()
+        provider = payment.provider or "unknown"
+        money = payment.money
+        clearing = await uow.ledger.system_account(AccountKind.PROVIDER_CLEARING, money.currency, provider)
+        bank = await uow.ledger.system_account(AccountKind.SETTLEMENT_BANK, money.currency, provider)
+        if payment.type is PaymentType.CASH_IN:
+            assert payment.payee_wallet_id is not None
+            payment.transition(PaymentStatus.AUTHORIZED, at=at, reason="provider confirmed collection", actor=actor)
+            capture = [Leg(clearing.id, Direction.DEBIT, money), Leg(payment.payee_wallet_id, Direction.CREDIT, money)]
+            settle = [Leg(bank.id, Direction.DEBIT, money), Leg(clearing.id, Direction.CREDIT, money)]
+        else:
+            assert payment.payer_wallet_id is not None
+            capture = [Leg(payment.payer_wallet_id, Direction.DEBIT, money), Leg(clearing.id, Direction.CREDIT, money)]
+            settle = [Leg(clearing.id, Direction.DEBIT, money), Leg(bank.id, Direction.CREDIT, money)]
+        kind = payment.type.value
+        await uow.ledger.post(
+            kind=f"{kind}.capture",
+            legs=capture,
+            payment_id=payment.id,
+            correlation_id=correlation_id,
+            capture_holds=[hold_id] if hold_id else (),
+        )
+        payment.transition(PaymentStatus.CAPTURED, at=at, reason="provider confirmed", actor=actor)
+        await uow.ledger.post(kind=f"{kind}.settlement", legs=settle, payment_id=payment.id, correlation_id=correlation_id)
+        payment.transition(PaymentStatus.SETTLED, at=at, reason="sandbox provider settles at once", actor=actor)
+
+    # ----------------------------------------------------------------- reads
+    async def get_payment(self, payment_id: uuid.UUID, *, viewer: uuid.UUID, privileged: bool) -> dict[str, Any]:
+        """The payment's view; PaymentNotFound for anyone who is not a party (or support/admin)."""
+        async with self._uow() as uow:
+            payment = await uow.payments.get(payment_id)
+        if payment is None or not (privileged or payment.is_party(viewer)):
+            raise PaymentNotFound("no such payment")
+        return payment.view()
+
+    async def list_payments(
+        self, user_id: uuid.UUID, *, limit: int, cursor: uuid.UUID | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        async with self._uow() as uow:
+            payments = await uow.payments.list_for_user(user_id, limit=limit + 1, before_id=cursor)
+        page = payments[:limit]
+        next_cursor = str(page[-1].id) if len(payments) > limit else None
+        return [p.view() for p in page], next_cursor
+
+    async def wallet(self, user_id: uuid.UUID) -> dict[str, Any]:
+        async with self._uow() as uow:
+            wallet_id = await self._wallet_id(uow, user_id)
+            balance = await uow.ledger.balance(wallet_id)
+            await uow.commit()
+        return {
+            "wallet_id": str(wallet_id),
+            "currency": balance.currency,
+            "balance": balance.posted,
+            "available_balance": balance.available,
+        }
+
+    async def wallet_entries(
+        self, user_id: uuid.UUID, *, limit: int, cursor: int | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        async with self._uow() as uow:
+            wallet_id = await self._wallet_id(uow, user_id)
+            entries = await uow.ledger.history(wallet_id, limit=limit + 1, before_sequence=cursor)
+            await uow.commit()
+        page = entries[:limit]
+        next_cursor = str(page[-1].sequence) if len(entries) > limit else None
+        return [
+            {
+                "id": str(e.id),
+                "sequence": e.sequence,
+                "direction": e.direction.value,
+                "amount": e.amount if e.direction is Direction.CREDIT else -e.amount,
+                "currency": e.currency,
+                "balance_after": e.balance_after,
+                "payment_id": str(e.payment_id) if e.payment_id else None,
+                "transaction_id": str(e.transaction_id),
+                "created_at": e.created_at.isoformat(),
+            }
+            for e in page
+        ], next_cursor
+
+
+def _business_error(exc: Exception) -> PaymentError:
+    """Ledger refusals are reported in the payment's words."""
+    if isinstance(exc, PaymentError):
+        return exc
+    if isinstance(exc, InsufficientFunds):
+        return FundsUnavailable("the wallet's available balance does not cover this payment")
+    if isinstance(exc, LedgerError):
+        error = PaymentError(str(exc) or "the ledger refused the posting")
+        error.code = "ledger_refused"
+        return error
+    raise exc

@@ -1,0 +1,49 @@
+"""The provider port: how Kora asks a mobile-money (or card) provider to move money.
+
+The payments domain never knows which provider it talks to. Adapters translate one provider's
+API into these calls; an ambiguous outcome is reported as PENDING, never guessed.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass
+from typing import Protocol
+
+from kora.kernel import Money
+
+
+class ProviderOutcome(enum.StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    PENDING = "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRequest:
+    """Our payment id is the reference the provider deduplicates on."""
+
+    payment_id: uuid.UUID
+    money: Money
+    account_ref: str  # the customer's wallet reference at the provider (opaque, never logged)
+    correlation_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderResult:
+    outcome: ProviderOutcome
+    provider_ref: str | None = None
+    failure_code: str | None = None
+
+
+class ProviderGateway(Protocol):
+    name: str
+
+    async def collect(self, request: ProviderRequest) -> ProviderResult:
+        """Pull money from the customer's mobile-money account into ours (cash-in)."""
+        ...
+
+    async def disburse(self, request: ProviderRequest) -> ProviderResult:
+        """Push money from ours to the customer's mobile-money account (cash-out)."""
+        ...
