@@ -82,6 +82,11 @@ def validate_fields(
     _check_text("actor", actor, MAX_ACTOR_LENGTH)
     _check_text("subject", subject, MAX_SUBJECT_LENGTH)
     _check_text("action", action, MAX_ACTION_LENGTH)
+    for field, value in (("actor", actor), ("action", action), ("subject", subject)):
+        if looks_like_phone_number(value):
+            raise InvalidAuditRecordError(
+                f"{field} looks like it contains a phone number: use an opaque id instead"
+            )
     if not _ACTION.fullmatch(action):
         raise InvalidAuditRecordError("action must be a dotted lower-case name, e.g. `payment.p2p.captured`")
     _check_text("outcome", outcome, MAX_OUTCOME_LENGTH)
@@ -89,11 +94,6 @@ def validate_fields(
         raise InvalidAuditRecordError("outcome must be a lower-case code, e.g. `success`")
     if correlation_id is not None:
         _check_text("correlation_id", correlation_id, MAX_CORRELATION_ID_LENGTH)
-    for field, value in (("actor", actor), ("action", action), ("subject", subject)):
-        if looks_like_phone_number(value):
-            raise InvalidAuditRecordError(
-                f"{field} looks like it contains a phone number: use an opaque id instead"
-            )
 
 
 def is_denied_key(key: str) -> bool:
