@@ -1,0 +1,151 @@
+"""The composition root: builds adapters, wires them to the modules' ports, and hands the
+HTTP layer and the CLI a `Kora` container. Nothing is built at import time."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from types import TracebackType
+from typing import Self
+
+import sqlalchemy as sa
+from loguru import logger
+from prometheus_client import CollectorRegistry
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+# Importing the table modules registers every table on the shared metadata.
+import kora.audit.adapters.tables
+import kora.identity.adapters.tables
+import kora.ledger.adapters.tables
+import kora.payments.adapters.tables  # noqa: F401
+from kora.audit import SqlAuditTrail, audit_key_from_secret, verify_audit_chain
+from kora.audit.domain import AuditReport
+from kora.identity import IdentityService, build_identity_adapters
+from kora.identity.adapters.sql import SqlLoginThrottle, SqlRefreshTokenStore, SqlUserRepository
+from kora.kernel import Clock, SystemClock
+from kora.ledger import InvariantReport, Ledger
+from kora.ledger.adapters.sql import SqlLedgerStore
+from kora.observability import KoraMetrics, render_metrics
+from kora.payments import PaymentsConfig, PaymentsService
+from kora.payments.adapters.sql import SqlIdempotencyStore, SqlPaymentRepository
+from kora.platform.db import create_engine
+from kora.platform.settings import Settings
+from kora.platform.uow import SqlUnitOfWork
+from kora.providers import ProviderGateway, StaticProviderRegistry
+from kora.providers.adapters.sandbox import SandboxGateway
+
+
+class LedgerWalletOpener:
+    """Identity's WalletOpener port, served by the ledger in the same transaction."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    async def open_wallet(self, owner_id: uuid.UUID, currency: str) -> uuid.UUID:
+        return (await self._ledger.open_wallet(owner_id, currency)).id
+
+
+class KoraUnitOfWork(SqlUnitOfWork):
+    """One transaction, with every module's repositories built on its connection."""
+
+    def __init__(self, engine: AsyncEngine, *, clock: Clock, audit_key: bytes) -> None:
+        super().__init__(engine)
+        self._clock = clock
+        self._audit_key = audit_key
+
+    async def __aenter__(self) -> Self:
+        await super().__aenter__()
+        conn = self.connection
+        self.ledger = Ledger(SqlLedgerStore(conn), self._clock)
+        self.payments = SqlPaymentRepository(conn)
+        self.idempotency = SqlIdempotencyStore(conn)
+        self.audit = SqlAuditTrail(conn, key=self._audit_key, clock=self._clock)
+        self.users = SqlUserRepository(conn)
+        self.refresh_tokens = SqlRefreshTokenStore(conn)
+        self.throttle = SqlLoginThrottle(conn)
+        self.wallets = LedgerWalletOpener(self.ledger)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await super().__aexit__(exc_type, exc, tb)
+
+
+class IdentityDirectory:
+    """Payments' RecipientDirectory port, served by the identity module."""
+
+    def __init__(self, identity: IdentityService) -> None:
+        self._identity = identity
+
+    async def user_for_phone(self, phone_number: str) -> uuid.UUID | None:
+        return await self._identity.resolve_user_by_phone(phone_number)
+
+
+class Kora:
+    """Everything the entrypoints need, built once per process (or per test)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        providers: list[ProviderGateway] | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+        self.registry = registry or CollectorRegistry()
+        self.metrics = KoraMetrics(self.registry)
+        self._audit_key = audit_key_from_secret(settings.secret("KORA_AUDIT_KEY"))
+        adapters = build_identity_adapters(settings)
+        self.identity = IdentityService(
+            uow_factory=self.unit_of_work,
+            clock=self.clock,
+            settings=settings,
+            **adapters,
+        )
+        gateways = providers or [SandboxGateway()]
+        self.providers = StaticProviderRegistry(gateways, default=gateways[0].name)
+        self.payments = PaymentsService(
+            uow_factory=self.unit_of_work,
+            directory=IdentityDirectory(self.identity),
+            providers=self.providers,
+            clock=self.clock,
+            config=PaymentsConfig(),
+            metrics=self.metrics,
+        )
+
+    def unit_of_work(self) -> KoraUnitOfWork:
+        return KoraUnitOfWork(self.engine, clock=self.clock, audit_key=self._audit_key)
+
+    async def verify_ledger(self) -> InvariantReport:
+        async with self.unit_of_work() as uow:
+            report = await uow.ledger.verify()
+        by_check: dict[str, int] = {"EntriesBalance": 0, "BalanceMatchesEntries": 0, "NoNegativeWallet": 0}
+        for violation in report.violations:
+            by_check[violation.check] = by_check.get(violation.check, 0) + 1
+        self.metrics.set_invariant_report(by_check, time.time())
+        if not report.ok:
+            logger.error("ledger invariants violated", violations=len(report.violations))
+        return report
+
+    async def verify_audit(self) -> AuditReport:
+        async with self.engine.connect() as conn:
+            return await verify_audit_chain(conn, key=self._audit_key)
+
+    async def database_ready(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except Exception as exc:
+            logger.warning("database not ready", error=type(exc).__name__)
+            return False
+        return True
+
+    def render_metrics(self, accept: str | None) -> tuple[bytes, str]:
+        return render_metrics(self.registry, accept)
+
+    async def aclose(self) -> None:
+        await self.engine.dispose()

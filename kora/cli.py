@@ -1,0 +1,182 @@
+"""The `kora` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+import click
+
+from kora.platform.settings import Settings
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+@click.group()
+def main() -> None:
+    """Kora: wallet core for mobile-money neobanks."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="uvicorn worker processes")
+@click.option("--migrate/--no-migrate", default=True, show_default=True, help="bring the schema up to date first")
+def serve(host: str, port: int, workers: int, migrate: bool) -> None:
+    """Run the payment API."""
+    import uvicorn
+    from loguru import logger
+
+    from kora.observability import configure_logging
+
+    settings = _settings()
+    configure_logging(level=settings.log_level, json=settings.log_json)
+    if settings.generated_secrets:
+        logger.warning(
+            "development secrets generated locally (never use them in production)",
+            secrets=list(settings.generated_secrets),
+        )
+    if migrate:
+        from kora.platform.migrate import upgrade
+
+        upgrade(settings.database_url)
+        logger.info("database schema is up to date")
+    uvicorn.run(
+        "kora.http.asgi:build",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+    )
+
+
+@main.group()
+def db() -> None:
+    """Database schema (Alembic migrations)."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION."""
+    from kora.platform.migrate import upgrade
+
+    upgrade(_settings().database_url, revision)
+    click.echo(f"upgraded to {revision}")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision: str) -> None:
+    """Revert migrations down to REVISION (`base` for an empty schema)."""
+    from kora.platform.migrate import downgrade
+
+    downgrade(_settings().database_url, revision)
+    click.echo(f"downgraded to {revision}")
+
+
+def _run_with_kora(work: Any) -> Any:
+    from kora.bootstrap import Kora
+
+    async def runner() -> Any:
+        kora = Kora(_settings())
+        try:
+            return await work(kora)
+        finally:
+            await kora.aclose()
+
+    return asyncio.run(runner())
+
+
+@main.group()
+def ledger() -> None:
+    """Ledger operations."""
+
+
+@ledger.command("verify")
+def ledger_verify() -> None:
+    """Check every ledger invariant; exit 1 on any violation."""
+
+    async def work(kora: Any) -> Any:
+        return await kora.verify_ledger()
+
+    report = _run_with_kora(work)
+    click.echo(json.dumps(report.as_dict(), indent=2))
+    sys.exit(0 if report.ok else 1)
+
+
+@ledger.command("rebuild-balances")
+@click.option("--account", "account_id", default=None, help="only this account id")
+def ledger_rebuild(account_id: str | None) -> None:
+    """Recompute every balance from the entries' amounts alone and compare it with the
+    recorded `balance_after`; exit 1 if any differs."""
+    from kora.ledger.adapters.rebuild import rebuild_balances
+
+    async def work(kora: Any) -> Any:
+        async with kora.engine.connect() as conn:
+            return await rebuild_balances(conn, account_id=account_id)
+
+    rows = _run_with_kora(work)
+    mismatches = [r for r in rows if not r["matches"]]
+    click.echo(json.dumps({"accounts": len(rows), "mismatches": mismatches}, indent=2))
+    sys.exit(1 if mismatches else 0)
+
+
+@main.group()
+def audit() -> None:
+    """Audit trail operations."""
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Verify the audit hash chains; exit 1 and name the first broken link if any."""
+
+    async def work(kora: Any) -> Any:
+        return await kora.verify_audit()
+
+    report = _run_with_kora(work)
+    click.echo(json.dumps(report.as_dict(), indent=2, default=str))
+    sys.exit(0 if report.ok else 1)
+
+
+@main.group()
+def admin() -> None:
+    """Administration."""
+
+
+@admin.command("create")
+@click.option("--phone-number", required=True, help="E.164, e.g. +2250700000001")
+@click.password_option("--password", help="read from the prompt if omitted")
+def admin_create(phone_number: str, password: str) -> None:
+    """Create an admin user (admins are never created through the API)."""
+
+    async def work(kora: Any) -> Any:
+        return await kora.identity.create_admin(phone_number, password)
+
+    result = _run_with_kora(work)
+    click.echo(f"admin created: user_id={getattr(result, 'user_id', result)}")
+
+
+@main.command()
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True)
+@click.option("--concurrency", default=32, show_default=True, type=int)
+@click.option("--duration", default=20.0, show_default=True, type=float, help="seconds of load")
+@click.option("--users", default=200, show_default=True, type=int, help="wallets taking part")
+@click.option("--verify/--no-verify", default=True, show_default=True, help="run `ledger verify` after")
+def bench(url: str, concurrency: int, duration: float, users: int, verify: bool) -> None:
+    """Drive a P2P load against a running server and print throughput and latency percentiles."""
+    from kora.bench import run_bench
+
+    result = asyncio.run(run_bench(url=url, concurrency=concurrency, duration=duration, users=users))
+    click.echo(result.render())
+    if verify:
+        click.echo("ledger verification (this process reads KORA_DATABASE_URL):")
+        ledger_verify.main(args=[], standalone_mode=False)
+    sys.exit(0 if result.errors == 0 else 1)

@@ -1,0 +1,80 @@
+"""The FastAPI application factory (entrypoint layer)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from kora import __version__
+from kora.bootstrap import Kora
+from kora.http.problems import Problem, install_problem_handlers
+from kora.http.routes import auth, money, ops
+from kora.identity import IdentityError
+from kora.kernel import InvalidAmount, UnknownCurrency
+from kora.ledger import LedgerError
+from kora.observability import ObservabilityMiddleware
+from kora.payments import PaymentError
+
+API_DESCRIPTION = """
+Kora's payment API: wallets, P2P transfers, cash-in and cash-out on a double-entry ledger.
+
+* Amounts are integers in the currency's minor units (XOF has none).
+* Every money-moving POST requires an `Idempotency-Key` header; a retry with the same key and
+  body replays the first answer with `Idempotent-Replayed: true`.
+* Every response carries `X-Correlation-ID` (yours if well-formed). Errors are RFC 9457
+  `application/problem+json` with a stable `code`.
+* Authenticate with `Authorization: Bearer <access token>` and the `X-Device-ID` the token was
+  issued to.
+"""
+
+
+def create_app(kora: Kora, *, manage_lifecycle: bool = True) -> FastAPI:
+    """Build the app around an already-composed `Kora`. With `manage_lifecycle`, the app disposes
+    of it on shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if manage_lifecycle:
+            await kora.aclose()
+
+    app = FastAPI(
+        title="Kora payment API",
+        version=__version__,
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.kora = kora
+    install_problem_handlers(app, (PaymentError, LedgerError, IdentityError, InvalidAmount, UnknownCurrency))
+    app.include_router(auth.router)
+    app.include_router(money.router)
+    app.include_router(ops.router)
+    if kora.settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(kora.settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Correlation-ID", "X-Device-ID"],
+            expose_headers=["X-Correlation-ID", "Idempotent-Replayed"],
+        )
+    app.add_middleware(ObservabilityMiddleware, metrics=kora.metrics)
+    _declare_problem_schema(app)
+    return app
+
+
+def _declare_problem_schema(app: FastAPI) -> None:
+    original = app.openapi
+
+    def openapi() -> dict[str, object]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.setdefault("Problem", Problem.model_json_schema())
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

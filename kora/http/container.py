@@ -1,0 +1,32 @@
+"""What the HTTP layer reaches through `request.app.state.kora`: the services built by the
+composition root. Routes depend on this, never on adapters."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from fastapi import Request
+
+if TYPE_CHECKING:
+    from kora.identity import IdentityService
+    from kora.ledger import InvariantReport
+    from kora.observability import KoraMetrics
+    from kora.payments import PaymentsService
+    from kora.platform.settings import Settings
+
+
+class Services(Protocol):
+    settings: Settings
+    identity: IdentityService
+    payments: PaymentsService
+    metrics: KoraMetrics
+
+    async def verify_ledger(self) -> InvariantReport: ...
+
+    async def database_ready(self) -> bool: ...
+
+    def render_metrics(self, accept: str | None) -> tuple[bytes, str]: ...
+
+
+def services(request: Request) -> Any:
+    return request.app.state.kora
