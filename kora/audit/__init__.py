@@ -3,6 +3,16 @@ money movement, auth event and admin action — without PII.
 
 Other modules record through the `AuditRecorder` port (`SqlAuditTrail` in production,
 `InMemoryAuditTrail` in unit tests); operators verify with `verify_audit_chain`.
+
+Guarantees, and their limits:
+- The database refuses UPDATE, DELETE and TRUNCATE on `audit_log` (triggers in `ddl.py`).
+- Each record carries HMAC-SHA256 over its fields and its predecessor's hash, under a key the
+  database never sees: editing a record, or removing one from the middle of a chain, is
+  reported by `verify_audit_chain` even after the table owner disabled the triggers.
+- Removing a chain's last records leaves a valid shorter chain. The mitigation is external
+  anchoring: a scheduled job exports `chain_heads()` to an append-only store outside the
+  database (log pipeline, WORM bucket); `verify_audit_chain(anchors=<last export>)` then
+  reports a truncated (or rewritten) chain.
 """
 
 from kora.audit.adapters.ddl import (
