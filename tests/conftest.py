@@ -75,3 +75,30 @@ def postgres_database() -> Iterator[str]:
         yield f"{base}/{name}"
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _upgrade(url: str) -> None:
+    from kora.platform.migrate import upgrade
+
+    upgrade(url)
+
+
+@pytest.fixture
+def migrated_postgres_url(postgres_database: str) -> str:
+    """A fresh PostgreSQL database brought to head by the real migration chain."""
+    _upgrade(postgres_database)
+    return postgres_database
+
+
+@pytest.fixture
+def migrated_sqlite_url(tmp_sqlite_url: str) -> str:
+    _upgrade(tmp_sqlite_url)
+    return tmp_sqlite_url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def migrated_url(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return str(request.getfixturevalue("migrated_sqlite_url"))
+    return str(request.getfixturevalue("migrated_postgres_url"))
