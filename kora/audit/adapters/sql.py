@@ -43,7 +43,9 @@ class SqlAuditTrail:
     already serialized (BEGIN IMMEDIATE). The unique (chain, position) is the backstop.
     """
 
-    def __init__(self, conn: AsyncConnection, *, key: bytes, clock: Clock, chains: int = DEFAULT_CHAINS):
+    def __init__(
+        self, conn: AsyncConnection, *, key: bytes, clock: Clock, chains: int = DEFAULT_CHAINS
+    ) -> None:
         check_key(key)
         self._conn = conn
         self._key = key
