@@ -105,7 +105,8 @@ def is_denied_key(key: str) -> bool:
 
 def validate_details(details: Mapping[str, AuditDetail] | None) -> None:
     """Details are a flat mapping of ids, codes, amounts and flags: values are str, int, bool or
-    None (no floats, no nesting); keys never name personal data or credentials."""
+    None (no floats, no nesting). A key naming personal data or a credential is refused unless
+    its value is a flag or None, which cannot carry any (`password_rehashed: True` is fine)."""
     if details is None:
         return
     if not isinstance(details, Mapping):
@@ -117,7 +118,7 @@ def validate_details(details: Mapping[str, AuditDetail] | None) -> None:
             raise InvalidAuditRecordError(
                 "details keys must be short identifiers like `amount` or `currency`"
             )
-        if is_denied_key(key):
+        if value is not None and not isinstance(value, bool) and is_denied_key(key):
             raise InvalidAuditRecordError(f"details key {key!r} names personal data or a credential")
         if value is None or isinstance(value, int):  # bool is an int
             continue

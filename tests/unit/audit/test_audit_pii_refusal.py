@@ -104,6 +104,13 @@ def test_detail_keys_naming_personal_data_or_credentials_are_refused(key: str) -
         draft(details={key: "x"})
 
 
+def test_a_denied_key_may_hold_a_flag_or_none_which_cannot_carry_personal_data() -> None:
+    entry = draft(details={"password_rehashed": True, "email_verified": False, "phone": None})
+    assert entry.details == '{"email_verified":false,"password_rehashed":true,"phone":null}'
+    with pytest.raises(ValueError, match="names personal data"):
+        draft(details={"pin": 1234})
+
+
 @pytest.mark.parametrize(
     "key", ["amount", "currency", "provider", "payment_id", "reason", "shipping_fee", "risk.score"]
 )
