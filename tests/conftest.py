@@ -7,13 +7,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from kora.platform.db import create_engine, metadata
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "KORA_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -102,3 +103,41 @@ def migrated_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return str(request.getfixturevalue("migrated_sqlite_url"))
     return str(request.getfixturevalue("migrated_postgres_url"))
+
+
+@pytest.fixture
+async def api(migrated_url: str, tmp_path: Path) -> AsyncIterator[Any]:
+    """Kora's HTTP API in process (ASGI), on a migrated SQLite and PostgreSQL database."""
+    async with _api(migrated_url, tmp_path) as handle:
+        yield handle
+
+
+@pytest.fixture
+async def sqlite_api(migrated_sqlite_url: str, tmp_path: Path) -> AsyncIterator[Any]:
+    async with _api(migrated_sqlite_url, tmp_path) as handle:
+        yield handle
+
+
+@pytest.fixture
+async def postgres_api(migrated_postgres_url: str, tmp_path: Path) -> AsyncIterator[Any]:
+    async with _api(migrated_postgres_url, tmp_path) as handle:
+        yield handle
+
+
+@asynccontextmanager
+async def _api(url: str, tmp_path: Path) -> AsyncIterator[Any]:
+    import httpx
+    from asgi_lifespan import LifespanManager
+    from kora.bootstrap import Kora
+    from kora.http.app import create_app
+
+    from tests.support.api import Api, test_settings
+
+    kora = Kora(test_settings(url, tmp_path))
+    app = create_app(kora)
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://kora.test") as client:
+            handle = Api(client)
+            handle.kora = kora  # type: ignore[attr-defined]
+            yield handle
