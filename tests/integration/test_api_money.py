@@ -68,7 +68,7 @@ async def test_cash_in_transfer_cash_out_and_history(api: Api) -> None:
     more = await api.client.get(
         f"/v1/payments?limit=10&cursor={listed.json()['next_cursor']}", headers=alice.headers()
     )
-    assert [p["id"] for p in more.json()["items"]][0] == payment["id"]
+    assert next(p["id"] for p in more.json()["items"]) == payment["id"]
 
     report = await api.kora.verify_ledger()  # type: ignore[attr-defined]
     assert report.ok, report.violations
@@ -218,7 +218,8 @@ async def test_ops_endpoints(api: Api) -> None:
     assert (await api.client.get("/healthz")).json() == {"status": "ok"}
     assert (await api.client.get("/readyz")).status_code == 200
     jwks = (await api.client.get("/.well-known/jwks.json")).json()
-    assert jwks["keys"] and all("d" not in key for key in jwks["keys"])
+    assert jwks["keys"]
+    assert all("d" not in key for key in jwks["keys"])
     spec = (await api.client.get("/openapi.json")).json()
     for path in (
         "/v1/auth/register",
