@@ -48,8 +48,9 @@ class LedgerWalletOpener:
 class KoraUnitOfWork(SqlUnitOfWork):
     """One transaction, with every module's repositories built on its connection."""
 
-    def __init__(self, engine: AsyncEngine, *, clock: Clock, audit_key: bytes) -> None:
+    def __init__(self, engine: AsyncEngine, *, clock: Clock, audit_key: bytes, audit_chains: int) -> None:
         super().__init__(engine)
+        self._audit_chains = audit_chains
         self._clock = clock
         self._audit_key = audit_key
 
@@ -59,7 +60,7 @@ class KoraUnitOfWork(SqlUnitOfWork):
         self.ledger = Ledger(SqlLedgerStore(conn), self._clock)
         self.payments = SqlPaymentRepository(conn)
         self.idempotency = SqlIdempotencyStore(conn)
-        self.audit = SqlAuditTrail(conn, key=self._audit_key, clock=self._clock)
+        self.audit = SqlAuditTrail(conn, key=self._audit_key, clock=self._clock, chains=self._audit_chains)
         self.users = SqlUserRepository(conn)
         self.refresh_tokens = SqlRefreshTokenStore(conn)
         self.throttle = SqlLoginThrottle(conn)
@@ -118,7 +119,9 @@ class Kora:
         )
 
     def unit_of_work(self) -> KoraUnitOfWork:
-        return KoraUnitOfWork(self.engine, clock=self.clock, audit_key=self._audit_key)
+        return KoraUnitOfWork(
+            self.engine, clock=self.clock, audit_key=self._audit_key, audit_chains=self.settings.audit_chains
+        )
 
     async def verify_ledger(self) -> InvariantReport:
         async with self.unit_of_work() as uow:
@@ -133,7 +136,7 @@ class Kora:
 
     async def verify_audit(self) -> AuditReport:
         async with self.engine.connect() as conn:
-            return await verify_audit_chain(conn, key=self._audit_key)
+            return await verify_audit_chain(conn, key=self._audit_key, chains=self.settings.audit_chains)
 
     async def database_ready(self) -> bool:
         try:

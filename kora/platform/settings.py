@@ -68,6 +68,7 @@ class Settings:
     db_pool_size: int = 20
     # Argon2id cost; production keeps RFC 9106's low-memory profile (t=3, 64 MiB).
     argon2_time_cost: int = 3
+    audit_chains: int = 16
     argon2_memory_kib: int = 65536
 
     @property
@@ -120,6 +121,7 @@ class Settings:
             log_json=env.get("KORA_LOG_JSON", "true").lower() != "false",
             db_pool_size=int(env.get("KORA_DB_POOL_SIZE", 20)),
             argon2_time_cost=int(env.get("KORA_ARGON2_TIME_COST", 3)),
+            audit_chains=int(env.get("KORA_AUDIT_CHAINS", 16)),
             argon2_memory_kib=int(env.get("KORA_ARGON2_MEMORY_KIB", 65536)),
         )
 

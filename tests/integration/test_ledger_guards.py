@@ -140,7 +140,7 @@ async def test_wallet_cannot_go_negative_in_the_database(migrated_url: str) -> N
 async def test_unbalanced_transaction_is_refused_at_commit_on_postgres(migrated_postgres_url: str) -> None:
     alice, _ = await _funded_pair(migrated_postgres_url)
     # A chain-consistent single credit: only the deferred zero-sum check can catch it.
-    with pytest.raises(REFUSED, match="entries|balance"):
+    with pytest.raises(REFUSED, match=r"entries|balance"):
         await _raw_entry(
             migrated_postgres_url, account=alice, sequence=2, balance_after=1100, direction="credit"
         )
