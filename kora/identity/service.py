@@ -1,0 +1,461 @@
+"""Identity use cases: register, log in, refresh, log out, authenticate.
+
+Each use case owns its unit of work. Slow password hashing never runs inside an open
+transaction: a login reads what it needs, closes the transaction, verifies the password off
+the event loop, then opens a second short transaction to record the outcome.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, NoReturn
+
+from kora.identity.domain import (
+    AccessClaims,
+    AuthSession,
+    DeviceMismatch,
+    IdentityError,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    InvalidToken,
+    PasswordPolicy,
+    PhoneNumber,
+    PhoneNumberTaken,
+    Principal,
+    RefreshTokenRecord,
+    RefreshTokenReused,
+    Registration,
+    Role,
+    TokenPair,
+    UserNotFound,
+    UserProfile,
+    UserRecord,
+    normalize_password,
+    validate_device_id,
+    validate_display_name,
+)
+from kora.identity.login_guard import LoginGuard, ThrottleKeys
+from kora.identity.ports import (
+    BlindIndex,
+    IdentitySettings,
+    IdentityUnitOfWork,
+    PasswordHasher,
+    PhoneNormalizer,
+    PiiCipher,
+    TokenSigner,
+)
+from kora.kernel import Clock, new_id
+from kora.kernel.money import DEFAULT_CURRENCY
+
+ANONYMOUS = "anonymous"
+SYSTEM = "system"
+# Tokens are issued and checked by our own clocks; this only absorbs skew between replicas.
+_ISSUED_AT_LEEWAY = timedelta(seconds=30)
+
+
+def _actor(user_id: uuid.UUID) -> str:
+    return f"user:{user_id}"
+
+
+def _phone_context(user_id: uuid.UUID) -> str:
+    return f"users.phone:{user_id}"
+
+
+def _display_name_context(user_id: uuid.UUID) -> str:
+    return f"users.display_name:{user_id}"
+
+
+def hash_refresh_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+class IdentityService:
+    def __init__(
+        self,
+        *,
+        uow_factory: Callable[[], IdentityUnitOfWork],
+        hasher: PasswordHasher,
+        signer: TokenSigner,
+        cipher: PiiCipher,
+        index: BlindIndex,
+        phones: PhoneNormalizer,
+        clock: Clock,
+        settings: IdentitySettings,
+        policy: PasswordPolicy,
+        wallet_currency: str = DEFAULT_CURRENCY,
+    ) -> None:
+        self._uow = uow_factory
+        self._hasher = hasher
+        self._signer = signer
+        self._cipher = cipher
+        self._index = index
+        self._phones = phones
+        self._clock = clock
+        self._settings = settings
+        self._policy = policy
+        self._wallet_currency = wallet_currency
+        self._guard = LoginGuard(index=index, clock=clock, settings=settings)
+
+    # -- registration -------------------------------------------------------------------
+
+    async def register(
+        self,
+        *,
+        phone_number: str,
+        password: str,
+        display_name: str | None = None,
+        correlation_id: str | None = None,
+    ) -> Registration:
+        """Create a customer and open their wallet in one transaction.
+
+        Raises InvalidPhoneNumber, InvalidDisplayName, WeakPassword, PhoneNumberTaken.
+        """
+        user = await self._new_user(phone_number, password, display_name, frozenset({Role.CUSTOMER}))
+        async with self._uow() as uow:
+            await self._add_user(uow, user)
+            wallet_id = await uow.wallets.open_wallet(user.id, self._wallet_currency)
+            await uow.audit.record(
+                actor=_actor(user.id),
+                action="auth.registered",
+                subject=_actor(user.id),
+                correlation_id=correlation_id,
+                details={"wallet_id": str(wallet_id)},
+            )
+            await uow.commit()
+        return Registration(user_id=user.id, wallet_id=wallet_id)
+
+    async def create_admin(
+        self, phone_number: str, password: str, *, correlation_id: str | None = None
+    ) -> uuid.UUID:
+        """Create an administrator (no wallet). For the CLI only: no API route calls this."""
+        return await self.create_staff(phone_number, password, Role.ADMIN, correlation_id=correlation_id)
+
+    async def create_staff(
+        self,
+        phone_number: str,
+        password: str,
+        role: Role,
+        *,
+        display_name: str | None = None,
+        correlation_id: str | None = None,
+    ) -> uuid.UUID:
+        """Create a support or admin account (no wallet). For the CLI only."""
+        if role is Role.CUSTOMER:
+            raise ValueError("customers register themselves; staff roles are support and admin")
+        user = await self._new_user(phone_number, password, display_name, frozenset({role}))
+        async with self._uow() as uow:
+            await self._add_user(uow, user)
+            await uow.audit.record(
+                actor=SYSTEM,
+                action="auth.staff.created",
+                subject=_actor(user.id),
+                correlation_id=correlation_id,
+                details={"role": role.value},
+            )
+            await uow.commit()
+        return user.id
+
+    async def _new_user(
+        self, phone_number: str, password: str, display_name: str | None, roles: frozenset[Role]
+    ) -> UserRecord:
+        phone = self._phones.normalize(phone_number)
+        name = validate_display_name(display_name)
+        password = normalize_password(password)
+        self._policy.check(password, phone=phone)
+        user_id = new_id()
+        return UserRecord(
+            id=user_id,
+            phone_index=self._index.phone(phone.e164),
+            phone_ciphertext=self._cipher.encrypt(phone.e164, context=_phone_context(user_id)),
+            display_name_ciphertext=(
+                None if name is None else self._cipher.encrypt(name, context=_display_name_context(user_id))
+            ),
+            password_hash=await self._hasher.hash(password),
+            roles=roles,
+            created_at=self._clock.now(),
+        )
+
+    @staticmethod
+    async def _add_user(uow: IdentityUnitOfWork, user: UserRecord) -> None:
+        if await uow.users.get_by_phone_index(user.phone_index) is not None:
+            raise PhoneNumberTaken()
+        await uow.users.add(user)  # the unique index is the backstop against a concurrent twin
+
+    # -- login ---------------------------------------------------------------------------
+
+    async def login(
+        self,
+        *,
+        phone_number: str,
+        password: str,
+        device_id: str,
+        client_ip: str | None,
+        correlation_id: str | None = None,
+    ) -> TokenPair:
+        """Exchange credentials for an access token and a refresh token (a new session).
+
+        Raises InvalidCredentials (unknown number and wrong password alike), AccountLocked,
+        TooManyAttempts, InvalidDeviceId.
+        """
+        device_id = validate_device_id(device_id)
+        phone = self._normalize_or_none(phone_number)
+        phone_index = None if phone is None else self._index.phone(phone.e164)
+        keys = self._guard.keys(phone_index=phone_index, client_ip=client_ip)
+
+        async with self._uow() as uow:
+            lock = await self._guard.current_lock(uow.throttle, keys)
+            if lock is not None:
+                await self._audit_login_failure(uow, None, lock.code, "denied", correlation_id)
+                await uow.commit()
+                raise lock
+            user = None if phone_index is None else await uow.users.get_by_phone_index(phone_index)
+
+        password = normalize_password(password)
+        if user is not None and len(password) <= self._policy.max_length:
+            verified = await self._hasher.verify(user.password_hash, password)
+        else:
+            verified = False
+            await self._hasher.verify_dummy(password[: self._policy.max_length])
+        if user is None or not verified:
+            reason = (
+                "invalid_phone_number"
+                if phone is None
+                else "unknown_account"
+                if user is None
+                else "bad_password"
+            )
+            await self._record_failure(user, keys, reason, correlation_id)
+            raise InvalidCredentials()
+
+        new_hash = (
+            await self._hasher.hash(password) if self._hasher.needs_rehash(user.password_hash) else None
+        )
+        now = self._clock.now()
+        async with self._uow() as uow:
+            await self._guard.clear_account(uow.throttle, keys)
+            if new_hash is not None:
+                await uow.users.update_password_hash(user.id, new_hash, at=now)
+            session = AuthSession(id=new_id(), user_id=user.id, device_id=device_id, created_at=now)
+            await uow.refresh_tokens.open_session(session)
+            refresh_token = await self._add_refresh_token(uow, session.id, now)
+            await uow.audit.record(
+                actor=_actor(user.id),
+                action="auth.login.succeeded",
+                subject=_actor(user.id),
+                correlation_id=correlation_id,
+                details={"session_id": str(session.id), "password_rehashed": new_hash is not None},
+            )
+            await uow.commit()
+        return self._token_pair(user, session, refresh_token, now)
+
+    def _normalize_or_none(self, phone_number: str) -> PhoneNumber | None:
+        try:
+            return self._phones.normalize(phone_number)
+        except IdentityError:
+            return None
+
+    async def _record_failure(
+        self, user: UserRecord | None, keys: ThrottleKeys, reason: str, correlation_id: str | None
+    ) -> None:
+        """Count the failure, audit it (and any lock it starts), commit, and raise the lock
+        error if this failure started one."""
+        subject = ANONYMOUS if user is None else _actor(user.id)
+        async with self._uow() as uow:
+            await self._audit_login_failure(uow, user, reason, "failure", correlation_id)
+            new_locks = await self._guard.count_failure(uow.throttle, keys)
+            for lock in new_locks:
+                await uow.audit.record(
+                    actor=ANONYMOUS,
+                    action="auth.locked",
+                    subject=subject if lock.scope == "account" else ANONYMOUS,
+                    correlation_id=correlation_id,
+                    outcome="denied",
+                    details={"scope": lock.scope, "locked_seconds": lock.seconds},
+                )
+            await uow.commit()
+        if new_locks:
+            raise new_locks[0].error
+
+    @staticmethod
+    async def _audit_login_failure(
+        uow: IdentityUnitOfWork,
+        user: UserRecord | None,
+        reason: str,
+        outcome: str,
+        correlation_id: str | None,
+    ) -> None:
+        await uow.audit.record(
+            actor=ANONYMOUS,
+            action="auth.login.failed",
+            subject=ANONYMOUS if user is None else _actor(user.id),
+            correlation_id=correlation_id,
+            outcome=outcome,
+            details={"reason": reason},
+        )
+
+    # -- refresh, logout, authenticate ------------------------------------------------------
+
+    async def refresh(
+        self, *, refresh_token: str, device_id: str, correlation_id: str | None = None
+    ) -> TokenPair:
+        """Rotate a refresh token: the presented one is spent, a new one of the same session
+        is returned with a new access token.
+
+        Raises RefreshTokenReused (and revokes the whole session) when the token was already
+        used; InvalidRefreshToken when it is unknown, expired, revoked or from another device.
+        """
+        token_hash = hash_refresh_token(refresh_token)
+        now = self._clock.now()
+        async with self._uow() as uow:
+            token = await uow.refresh_tokens.get(token_hash)
+            if token is None:
+                raise InvalidRefreshToken()
+            session = await uow.refresh_tokens.get_session(token.session_id)
+            if session is None:
+                raise InvalidRefreshToken()
+            if token.used_at is not None:
+                await self._revoke_for_reuse(uow, session, now, correlation_id)
+            if session.is_revoked or token.revoked_at is not None or token.expires_at <= now:
+                raise InvalidRefreshToken()
+            if session.device_id != device_id:
+                raise InvalidRefreshToken()
+            user = await uow.users.get(session.user_id)
+            if user is None:
+                raise InvalidRefreshToken()
+            if not await uow.refresh_tokens.mark_used(token_hash, at=now):
+                await self._revoke_for_reuse(uow, session, now, correlation_id)
+            new_token = await self._add_refresh_token(uow, session.id, now)
+            await uow.audit.record(
+                actor=_actor(user.id),
+                action="auth.token.refreshed",
+                subject=_actor(user.id),
+                correlation_id=correlation_id,
+                details={"session_id": str(session.id)},
+            )
+            await uow.commit()
+        return self._token_pair(user, session, new_token, now)
+
+    @staticmethod
+    async def _revoke_for_reuse(
+        uow: IdentityUnitOfWork, session: AuthSession, now: datetime, correlation_id: str | None
+    ) -> NoReturn:
+        """A spent token came back: someone holds a copy. Kill the session (once), then raise."""
+        if session.is_revoked:
+            raise RefreshTokenReused()
+        await uow.refresh_tokens.revoke_session(session.id, at=now, reason="refresh_token_reused")
+        await uow.audit.record(
+            actor=ANONYMOUS,
+            action="auth.refresh.reuse_detected",
+            subject=_actor(session.user_id),
+            correlation_id=correlation_id,
+            outcome="denied",
+            details={"session_id": str(session.id)},
+        )
+        await uow.commit()
+        raise RefreshTokenReused()
+
+    async def logout(self, principal: Principal, correlation_id: str | None = None) -> None:
+        """Revoke the caller's session: its refresh tokens stop working at once, and so do its
+        access tokens (authenticate checks the session)."""
+        async with self._uow() as uow:
+            await uow.refresh_tokens.revoke_session(
+                principal.session_id, at=self._clock.now(), reason="logout"
+            )
+            await uow.audit.record(
+                actor=principal.actor,
+                action="auth.logout",
+                subject=principal.actor,
+                correlation_id=correlation_id,
+                details={"session_id": str(principal.session_id)},
+            )
+            await uow.commit()
+
+    async def authenticate(self, access_token: str, device_id: str) -> Principal:
+        """The principal of a valid access token presented by the device it was issued to.
+
+        Raises InvalidToken (bad signature, unknown kid, wrong issuer/audience, expired,
+        session revoked) or DeviceMismatch. Costs one primary-key read of the session.
+        """
+        claims = self._signer.verify(access_token)
+        now = self._clock.now()
+        if claims.expires_at <= now or claims.issued_at > now + _ISSUED_AT_LEEWAY:
+            raise InvalidToken()
+        if claims.device_id != device_id:
+            raise DeviceMismatch()
+        async with self._uow() as uow:
+            session = await uow.refresh_tokens.get_session(claims.session_id)
+        if session is None or session.is_revoked or session.user_id != claims.user_id:
+            raise InvalidToken()
+        return Principal(
+            user_id=claims.user_id,
+            roles=claims.roles,
+            device_id=claims.device_id,
+            session_id=claims.session_id,
+        )
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    async def resolve_user_by_phone(self, phone_number: str) -> uuid.UUID | None:
+        """The id of the customer with this phone number, or None (staff accounts are not
+        payees). Raises InvalidPhoneNumber for something that is not a phone number."""
+        phone = self._phones.normalize(phone_number)
+        async with self._uow() as uow:
+            user = await uow.users.get_by_phone_index(self._index.phone(phone.e164))
+        if user is None or Role.CUSTOMER not in user.roles:
+            return None
+        return user.id
+
+    async def profile(self, user_id: uuid.UUID) -> UserProfile:
+        """The decrypted profile of a user. Raises UserNotFound."""
+        async with self._uow() as uow:
+            user = await uow.users.get(user_id)
+        if user is None:
+            raise UserNotFound()
+        name = user.display_name_ciphertext
+        return UserProfile(
+            user_id=user.id,
+            phone_number=self._cipher.decrypt(user.phone_ciphertext, context=_phone_context(user.id)),
+            display_name=None
+            if name is None
+            else self._cipher.decrypt(name, context=_display_name_context(user.id)),
+            roles=user.roles,
+            created_at=user.created_at,
+        )
+
+    def jwks(self) -> dict[str, Any]:
+        return self._signer.jwks()
+
+    # -- tokens ----------------------------------------------------------------------------
+
+    async def _add_refresh_token(self, uow: IdentityUnitOfWork, session_id: uuid.UUID, now: datetime) -> str:
+        token = secrets.token_urlsafe(32)
+        await uow.refresh_tokens.add(
+            RefreshTokenRecord(
+                token_hash=hash_refresh_token(token),
+                session_id=session_id,
+                issued_at=now,
+                expires_at=now + timedelta(seconds=self._settings.refresh_token_ttl_seconds),
+            )
+        )
+        return token
+
+    def _token_pair(
+        self, user: UserRecord, session: AuthSession, refresh_token: str, now: datetime
+    ) -> TokenPair:
+        ttl = self._settings.access_token_ttl_seconds
+        access_token = self._signer.sign(
+            AccessClaims(
+                user_id=user.id,
+                session_id=session.id,
+                device_id=session.device_id,
+                roles=user.roles,
+                issued_at=now,
+                expires_at=now + timedelta(seconds=ttl),
+                token_id=new_id().hex,
+            )
+        )
+        return TokenPair(access_token=access_token, refresh_token=refresh_token, expires_in=ttl)
