@@ -1,0 +1,3 @@
+from kora.cli import main
+
+main()
