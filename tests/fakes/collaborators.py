@@ -1,0 +1,92 @@
+"""Fakes of the payments module's other collaborators: the recipient directory, provider
+gateways and metrics."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+from kora.providers import ProviderOutcome, ProviderRequest, ProviderResult
+
+
+class FakeDirectory:
+    """`RecipientDirectory`: phone number → user id."""
+
+    def __init__(self, users: Mapping[str, uuid.UUID] | None = None) -> None:
+        self._users = dict(users or {})
+        self.lookups = 0
+
+    def add(self, phone_number: str, user_id: uuid.UUID) -> None:
+        self._users[phone_number] = user_id
+
+    async def user_for_phone(self, phone_number: str) -> uuid.UUID | None:
+        self.lookups += 1
+        return self._users.get(phone_number)
+
+
+def succeeded(*, provider_ref: str = "scripted-ref") -> ProviderResult:
+    return ProviderResult(ProviderOutcome.SUCCEEDED, provider_ref=provider_ref)
+
+
+def failed(code: str, *, provider_ref: str | None = "scripted-ref") -> ProviderResult:
+    return ProviderResult(ProviderOutcome.FAILED, provider_ref=provider_ref, failure_code=code)
+
+
+def pending(*, provider_ref: str | None = None) -> ProviderResult:
+    return ProviderResult(ProviderOutcome.PENDING, provider_ref=provider_ref)
+
+
+ScriptedAnswer: TypeAlias = ProviderResult | BaseException
+
+
+class ScriptedGateway:
+    """A `ProviderGateway` that answers from a script, in order, then keeps giving the last
+    answer. An answer that is an exception is raised (e.g. `TimeoutError()`). Every call is
+    kept in `calls` as (operation, request)."""
+
+    def __init__(self, *, answers: Sequence[ScriptedAnswer], name: str = "scripted") -> None:
+        if not answers:
+            raise ValueError("a scripted gateway needs at least one answer")
+        self.name = name
+        self._answers = list(answers)
+        self.calls: list[tuple[str, ProviderRequest]] = []
+
+    def _answer(self, operation: str, request: ProviderRequest) -> ProviderResult:
+        self.calls.append((operation, request))
+        answer = self._answers.pop(0) if len(self._answers) > 1 else self._answers[0]
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    async def collect(self, request: ProviderRequest) -> ProviderResult:
+        return self._answer("collect", request)
+
+    async def disburse(self, request: ProviderRequest) -> ProviderResult:
+        return self._answer("disburse", request)
+
+
+@dataclass
+class RecordingPaymentMetrics:
+    """`PaymentMetrics` that keeps every call as (method, args)."""
+
+    calls: list[tuple[str, tuple[object, ...]]] = field(default_factory=list)
+
+    def named(self, method: str) -> list[tuple[object, ...]]:
+        return [args for name, args in self.calls if name == method]
+
+    def payment_finished(self, payment_type: str, status: str) -> None:
+        self.calls.append(("payment_finished", (payment_type, status)))
+
+    def amount_moved(self, payment_type: str, currency: str, amount: int) -> None:
+        self.calls.append(("amount_moved", (payment_type, currency, amount)))
+
+    def idempotent_replay(self, route: str) -> None:
+        self.calls.append(("idempotent_replay", (route,)))
+
+    def idempotency_conflict(self, reason: str) -> None:
+        self.calls.append(("idempotency_conflict", (reason,)))
+
+    def ledger_posted(self, kind: str, seconds: float) -> None:
+        self.calls.append(("ledger_posted", (kind, seconds)))

@@ -1,0 +1,157 @@
+"""In-memory payment repository and idempotency store, faithful to the SQL adapters: stored
+payments are copies (a caller's object is never shared with the table), new status changes are
+appended and cleared on add/save, and idempotency bodies go through JSON as in the database."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from kora.payments import Outcome, Payment
+from kora.payments.domain.idempotency import IdempotencyRecord, IdempotencyRequest
+
+
+@dataclass
+class PaymentState:
+    """The payments and payment_status_history tables. Stored payments are never mutated in
+    place, so copying the dict is a snapshot."""
+
+    payments: dict[uuid.UUID, Payment] = field(default_factory=dict)
+
+    def copy(self) -> PaymentState:
+        return PaymentState(dict(self.payments))
+
+
+def _stored(payment: Payment) -> Payment:
+    stored = copy.deepcopy(payment)
+    stored.new_changes = []
+    return stored
+
+
+class InMemoryPaymentRepository:
+    """`kora.payments.ports.PaymentRepository` over a `PaymentState`."""
+
+    def __init__(self, state: PaymentState | None = None) -> None:
+        self.state = state if state is not None else PaymentState()
+
+    async def add(self, payment: Payment) -> None:
+        if payment.id in self.state.payments:
+            raise LookupError(f"payment {payment.id} already exists")
+        # The SQL adapter inserts the row, then exactly the not-yet-persisted changes.
+        stored = _stored(payment)
+        stored.history = list(payment.new_changes)
+        self.state.payments[payment.id] = stored
+        payment.new_changes.clear()
+
+    async def save(self, payment: Payment) -> None:
+        existing = self.state.payments.get(payment.id)
+        if existing is None:
+            raise LookupError(f"payment {payment.id} does not exist")
+        stored = _stored(existing)
+        stored.status = payment.status
+        stored.provider_ref = payment.provider_ref
+        stored.failure_code = payment.failure_code
+        stored.updated_at = payment.updated_at
+        stored.history = [*existing.history, *payment.new_changes]
+        self.state.payments[payment.id] = stored
+        payment.new_changes.clear()
+
+    async def get(self, payment_id: uuid.UUID, *, for_update: bool = False) -> Payment | None:
+        stored = self.state.payments.get(payment_id)
+        return copy.deepcopy(stored) if stored is not None else None
+
+    async def list_for_user(
+        self, user_id: uuid.UUID, *, limit: int, before_id: uuid.UUID | None
+    ) -> list[Payment]:
+        mine = [
+            p
+            for p in self.state.payments.values()
+            if p.is_party(user_id) and (before_id is None or p.id < before_id)
+        ]
+        mine.sort(key=lambda p: p.id, reverse=True)
+        return [copy.deepcopy(p) for p in mine[:limit]]
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRow:
+    fingerprint: str
+    outcome: Outcome
+    body_json: str | None
+    payment_id: uuid.UUID | None
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass
+class IdempotencyState:
+    """The idempotency_keys table, keyed by (scope, key)."""
+
+    rows: dict[tuple[str, str], IdempotencyRow] = field(default_factory=dict)
+
+    def copy(self) -> IdempotencyState:
+        return IdempotencyState(dict(self.rows))
+
+
+def _json(body: dict[str, Any] | None) -> str | None:
+    return json.dumps(body, separators=(",", ":")) if body is not None else None
+
+
+class InMemoryIdempotencyStore:
+    """`kora.payments.ports.IdempotencyStore` over an `IdempotencyState`."""
+
+    def __init__(self, state: IdempotencyState | None = None) -> None:
+        self.state = state if state is not None else IdempotencyState()
+
+    async def get(self, scope: str, key: str) -> IdempotencyRecord | None:
+        row = self.state.rows.get((scope, key))
+        if row is None:
+            return None
+        return IdempotencyRecord(
+            scope=scope,
+            key=key,
+            fingerprint=row.fingerprint,
+            outcome=row.outcome,
+            body=json.loads(row.body_json) if row.body_json is not None else None,
+            payment_id=row.payment_id,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+        )
+
+    async def delete(self, scope: str, key: str) -> None:
+        self.state.rows.pop((scope, key), None)
+
+    async def insert(
+        self,
+        request: IdempotencyRequest,
+        *,
+        outcome: Outcome,
+        body: dict[str, Any] | None,
+        payment_id: uuid.UUID | None,
+        at: datetime,
+        expires_at: datetime,
+    ) -> bool:
+        key = (request.scope, request.key)
+        if key in self.state.rows:
+            return False
+        self.state.rows[key] = IdempotencyRow(
+            request.fingerprint, outcome, _json(body), payment_id, at, expires_at
+        )
+        return True
+
+    async def complete(self, request: IdempotencyRequest, *, outcome: Outcome, body: dict[str, Any]) -> None:
+        key = (request.scope, request.key)
+        row = self.state.rows.get(key)
+        if row is not None:  # like the SQL UPDATE: no row, nothing to do
+            self.state.rows[key] = IdempotencyRow(
+                row.fingerprint, outcome, _json(body), row.payment_id, row.created_at, row.expires_at
+            )
+
+    async def purge_expired(self, now: datetime) -> int:
+        expired = [key for key, row in self.state.rows.items() if row.expires_at <= now]
+        for key in expired:
+            del self.state.rows[key]
+        return len(expired)
