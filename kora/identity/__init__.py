@@ -1,9 +1,10 @@
 """Identity: users, credentials, sessions and devices, roles.
 
-The public interface other modules use. Adapters for the composition root live in
-`kora.identity.adapters` (not imported here, so importing this pulls in no framework).
+The public interface other modules use, plus `build_identity_adapters` for the composition
+root (the individual adapter classes are in `kora.identity.adapters`).
 """
 
+from kora.identity.adapters.factory import build_identity_adapters
 from kora.identity.domain import (
     AccountLocked,
     AuthenticationRequired,
@@ -28,7 +29,7 @@ from kora.identity.domain import (
     UserProfile,
     WeakPassword,
 )
-from kora.identity.ports import IdentityUnitOfWork, WalletOpener
+from kora.identity.ports import IdentityAdapters, IdentityUnitOfWork, WalletOpener
 from kora.identity.service import IdentityService
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "AuthenticationRequired",
     "DeviceMismatch",
     "Forbidden",
+    "IdentityAdapters",
     "IdentityError",
     "IdentityService",
     "IdentityUnitOfWork",
@@ -57,4 +59,5 @@ __all__ = [
     "UserProfile",
     "WalletOpener",
     "WeakPassword",
+    "build_identity_adapters",
 ]

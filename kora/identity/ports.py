@@ -8,12 +8,13 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal, Protocol, Self
+from typing import Any, Literal, Protocol, Self, TypedDict
 
 from kora.audit.ports import AuditRecorder
 from kora.identity.domain import (
     AccessClaims,
     AuthSession,
+    PasswordPolicy,
     PhoneNumber,
     RefreshTokenRecord,
     ThrottleState,
@@ -186,3 +187,15 @@ class IdentitySettings(Protocol):
 
     @property
     def login_ip_max_failures(self) -> int: ...
+
+
+class IdentityAdapters(TypedDict):
+    """The technology-bound collaborators of IdentityService, as keyword arguments:
+    `IdentityService(uow_factory=..., clock=..., settings=..., **adapters)`."""
+
+    hasher: PasswordHasher
+    signer: TokenSigner
+    cipher: PiiCipher
+    index: BlindIndex
+    phones: PhoneNormalizer
+    policy: PasswordPolicy

@@ -7,7 +7,7 @@ from kora.identity.adapters.crypto import (
     HmacBlindIndex,
     PiiDecryptionError,
 )
-from kora.identity.adapters.factory import IdentityAdapters, build_identity_adapters, build_identity_service
+from kora.identity.adapters.factory import build_identity_adapters
 from kora.identity.adapters.phone import PhonenumbersNormalizer
 from kora.identity.adapters.sql import SqlLoginThrottle, SqlRefreshTokenStore, SqlUserRepository
 from kora.identity.adapters.tokens import Ed25519Keyring, JwtEdDsaSigner, KeyringEntry
@@ -18,7 +18,6 @@ __all__ = [
     "Argon2PasswordHasher",
     "Ed25519Keyring",
     "HmacBlindIndex",
-    "IdentityAdapters",
     "JwtEdDsaSigner",
     "KeyringEntry",
     "PhonenumbersNormalizer",
@@ -28,6 +27,5 @@ __all__ = [
     "SqlRefreshTokenStore",
     "SqlUserRepository",
     "build_identity_adapters",
-    "build_identity_service",
     "load_common_passwords",
 ]

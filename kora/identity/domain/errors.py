@@ -95,7 +95,7 @@ class RefreshTokenReused(IdentityError):
 
 
 class AuthenticationRequired(IdentityError):
-    code = "authentication_required"
+    code = "not_authenticated"
     default_message = "a bearer access token and an X-Device-ID header are required"
 
 

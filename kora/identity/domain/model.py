@@ -34,8 +34,10 @@ class Principal:
     device_id: str
     session_id: uuid.UUID
 
-    def has_role(self, role: Role) -> bool:
-        return role in self.roles
+    def has_role(self, role: Role | str) -> bool:
+        """Whether the principal holds `role` (a Role or its name; an unknown name is a bug
+        and raises ValueError)."""
+        return Role(role) in self.roles
 
     @property
     def actor(self) -> str:
