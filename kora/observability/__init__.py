@@ -1,4 +1,10 @@
-"""Observability: correlation ids, structured scrubbed logs, traces and metrics."""
+"""Observability: correlation ids, structured scrubbed logs, traces and metrics.
+
+A technical module every other module may use. Nothing is built at import time: the
+composition root calls, in order, :func:`configure_logging`, :func:`configure_tracing`,
+``KoraMetrics(registry)``, :func:`instrument_engine`, then builds the app with
+``FastAPI(telemetry=fastapi_telemetry_off())`` and adds :class:`ObservabilityMiddleware` last.
+"""
 
 from kora.observability.correlation import (
     CORRELATION_HEADER,
@@ -7,12 +13,30 @@ from kora.observability.correlation import (
     is_valid_correlation_id,
     new_correlation_id,
 )
+from kora.observability.logging import configure_logging
 from kora.observability.scrubbing import is_sensitive_key, scrub, scrub_value
+from kora.observability.tracing import (
+    configure_tracing,
+    current_trace_ids,
+    extract_context,
+    extract_context_from_asgi_headers,
+    get_tracer,
+    inject_context,
+    instrument_engine,
+)
 
 __all__ = [
     "CORRELATION_HEADER",
+    "configure_logging",
+    "configure_tracing",
     "correlation_scope",
+    "current_trace_ids",
+    "extract_context",
+    "extract_context_from_asgi_headers",
     "get_correlation_id",
+    "get_tracer",
+    "inject_context",
+    "instrument_engine",
     "is_sensitive_key",
     "is_valid_correlation_id",
     "new_correlation_id",
