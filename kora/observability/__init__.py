@@ -14,6 +14,14 @@ from kora.observability.correlation import (
     new_correlation_id,
 )
 from kora.observability.logging import configure_logging
+from kora.observability.metrics import (
+    HTTP_DURATION_BUCKETS,
+    UNMATCHED_ROUTE,
+    KoraMetrics,
+    render_metrics,
+    safe_label,
+)
+from kora.observability.middleware import ObservabilityMiddleware, fastapi_telemetry_off, security_headers
 from kora.observability.scrubbing import is_sensitive_key, scrub, scrub_value
 from kora.observability.tracing import (
     configure_tracing,
@@ -27,12 +35,17 @@ from kora.observability.tracing import (
 
 __all__ = [
     "CORRELATION_HEADER",
+    "HTTP_DURATION_BUCKETS",
+    "UNMATCHED_ROUTE",
+    "KoraMetrics",
+    "ObservabilityMiddleware",
     "configure_logging",
     "configure_tracing",
     "correlation_scope",
     "current_trace_ids",
     "extract_context",
     "extract_context_from_asgi_headers",
+    "fastapi_telemetry_off",
     "get_correlation_id",
     "get_tracer",
     "inject_context",
@@ -40,6 +53,9 @@ __all__ = [
     "is_sensitive_key",
     "is_valid_correlation_id",
     "new_correlation_id",
+    "render_metrics",
+    "safe_label",
     "scrub",
     "scrub_value",
+    "security_headers",
 ]

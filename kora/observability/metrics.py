@@ -1,0 +1,211 @@
+"""Prometheus metrics: HTTP RED per route template and the business signals the SLOs and
+alerts are built on. Everything lives on a :class:`CollectorRegistry` passed in, never the
+global one, so an app (or a test) owns its metrics.
+
+Label values are low-cardinality by construction: callers pass enum-like words, and any
+value that does not look like one (too long, digit runs, spaces...) is recorded as
+``"other"`` instead of opening a new series per user, phone number or raw path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
+
+from kora.observability.tracing import current_trace_ids
+
+# The latency SLO thresholds (0.15 ... 0.5 s) are bucket bounds, so burn-rate rules can
+# count "requests faster than X" exactly instead of interpolating.
+HTTP_DURATION_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.25,
+    0.3,
+    0.35,
+    0.4,
+    0.45,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+LEDGER_POSTING_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+UNMATCHED_ROUTE = "unmatched"
+OTHER = "other"
+_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
+# Enum-like words and route templates; no digit run long enough to be an id or a number.
+_SAFE_LABEL = re.compile(r"[A-Za-z_/][A-Za-z0-9_.:/{}-]{0,79}")
+_DIGIT_RUN = re.compile(r"\d{5}")
+
+
+@lru_cache(maxsize=4096)
+def safe_label(value: str) -> str:
+    """``value`` when it is fit to be a label value, else ``"other"``."""
+    if _SAFE_LABEL.fullmatch(value) is None or _DIGIT_RUN.search(value) is not None:
+        return OTHER
+    return value
+
+
+def _exemplar(trace_id: str | None = None) -> dict[str, str] | None:
+    """The exemplar linking an observation to its trace, when a trace is active."""
+    if trace_id is None:
+        trace_id = current_trace_ids()[0]
+    return {"trace_id": trace_id} if trace_id else None
+
+
+class KoraMetrics:
+    """Every Kora metric, registered on ``registry``; methods are named after what happened."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        # HTTP RED
+        self._http_requests = Counter(
+            "kora_http_requests",
+            "HTTP requests handled, by method, route template and status code.",
+            ("method", "route", "status"),
+            registry=registry,
+        )
+        self._http_duration = Histogram(
+            "kora_http_request_duration_seconds",
+            "HTTP request duration (first byte in to last byte out), by method and route template.",
+            ("method", "route"),
+            buckets=HTTP_DURATION_BUCKETS,
+            registry=registry,
+        )
+        self._http_in_flight = Gauge(
+            "kora_http_requests_in_flight", "HTTP requests being handled right now.", registry=registry
+        )
+        # Business
+        self._payments = Counter(
+            "kora_payments",
+            "Payments that reached a final outcome, by type and status.",
+            ("type", "status"),
+            registry=registry,
+        )
+        self._amount_moved = Counter(
+            "kora_payment_amount_minor",
+            "Money moved by payments, in minor units of the currency.",
+            ("type", "currency"),
+            registry=registry,
+        )
+        self._idempotent_replays = Counter(
+            "kora_idempotent_replays",
+            "Requests answered from a stored response (same Idempotency-Key, same request).",
+            ("route",),
+            registry=registry,
+        )
+        self._idempotency_conflicts = Counter(
+            "kora_idempotency_conflicts",
+            "Requests refused because their Idempotency-Key was reused or is in flight.",
+            ("reason",),
+            registry=registry,
+        )
+        self._auth_failures = Counter(
+            "kora_auth_failures", "Failed authentication attempts, by reason.", ("reason",), registry=registry
+        )
+        self._lockouts = Counter(
+            "kora_auth_lockouts",
+            "Lockouts triggered by repeated authentication failures, by scope.",
+            ("scope",),
+            registry=registry,
+        )
+        self._ledger_postings = Counter(
+            "kora_ledger_postings", "Journal transactions posted, by kind.", ("kind",), registry=registry
+        )
+        self._ledger_posting_duration = Histogram(
+            "kora_ledger_posting_duration_seconds",
+            "Time to post one journal transaction.",
+            buckets=LEDGER_POSTING_BUCKETS,
+            registry=registry,
+        )
+        self._invariant_violations = Gauge(
+            "kora_ledger_invariant_violations",
+            "Violations found by the last ledger verification run, by check.",
+            ("check",),
+            registry=registry,
+        )
+        self._verify_last_run = Gauge(
+            "kora_ledger_verify_last_run_timestamp_seconds",
+            "Unix time of the last completed ledger verification run.",
+            registry=registry,
+        )
+        self._audit_records = Counter(
+            "kora_audit_records", "Audit records written, by action.", ("action",), registry=registry
+        )
+
+    # HTTP -----------------------------------------------------------------------------
+    def http_request_started(self) -> None:
+        self._http_in_flight.inc()
+
+    def http_request_finished(self) -> None:
+        self._http_in_flight.dec()
+
+    def observe_http(
+        self, method: str, route: str, status: int | str, seconds: float, trace_id: str | None = None
+    ) -> None:
+        """One handled request. ``route`` is the route template (``/items/{item_id}``) or
+        ``"unmatched"``; ``trace_id`` becomes the exemplar of both series."""
+        method = method if method in _HTTP_METHODS else OTHER
+        route = safe_label(route)
+        exemplar = {"trace_id": trace_id} if trace_id else None
+        self._http_requests.labels(method, route, str(status)).inc(exemplar=exemplar)
+        self._http_duration.labels(method, route).observe(seconds, exemplar=exemplar)
+
+    # Business -------------------------------------------------------------------------
+    def payment_finished(self, type: str, status: str) -> None:
+        """A payment reached a final outcome (``status``: captured, settled, failed...)."""
+        self._payments.labels(safe_label(type), safe_label(status)).inc(exemplar=_exemplar())
+
+    def amount_moved(self, type: str, currency: str, amount: int) -> None:
+        """``amount`` minor units of ``currency`` moved by a payment of ``type``."""
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+            raise ValueError("amount must be a non-negative int of minor units")
+        self._amount_moved.labels(safe_label(type), safe_label(currency)).inc(amount, exemplar=_exemplar())
+
+    def idempotent_replay(self, route: str) -> None:
+        self._idempotent_replays.labels(safe_label(route)).inc(exemplar=_exemplar())
+
+    def idempotency_conflict(self, reason: str) -> None:
+        self._idempotency_conflicts.labels(safe_label(reason)).inc(exemplar=_exemplar())
+
+    def auth_failure(self, reason: str) -> None:
+        self._auth_failures.labels(safe_label(reason)).inc(exemplar=_exemplar())
+
+    def lockout(self, scope: str) -> None:
+        self._lockouts.labels(safe_label(scope)).inc(exemplar=_exemplar())
+
+    def ledger_posted(self, kind: str, seconds: float) -> None:
+        """One journal transaction of ``kind`` posted in ``seconds``."""
+        exemplar = _exemplar()
+        self._ledger_postings.labels(safe_label(kind)).inc(exemplar=exemplar)
+        self._ledger_posting_duration.observe(seconds, exemplar=exemplar)
+
+    def set_invariant_report(self, violations_by_check: Mapping[str, int], at: float) -> None:
+        """Publish a ledger verification run: violations per check (0 when clean) and the
+        Unix time it completed. Pass every check, including the clean ones."""
+        for check, violations in violations_by_check.items():
+            self._invariant_violations.labels(safe_label(check)).set(violations)
+        self._verify_last_run.set(at)
+
+    def audit_recorded(self, action: str) -> None:
+        self._audit_records.labels(safe_label(action)).inc()
+
+
+def render_metrics(registry: CollectorRegistry, accept_header: str | None) -> tuple[bytes, str]:
+    """(body, content type) for a scrape: OpenMetrics, with exemplars, when the scraper's
+    Accept header asks for ``application/openmetrics-text``; the classic text format else."""
+    encoder, content_type = choose_encoder(accept_header or "")
+    return encoder(registry), content_type
