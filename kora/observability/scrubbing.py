@@ -39,6 +39,10 @@ _KV = re.compile(
 )
 _BEARER = re.compile(r"(?i)(?P<scheme>\bbearer\s+)[A-Za-z0-9._~+/=-]{4,}")
 _EMAIL = re.compile(r"[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+# Database errors quote the offending values: SQLAlchemy's "[parameters: (...)]" line and
+# PostgreSQL's "Key (column)=(value)" detail.
+_SQL_PARAMETERS = re.compile(r"\[parameters: [^\n]*\]")
+_SQL_KEY_DETAIL = re.compile(r"(Key \([^)]*\)=\()[^)]*(\))")
 _PHONE = re.compile(
     # An international number written with separators: +225 07 01 02 03 04, +1-555-123-4567.
     r"(?<![\w+])\+\d{1,3}(?:[ .-]?\d){7,14}(?!\d)"
@@ -88,7 +92,8 @@ def _redact_bearer(match: re.Match[str]) -> str:
 
 def scrub(text: str) -> str:
     """``text`` with phone numbers, long digit runs, e-mail addresses, JWTs, bearer tokens,
-    PEM blocks and ``password=...``-style values replaced by redaction markers."""
+    PEM blocks, ``password=...``-style values and the values quoted by database errors
+    replaced by redaction markers."""
     if "-----BEGIN" in text:
         text = _PEM.sub("[REDACTED:pem]", text)
     if "eyJ" in text:
@@ -100,6 +105,10 @@ def scrub(text: str) -> str:
         text = _BEARER.sub(_redact_bearer, text)
     if "@" in text:
         text = _EMAIL.sub("[REDACTED:email]", text)
+    if "[parameters: " in text:
+        text = _SQL_PARAMETERS.sub("[parameters: [REDACTED]]", text)
+    if "Key (" in text:
+        text = _SQL_KEY_DETAIL.sub(r"\1[REDACTED]\2", text)
     return _PHONE.sub("[REDACTED:number]", text)
 
 

@@ -29,7 +29,10 @@ JWT = (
         ('{"password": "hunter2", "refresh_token": "rt-123"}', "rt-123"),
         ("api_key=ak_live_123 used", "ak_live_123"),
         ("pin: 1234", "1234"),
-        ("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0B\n-----END PRIVATE KEY-----", "MIIEvQIBADANBgkqhkiG9w0B"),
+        (
+            "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0B\n-----END PRIVATE KEY-----",
+            "MIIEvQIBADANBgkqhkiG9w0B",
+        ),
         ("mail ada.lovelace@example.com", "ada.lovelace@example.com"),
     ],
 )
@@ -113,3 +116,17 @@ def test_scrub_value_walks_containers_and_keeps_numbers() -> None:
     }
     assert scrub_value("pin", 1234) == "[REDACTED]"
     assert scrub_value("password", None) is None
+
+
+def test_database_errors_lose_the_values_they_quote() -> None:
+    sqlalchemy_error = (
+        "(sqlite3.IntegrityError) UNIQUE constraint failed: users.display_name\n"
+        "[SQL: INSERT INTO users (display_name, phone) VALUES (?, ?)]\n"
+        "[parameters: ('Awa Koné', 'x')]\n"
+        "(Background on this error at: https://sqlalche.me/e/20/gkpj)"
+    )
+    scrubbed = scrub(sqlalchemy_error)
+    assert "Awa Koné" not in scrubbed
+    assert "[SQL: INSERT INTO users (display_name, phone) VALUES (?, ?)]" in scrubbed
+    postgres_detail = "DETAIL:  Key (display_name)=(Awa Koné) already exists."
+    assert scrub(postgres_detail) == "DETAIL:  Key (display_name)=([REDACTED]) already exists."
