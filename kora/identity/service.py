@@ -7,15 +7,12 @@ the event loop, then opens a second short transaction to record the outcome.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 from kora.identity.domain import (
-    AccessClaims,
     AuthSession,
     DeviceMismatch,
     IdentityError,
@@ -26,7 +23,6 @@ from kora.identity.domain import (
     PhoneNumber,
     PhoneNumberTaken,
     Principal,
-    RefreshTokenRecord,
     RefreshTokenReused,
     Registration,
     Role,
@@ -48,6 +44,7 @@ from kora.identity.ports import (
     PiiCipher,
     TokenSigner,
 )
+from kora.identity.tokens import TokenIssuer, hash_refresh_token
 from kora.kernel import Clock, new_id
 from kora.kernel.money import DEFAULT_CURRENCY
 
@@ -69,11 +66,10 @@ def _display_name_context(user_id: uuid.UUID) -> str:
     return f"users.display_name:{user_id}"
 
 
-def hash_refresh_token(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8")).digest()
-
-
 class IdentityService:
+    """Identity's use cases. Build it in the composition root:
+    `IdentityService(uow_factory=..., clock=..., settings=..., **build_identity_adapters(settings))`."""
+
     def __init__(
         self,
         *,
@@ -95,9 +91,9 @@ class IdentityService:
         self._index = index
         self._phones = phones
         self._clock = clock
-        self._settings = settings
         self._policy = policy
         self._wallet_currency = wallet_currency
+        self._tokens = TokenIssuer(signer=signer, settings=settings)
         self._guard = LoginGuard(index=index, clock=clock, settings=settings)
 
     # -- registration -------------------------------------------------------------------
@@ -221,14 +217,7 @@ class IdentityService:
             verified = False
             await self._hasher.verify_dummy(password[: self._policy.max_length])
         if user is None or not verified:
-            reason = (
-                "invalid_phone_number"
-                if phone is None
-                else "unknown_account"
-                if user is None
-                else "bad_password"
-            )
-            await self._record_failure(user, keys, reason, correlation_id)
+            await self._record_failure(user, keys, _failure_reason(phone, user), correlation_id)
             raise InvalidCredentials()
 
         new_hash = (
@@ -241,7 +230,7 @@ class IdentityService:
                 await uow.users.update_password_hash(user.id, new_hash, at=now)
             session = AuthSession(id=new_id(), user_id=user.id, device_id=device_id, created_at=now)
             await uow.refresh_tokens.open_session(session)
-            refresh_token = await self._add_refresh_token(uow, session.id, now)
+            refresh_token = await self._tokens.add_refresh_token(uow.refresh_tokens, session.id, now)
             await uow.audit.record(
                 actor=_actor(user.id),
                 action="auth.login.succeeded",
@@ -250,7 +239,7 @@ class IdentityService:
                 details={"session_id": str(session.id), "password_rehashed": new_hash is not None},
             )
             await uow.commit()
-        return self._token_pair(user, session, refresh_token, now)
+        return self._tokens.token_pair(user, session, refresh_token, now)
 
     def _normalize_or_none(self, phone_number: str) -> PhoneNumber | None:
         try:
@@ -328,7 +317,7 @@ class IdentityService:
                 raise InvalidRefreshToken()
             if not await uow.refresh_tokens.mark_used(token_hash, at=now):
                 await self._revoke_for_reuse(uow, session, now, correlation_id)
-            new_token = await self._add_refresh_token(uow, session.id, now)
+            new_token = await self._tokens.add_refresh_token(uow.refresh_tokens, session.id, now)
             await uow.audit.record(
                 actor=_actor(user.id),
                 action="auth.token.refreshed",
@@ -337,7 +326,7 @@ class IdentityService:
                 details={"session_id": str(session.id)},
             )
             await uow.commit()
-        return self._token_pair(user, session, new_token, now)
+        return self._tokens.token_pair(user, session, new_token, now)
 
     @staticmethod
     async def _revoke_for_reuse(
@@ -429,33 +418,8 @@ class IdentityService:
     def jwks(self) -> dict[str, Any]:
         return self._signer.jwks()
 
-    # -- tokens ----------------------------------------------------------------------------
 
-    async def _add_refresh_token(self, uow: IdentityUnitOfWork, session_id: uuid.UUID, now: datetime) -> str:
-        token = secrets.token_urlsafe(32)
-        await uow.refresh_tokens.add(
-            RefreshTokenRecord(
-                token_hash=hash_refresh_token(token),
-                session_id=session_id,
-                issued_at=now,
-                expires_at=now + timedelta(seconds=self._settings.refresh_token_ttl_seconds),
-            )
-        )
-        return token
-
-    def _token_pair(
-        self, user: UserRecord, session: AuthSession, refresh_token: str, now: datetime
-    ) -> TokenPair:
-        ttl = self._settings.access_token_ttl_seconds
-        access_token = self._signer.sign(
-            AccessClaims(
-                user_id=user.id,
-                session_id=session.id,
-                device_id=session.device_id,
-                roles=user.roles,
-                issued_at=now,
-                expires_at=now + timedelta(seconds=ttl),
-                token_id=new_id().hex,
-            )
-        )
-        return TokenPair(access_token=access_token, refresh_token=refresh_token, expires_in=ttl)
+def _failure_reason(phone: PhoneNumber | None, user: UserRecord | None) -> str:
+    if phone is None:
+        return "invalid_phone_number"
+    return "unknown_account" if user is None else "bad_password"

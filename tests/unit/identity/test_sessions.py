@@ -11,7 +11,7 @@ from kora.identity import (
     RefreshTokenReused,
     TokenPair,
 )
-from kora.identity.service import hash_refresh_token
+from kora.identity.tokens import hash_refresh_token
 
 from .fakes import DEVICE, PASSWORD, PHONE, World, build_world, ed25519_pem, keyring_json, make_settings
 
