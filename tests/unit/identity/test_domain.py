@@ -99,6 +99,9 @@ def test_principal_roles() -> None:
     )
     assert principal.has_role(Role.SUPPORT)
     assert not principal.has_role(Role.ADMIN)
+    assert principal.has_role("support")
+    with pytest.raises(ValueError, match="superuser"):
+        principal.has_role("superuser")
     assert principal.actor == f"user:{principal.user_id}"
 
 
