@@ -22,7 +22,6 @@ from kora.ledger import (
 from kora.payments import Payment, PaymentsConfig, PaymentsService
 from kora.providers import ProviderGateway, StaticProviderRegistry
 from kora.providers.adapters.sandbox import SandboxGateway
-
 from tests.fakes.collaborators import FakeDirectory, RecordingPaymentMetrics
 from tests.fakes.ledger import HoldRow, InMemoryLedgerStore
 from tests.fakes.payments import IdempotencyRow

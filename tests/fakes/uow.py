@@ -17,7 +17,6 @@ from kora.audit import AuditDetail, AuditRecorder, InMemoryAuditTrail
 from kora.kernel import Clock
 from kora.ledger import Ledger
 from kora.payments.ports import IdempotencyStore, PaymentRepository
-
 from tests.fakes.ledger import InMemoryLedgerStore, LedgerState
 from tests.fakes.payments import (
     IdempotencyState,
@@ -37,6 +36,8 @@ class InMemoryDatabase:
     payments: PaymentState = field(default_factory=PaymentState)
     idempotency: IdempotencyState = field(default_factory=IdempotencyState)
     commits: int = 0
+    # Units of work currently inside their `async with` block (a provider call must see 0).
+    open_units: int = 0
 
 
 class StagedAudit:
@@ -109,6 +110,7 @@ class InMemoryUnitOfWork:
         if self._open:
             raise RuntimeError("unit of work entered twice")
         self._open = True
+        self._db.open_units += 1
         self._begin()
         return self
 
@@ -128,6 +130,7 @@ class InMemoryUnitOfWork:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._open = False
+        self._db.open_units -= 1
 
 
 class InMemoryUnitOfWorkFactory:
