@@ -50,11 +50,13 @@ class BenchResult:
         mean = statistics.fmean(self.latencies) * 1000 if self.latencies else float("nan")
         return "\n".join(
             [
-                f"transfers ok:   {len(self.latencies)} in {self.duration:.1f}s (concurrency {self.concurrency})",
+                f"transfers ok:   {len(self.latencies)} in {self.duration:.1f}s"
+                f" (concurrency {self.concurrency})",
                 f"throughput:     {throughput:.1f} transfers/s",
                 f"latency ms:     p50 {self.percentile(0.50):.1f}  p95 {self.percentile(0.95):.1f}  "
                 f"p99 {self.percentile(0.99):.1f}  mean {mean:.1f}  max {self.percentile(1.0):.1f}",
-                f"errors:         {self.errors} ({error_rate:.2%}) statuses {dict(sorted(self.statuses.items()))}",
+                f"errors:         {self.errors} ({error_rate:.2%})"
+                f" statuses {dict(sorted(self.statuses.items()))}",
             ]
         )
 

@@ -48,6 +48,15 @@ class LedgerWalletOpener:
 class KoraUnitOfWork(SqlUnitOfWork):
     """One transaction, with every module's repositories built on its connection."""
 
+    ledger: Ledger
+    payments: SqlPaymentRepository
+    idempotency: SqlIdempotencyStore
+    audit: SqlAuditTrail
+    users: SqlUserRepository
+    refresh_tokens: SqlRefreshTokenStore
+    throttle: SqlLoginThrottle
+    wallets: LedgerWalletOpener
+
     def __init__(self, engine: AsyncEngine, *, clock: Clock, audit_key: bytes, audit_chains: int) -> None:
         super().__init__(engine)
         self._audit_chains = audit_chains

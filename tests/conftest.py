@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from kora.platform.db import create_engine, metadata
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from kora.platform.db import create_engine, metadata
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "KORA_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -128,9 +129,9 @@ async def postgres_api(migrated_postgres_url: str, tmp_path: Path) -> AsyncItera
 async def _api(url: str, tmp_path: Path) -> AsyncIterator[Any]:
     import httpx
     from asgi_lifespan import LifespanManager
+
     from kora.bootstrap import Kora
     from kora.http.app import create_app
-
     from tests.support.api import Api, test_settings
 
     kora = Kora(test_settings(url, tmp_path))

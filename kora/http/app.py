@@ -15,7 +15,7 @@ from kora.http.routes import auth, money, ops
 from kora.identity import IdentityError
 from kora.kernel import InvalidAmount, UnknownCurrency
 from kora.ledger import LedgerError
-from kora.observability import ObservabilityMiddleware
+from kora.observability import ObservabilityMiddleware, fastapi_telemetry_off
 from kora.payments import PaymentError
 
 API_DESCRIPTION = """
@@ -46,6 +46,8 @@ def create_app(kora: Kora, *, manage_lifecycle: bool = True) -> FastAPI:
         version=__version__,
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        # Kora's own middleware traces requests (by route template, without the query string).
+        telemetry=fastapi_telemetry_off(),
     )
     app.state.kora = kora
     install_problem_handlers(app, (PaymentError, LedgerError, IdentityError, InvalidAmount, UnknownCurrency))
@@ -57,7 +59,13 @@ def create_app(kora: Kora, *, manage_lifecycle: bool = True) -> FastAPI:
             CORSMiddleware,
             allow_origins=list(kora.settings.cors_origins),
             allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Correlation-ID", "X-Device-ID"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "X-Correlation-ID",
+                "X-Device-ID",
+            ],
             expose_headers=["X-Correlation-ID", "Idempotent-Replayed"],
         )
     app.add_middleware(ObservabilityMiddleware, metrics=kora.metrics)

@@ -47,6 +47,9 @@ STATUS_BY_CODE: dict[str, tuple[int, str]] = {
     "phone_number_taken": (409, "Phone number already registered"),
     "weak_password": (422, "Password does not meet the policy"),
     "invalid_phone_number": (422, "Invalid phone number"),
+    "invalid_display_name": (422, "Invalid display name"),
+    "invalid_device_id": (422, "Invalid device id"),
+    "user_not_found": (404, "User not found"),
     "internal_error": (500, "Internal error"),
     "service_unavailable": (503, "Service unavailable"),
 }
@@ -101,8 +104,12 @@ def problem_responses(*codes: str) -> dict[int | str, dict[str, Any]]:
     for code in codes:
         status, title = STATUS_BY_CODE[code]
         entry = out.setdefault(status, {"model": Problem, "description": ""})
-        entry["description"] = (entry["description"] + "; " if entry["description"] else "") + f"`{code}`: {title}"
-        entry.setdefault("content", {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}})
+        entry["description"] = (
+            entry["description"] + "; " if entry["description"] else ""
+        ) + f"`{code}`: {title}"
+        entry.setdefault(
+            "content", {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        )
     return out
 
 
@@ -113,13 +120,16 @@ def _validation_errors(exc: RequestValidationError) -> tuple[str, list[dict[str,
         if err.get("type") == "json_invalid":
             code = "malformed_request"
         # Never echo the input back: it may hold a phone number or a password.
-        errors.append({"loc": [str(p) for p in err.get("loc", ())], "msg": err.get("msg", ""), "type": err.get("type")})
+        errors.append(
+            {"loc": [str(p) for p in err.get("loc", ())], "msg": err.get("msg", ""), "type": err.get("type")}
+        )
     return code, errors
 
 
 def install_problem_handlers(app: FastAPI, domain_errors: tuple[type[Exception], ...]) -> None:
     """Map validation, routing and domain errors to problems. Unexpected exceptions are left to
     the observability middleware, which logs them and answers a 500 problem."""
+
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
         code, errors = _validation_errors(exc)

@@ -47,13 +47,13 @@ class LedgerStore(Protocol):
 
     async def balance(self, account_id: uuid.UUID) -> Balance: ...
 
-    async def entries(
-        self, account_id: uuid.UUID, *, limit: int, before_sequence: int | None
-    ) -> list[Entry]:
+    async def entries(self, account_id: uuid.UUID, *, limit: int, before_sequence: int | None) -> list[Entry]:
         """Newest first."""
         ...
 
-    async def transaction_for_payment(self, payment_id: uuid.UUID, kind: str) -> JournalTransaction | None: ...
+    async def transaction_for_payment(
+        self, payment_id: uuid.UUID, kind: str
+    ) -> JournalTransaction | None: ...
 
     def all_accounts(self) -> AsyncIterator[Account]: ...
 

@@ -44,7 +44,9 @@ class Ledger:
             kind=AccountKind.WALLET, currency=currency, owner_ref=str(owner_id), at=self._clock.now()
         )
 
-    async def system_account(self, kind: AccountKind, currency: str, owner_ref: str = SYSTEM_OWNER) -> Account:
+    async def system_account(
+        self, kind: AccountKind, currency: str, owner_ref: str = SYSTEM_OWNER
+    ) -> Account:
         """Provider clearing/settlement accounts use the provider name as owner_ref."""
         return await self._store.get_or_create_account(
             kind=kind, currency=currency, owner_ref=owner_ref, at=self._clock.now()

@@ -51,7 +51,9 @@ class IdempotencyStore(Protocol):
         """Insert the record; False when the key already exists (a concurrent duplicate)."""
         ...
 
-    async def complete(self, request: IdempotencyRequest, *, outcome: Outcome, body: dict[str, Any]) -> None: ...
+    async def complete(
+        self, request: IdempotencyRequest, *, outcome: Outcome, body: dict[str, Any]
+    ) -> None: ...
 
     async def purge_expired(self, now: datetime) -> int: ...
 
@@ -60,10 +62,17 @@ class PaymentsUnitOfWork(Protocol):
     """One database transaction spanning the payment, its ledger postings, its audit record and
     its idempotency record."""
 
-    payments: PaymentRepository
-    idempotency: IdempotencyStore
-    ledger: Ledger
-    audit: AuditRecorder
+    @property
+    def payments(self) -> PaymentRepository: ...
+
+    @property
+    def idempotency(self) -> IdempotencyStore: ...
+
+    @property
+    def ledger(self) -> Ledger: ...
+
+    @property
+    def audit(self) -> AuditRecorder: ...
 
     async def __aenter__(self) -> Self: ...
 

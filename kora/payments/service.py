@@ -173,7 +173,9 @@ class PaymentsService:
         return account.id
 
     # ----------------------------------------------------------------- idempotency plumbing
-    async def _start(self, uow: PaymentsUnitOfWork, idem: IdempotencyRequest, payment_id: uuid.UUID) -> PaymentResult | None:
+    async def _start(
+        self, uow: PaymentsUnitOfWork, idem: IdempotencyRequest, payment_id: uuid.UUID
+    ) -> PaymentResult | None:
         """Inside the use case's transaction: replay a known key, or claim it (in flight)."""
         now = self._clock.now()
         record = await uow.idempotency.get(idem.scope, idem.key)
@@ -210,7 +212,13 @@ class PaymentsService:
             raise
 
     async def _store_failure(
-        self, idem: IdempotencyRequest, exc: Exception, *, payment_type: PaymentType, actor: str, correlation_id: str | None
+        self,
+        idem: IdempotencyRequest,
+        exc: Exception,
+        *,
+        payment_type: PaymentType,
+        actor: str,
+        correlation_id: str | None,
     ) -> PaymentResult:
         code = getattr(exc, "code", "payment_failed")
         body = {"code": code, "detail": str(exc)}
@@ -251,7 +259,9 @@ class PaymentsService:
         if (cmd.recipient_phone_number is None) == (cmd.recipient_wallet_id is None):
             raise RecipientNotFound("give exactly one of recipient_phone_number or recipient_wallet_id")
         idem = IdempotencyRequest(
-            f"user:{cmd.user_id}", validate_key(cmd.idempotency_key), fingerprint("transfer", cmd.fingerprint_body())
+            f"user:{cmd.user_id}",
+            validate_key(cmd.idempotency_key),
+            fingerprint("transfer", cmd.fingerprint_body()),
         )
         actor = f"user:{cmd.user_id}"
         with _tracer.start_as_current_span("payments.transfer") as span:
@@ -266,7 +276,11 @@ class PaymentsService:
                 failure = _business_error(exc)
                 span.set_attribute("kora.payment.refused", failure.code)
                 return await self._store_failure(
-                    idem, failure, payment_type=PaymentType.P2P, actor=actor, correlation_id=cmd.correlation_id
+                    idem,
+                    failure,
+                    payment_type=PaymentType.P2P,
+                    actor=actor,
+                    correlation_id=cmd.correlation_id,
                 )
             except PaymentError as exc:
                 self._metrics.idempotency_conflict(exc.code)
@@ -324,7 +338,9 @@ class PaymentsService:
                 correlation_id=cmd.correlation_id,
             )
             payment.transition(PaymentStatus.CAPTURED, at=at, reason="posted to ledger", actor=actor)
-            payment.transition(PaymentStatus.SETTLED, at=at, reason="internal transfer settles at once", actor="system")
+            payment.transition(
+                PaymentStatus.SETTLED, at=at, reason="internal transfer settles at once", actor="system"
+            )
             await uow.payments.add(payment)
             view = payment.view()
             await uow.idempotency.complete(idem, outcome=Outcome.SUCCEEDED, body=view)
@@ -374,7 +390,9 @@ class PaymentsService:
         money = self._money(cmd.amount, cmd.currency)
         gateway = self._gateway(cmd.provider)
         op = kind.value
-        idem = IdempotencyRequest(f"user:{cmd.user_id}", validate_key(cmd.idempotency_key), fingerprint(op, cmd.fingerprint_body()))
+        idem = IdempotencyRequest(
+            f"user:{cmd.user_id}", validate_key(cmd.idempotency_key), fingerprint(op, cmd.fingerprint_body())
+        )
         actor = f"user:{cmd.user_id}"
         with _tracer.start_as_current_span(f"payments.{op}", attributes={"kora.provider": gateway.name}):
             try:
@@ -383,7 +401,11 @@ class PaymentsService:
                 return await self._replay_after_race(idem)
             except (LedgerError, WalletNotFound) as exc:
                 return await self._store_failure(
-                    idem, _business_error(exc), payment_type=kind, actor=actor, correlation_id=cmd.correlation_id
+                    idem,
+                    _business_error(exc),
+                    payment_type=kind,
+                    actor=actor,
+                    correlation_id=cmd.correlation_id,
                 )
             except PaymentError as exc:
                 self._metrics.idempotency_conflict(exc.code)
@@ -391,14 +413,24 @@ class PaymentsService:
             if isinstance(started, PaymentResult):
                 return started
             payment, hold_id = started
-            request = ProviderRequest(payment.id, money, account_ref=str(cmd.user_id), correlation_id=cmd.correlation_id)
+            request = ProviderRequest(
+                payment.id, money, account_ref=str(cmd.user_id), correlation_id=cmd.correlation_id
+            )
             with _tracer.start_as_current_span(f"provider.{gateway.name}.{op}"):
                 try:
-                    result = await (gateway.collect(request) if kind is PaymentType.CASH_IN else gateway.disburse(request))
+                    result = await (
+                        gateway.collect(request) if kind is PaymentType.CASH_IN else gateway.disburse(request)
+                    )
                 except Exception as exc:  # an ambiguous outcome: never guess, keep it pending
-                    logger.warning("provider call ended without an answer", provider=gateway.name, error=type(exc).__name__)
+                    logger.warning(
+                        "provider call ended without an answer",
+                        provider=gateway.name,
+                        error=type(exc).__name__,
+                    )
                     result = ProviderResult(ProviderOutcome.PENDING)
-            return await self._finish_provider_move(payment.id, hold_id, result, idem, actor, cmd.correlation_id)
+            return await self._finish_provider_move(
+                payment.id, hold_id, result, idem, actor, cmd.correlation_id
+            )
 
     async def _begin_provider_move(
         self,
@@ -497,12 +529,20 @@ class PaymentsService:
         bank = await uow.ledger.system_account(AccountKind.SETTLEMENT_BANK, money.currency, provider)
         if payment.type is PaymentType.CASH_IN:
             assert payment.payee_wallet_id is not None
-            payment.transition(PaymentStatus.AUTHORIZED, at=at, reason="provider confirmed collection", actor=actor)
-            capture = [Leg(clearing.id, Direction.DEBIT, money), Leg(payment.payee_wallet_id, Direction.CREDIT, money)]
+            payment.transition(
+                PaymentStatus.AUTHORIZED, at=at, reason="provider confirmed collection", actor=actor
+            )
+            capture = [
+                Leg(clearing.id, Direction.DEBIT, money),
+                Leg(payment.payee_wallet_id, Direction.CREDIT, money),
+            ]
             settle = [Leg(bank.id, Direction.DEBIT, money), Leg(clearing.id, Direction.CREDIT, money)]
         else:
             assert payment.payer_wallet_id is not None
-            capture = [Leg(payment.payer_wallet_id, Direction.DEBIT, money), Leg(clearing.id, Direction.CREDIT, money)]
+            capture = [
+                Leg(payment.payer_wallet_id, Direction.DEBIT, money),
+                Leg(clearing.id, Direction.CREDIT, money),
+            ]
             settle = [Leg(clearing.id, Direction.DEBIT, money), Leg(bank.id, Direction.CREDIT, money)]
         kind = payment.type.value
         await uow.ledger.post(
@@ -513,11 +553,17 @@ class PaymentsService:
             capture_holds=[hold_id] if hold_id else (),
         )
         payment.transition(PaymentStatus.CAPTURED, at=at, reason="provider confirmed", actor=actor)
-        await uow.ledger.post(kind=f"{kind}.settlement", legs=settle, payment_id=payment.id, correlation_id=correlation_id)
-        payment.transition(PaymentStatus.SETTLED, at=at, reason="sandbox provider settles at once", actor=actor)
+        await uow.ledger.post(
+            kind=f"{kind}.settlement", legs=settle, payment_id=payment.id, correlation_id=correlation_id
+        )
+        payment.transition(
+            PaymentStatus.SETTLED, at=at, reason="sandbox provider settles at once", actor=actor
+        )
 
     # ----------------------------------------------------------------- reads
-    async def get_payment(self, payment_id: uuid.UUID, *, viewer: uuid.UUID, privileged: bool) -> dict[str, Any]:
+    async def get_payment(
+        self, payment_id: uuid.UUID, *, viewer: uuid.UUID, privileged: bool
+    ) -> dict[str, Any]:
         """The payment's view; PaymentNotFound for anyone who is not a party (or support/admin)."""
         async with self._uow() as uow:
             payment = await uow.payments.get(payment_id)

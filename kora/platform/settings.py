@@ -94,9 +94,7 @@ class Settings:
             else:
                 missing.append(name)
         if missing and kora_env == "production":
-            raise ConfigurationError(
-                "refusing to start in production without secrets: " + ", ".join(missing)
-            )
+            raise ConfigurationError("refusing to start in production without secrets: " + ", ".join(missing))
         if missing:
             dev_path = Path(env.get("KORA_DEV_SECRETS_FILE", ".kora-dev-secrets.json"))
             generated = load_or_create_dev_secrets(dev_path)
@@ -144,7 +142,9 @@ def _new_dev_secrets() -> dict[str, str]:
         return base64.urlsafe_b64encode(_secrets.token_bytes(32)).decode()
 
     return {
-        "KORA_JWT_SIGNING_KEYS": json.dumps([{"kid": "dev-" + _secrets.token_hex(4), "private_key_pem": pem}]),
+        "KORA_JWT_SIGNING_KEYS": json.dumps(
+            [{"kid": "dev-" + _secrets.token_hex(4), "private_key_pem": pem}]
+        ),
         "KORA_PII_ENCRYPTION_KEY": key(),
         "KORA_PII_INDEX_KEY": key(),
         "KORA_AUDIT_KEY": key(),

@@ -8,7 +8,6 @@ import re
 import uuid
 
 from kora.observability.testing import capture_logs
-
 from tests.support.api import Api
 
 

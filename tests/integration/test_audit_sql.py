@@ -10,6 +10,8 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
 from kora.audit import (
     POSTGRES_DDL,
     SQLITE_DDL,
@@ -28,7 +30,6 @@ from kora.audit.domain import HASH_MISMATCH, POSITION_GAP, TRUNCATED, chain_for
 from kora.kernel import FixedClock
 from kora.platform.db import create_engine, metadata
 from kora.platform.uow import SqlUnitOfWork
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 KEY = b"integration-audit-key-32-bytes!!"
 

@@ -34,11 +34,14 @@ async def test_hundred_concurrent_transfers_drain_one_wallet_safely(postgres_api
     async with kora.engine.connect() as conn:
         per_payment = await conn.execute(
             sa.text(
-                "SELECT payment_id, count(*) FROM ledger_entries WHERE payment_id IS NOT NULL "
-                "GROUP BY payment_id HAVING count(*) <> 2"
+                "SELECT t.payment_id, count(DISTINCT t.id), count(e.id) FROM ledger_transactions t "
+                "JOIN ledger_entries e ON e.transaction_id = t.id WHERE t.kind = 'p2p' "
+                "GROUP BY t.payment_id HAVING count(DISTINCT t.id) <> 1 OR count(e.id) <> 2"
             )
         )
-        assert per_payment.all() == []  # every payment posted exactly one (two-entry) transaction
+        assert per_payment.all() == []  # every transfer posted exactly one two-entry transaction
+        p2p = await conn.execute(sa.text("SELECT count(*) FROM ledger_transactions WHERE kind = 'p2p'"))
+        assert p2p.scalar_one() == 71
         lowest = await conn.execute(
             sa.text(
                 "SELECT min(e.balance_after) FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id "

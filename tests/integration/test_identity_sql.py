@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
 from kora.audit.ports import AuditDetail
 from kora.identity import (
     AccountLocked,
@@ -33,8 +35,6 @@ from kora.identity.domain import AuthSession, RefreshTokenRecord, ThrottleState,
 from kora.kernel import FixedClock, new_id
 from kora.platform.db import create_engine, metadata
 from kora.platform.settings import Settings
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
 from tests.unit.identity.fakes import make_settings
 
 IDENTITY_TABLES = [users, user_roles, auth_sessions, refresh_tokens, login_throttle]

@@ -7,12 +7,13 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
 from kora.kernel import FixedClock, Money
 from kora.ledger import AccountKind, Direction, Ledger, Leg
 from kora.ledger.adapters.sql import SqlLedgerStore
 from kora.platform.db import create_engine
 from kora.platform.uow import SqlUnitOfWork
-from sqlalchemy.exc import DBAPIError, IntegrityError
 
 REFUSED = (DBAPIError, IntegrityError)
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import kora.audit.adapters.tables
-import kora.identity.adapters.tables
-import kora.ledger.adapters.tables
-import kora.payments.adapters.tables  # noqa: F401  (registers every table)
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+
+import kora.audit.adapters.tables
+import kora.identity.adapters.tables
+import kora.ledger.adapters.tables
+import kora.payments.adapters.tables  # noqa: F401  (registers every table)
 from kora.platform.db import create_engine, metadata
 from kora.platform.migrate import downgrade, upgrade
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
 from kora.platform.settings import Settings
 
 _numbers = itertools.count(1)

@@ -178,7 +178,9 @@ async def list_wallet_entries(
     principal: Authenticated,
     request: Request,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$", description="next_cursor of the previous page")] = None,
+    cursor: Annotated[
+        str | None, Query(pattern=r"^[0-9]{1,18}$", description="next_cursor of the previous page")
+    ] = None,
 ) -> Any:
     """The wallet's ledger entries, newest first."""
     items, next_cursor = await services(request).payments.wallet_entries(

@@ -45,4 +45,5 @@ async def verify_ledger(
 ) -> dict[str, Any]:
     """Run every ledger invariant now and return the report."""
     report = await services(request).verify_ledger()
-    return report.as_dict()
+    result: dict[str, Any] = report.as_dict()
+    return result

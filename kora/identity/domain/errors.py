@@ -1,5 +1,4 @@
 # Error names are the business vocabulary (InvalidCredentials, not InvalidCredentialsError).
-# ruff: noqa: N818
 """Identity's domain errors. Each carries a stable snake_case `code`; the HTTP layer maps codes
 to statuses in one place. Messages are safe to show a client: they never say whether a phone
 number is registered and never contain PII, passwords or tokens."""

@@ -23,11 +23,13 @@ async def rebuild_balances(conn: AsyncConnection, *, account_id: str | None = No
         (e.c.direction == "debit", e.c.amount),
         else_=-e.c.amount,
     )
+    latest = ledger_entries.alias("latest")
     last = (
-        sa.select(e.c.balance_after)
-        .where(e.c.account_id == a.c.id)
-        .order_by(e.c.sequence.desc())
+        sa.select(latest.c.balance_after)
+        .where(latest.c.account_id == a.c.id)
+        .order_by(latest.c.sequence.desc())
         .limit(1)
+        .correlate(a)
         .scalar_subquery()
     )
     query = (

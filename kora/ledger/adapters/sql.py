@@ -25,8 +25,8 @@ from kora.ledger.domain.model import (
     Hold,
     HoldNotActive,
     JournalTransaction,
-    Leg,
     LedgerError,
+    Leg,
 )
 
 
@@ -123,10 +123,17 @@ class SqlLedgerStore:
         )
 
     async def lock_accounts(self, account_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, AccountState]:
-        query = self._state_query(account_ids)
         if self._pg:
-            query = query.with_for_update(of=ledger_accounts)
-        rows = (await self._conn.execute(query)).all()
+            # Lock first, read after: in READ COMMITTED a statement that waited for a row lock
+            # still reads its subqueries from the snapshot taken before the wait, so reading
+            # the last entry in the locking statement could return a stale sequence.
+            await self._conn.execute(
+                sa.select(ledger_accounts.c.id)
+                .where(ledger_accounts.c.id.in_(account_ids))
+                .order_by(ledger_accounts.c.id)
+                .with_for_update()
+            )
+        rows = (await self._conn.execute(self._state_query(account_ids))).all()
         states = {
             row.id: AccountState(
                 _account(row), row.last_sequence or 0, row.last_balance or 0, int(row.held or 0)
@@ -198,7 +205,12 @@ class SqlLedgerStore:
         if row is None:
             raise HoldNotActive(str(hold_id))
         return Hold(
-            row.id, row.account_id, Money(row.amount, row.currency), row.payment_id, row.created_at, row.expires_at
+            row.id,
+            row.account_id,
+            Money(row.amount, row.currency),
+            row.payment_id,
+            row.created_at,
+            row.expires_at,
         )
 
     async def balance(self, account_id: uuid.UUID) -> Balance:
@@ -207,9 +219,7 @@ class SqlLedgerStore:
             raise AccountNotFound(str(account_id))
         return Balance(account_id, row.currency, row.last_balance or 0, int(row.held or 0))
 
-    async def entries(
-        self, account_id: uuid.UUID, *, limit: int, before_sequence: int | None
-    ) -> list[Entry]:
+    async def entries(self, account_id: uuid.UUID, *, limit: int, before_sequence: int | None) -> list[Entry]:
         e = ledger_entries
         query = sa.select(e).where(e.c.account_id == account_id)
         if before_sequence is not None:

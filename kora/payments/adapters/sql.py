@@ -64,7 +64,13 @@ class SqlPaymentRepository:
         await self._conn.execute(
             payment_status_history.insert(),
             [
-                {"payment_id": payment.id, "status": c.status.value, "at": c.at, "reason": c.reason, "actor": c.actor}
+                {
+                    "payment_id": payment.id,
+                    "status": c.status.value,
+                    "at": c.at,
+                    "reason": c.reason,
+                    "actor": c.actor,
+                }
                 for c in payment.new_changes
             ],
         )
@@ -100,7 +106,9 @@ class SqlPaymentRepository:
         rows = await self._conn.execute(sa.select(h).where(h.c.payment_id.in_(ids)).order_by(h.c.id))
         out: dict[uuid.UUID, list[StatusChange]] = {}
         for r in rows:
-            out.setdefault(r.payment_id, []).append(StatusChange(PaymentStatus(r.status), r.at, r.reason, r.actor))
+            out.setdefault(r.payment_id, []).append(
+                StatusChange(PaymentStatus(r.status), r.at, r.reason, r.actor)
+            )
         return out
 
 
