@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+
 from kora.kernel import Money
 from kora.ledger import (
     Account,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+
 from kora.kernel import FixedClock, Money
 from kora.ledger import (
     Account,
@@ -25,7 +26,6 @@ from kora.ledger import (
     Leg,
     verify_entries,
 )
-
 from tests.fakes import InMemoryLedgerStore, make_ledger
 
 CURRENCIES = ("XOF", "GHS", "EUR")

@@ -8,6 +8,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+
 from kora.kernel import FixedClock, Money
 from kora.ledger import (
     Account,
@@ -19,11 +20,11 @@ from kora.ledger import (
     InsufficientFunds,
     JournalTransaction,
     Ledger,
+    LedgerError,
     Leg,
     UnbalancedTransaction,
 )
 from kora.ledger.domain.model import AccountState, PostingPlan
-
 from tests.fakes import StorageRefusedError, make_ledger
 
 DEBIT, CREDIT = Direction.DEBIT, Direction.CREDIT
@@ -337,3 +338,21 @@ async def test_the_store_refuses_a_negative_wallet_entry() -> None:
     entries = PostingPlan(lenient).entries_for(txn)
     with pytest.raises(StorageRefusedError):
         await store.append(txn, entries)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "BUG: Ledger.place_hold (kora/ledger/service.py) and Hold (kora/ledger/domain/model.py) accept a "
+        "zero or negative amount; a negative hold would raise the available balance, and only the DB "
+        "CHECK (amount > 0) stops it. Fix: refuse money.amount <= 0 in Hold.__post_init__ like Leg does"
+    ),
+)
+@pytest.mark.parametrize("amount", [0, -500])
+async def test_the_domain_refuses_a_non_positive_hold(amount: int) -> None:
+    ledger, store = make_ledger()
+    wallet, _ = await funded_wallet(ledger, 1000)
+    with pytest.raises(LedgerError) as caught:
+        await ledger.place_hold(wallet.id, xof(amount), payment_id=None)
+    assert not isinstance(caught.value, StorageRefusedError), "refused by the storage, not by the domain"
+    assert store.state.holds == {}
