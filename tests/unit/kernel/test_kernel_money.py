@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from kora.kernel import FixedClock, InvalidAmount, Money, UnknownCurrency, currency, new_id
 from kora.kernel.money import supported_currencies
 
