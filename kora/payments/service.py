@@ -574,6 +574,8 @@ class PaymentsService:
     async def list_payments(
         self, user_id: uuid.UUID, *, limit: int, cursor: uuid.UUID | None
     ) -> tuple[list[dict[str, Any]], str | None]:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
         async with self._uow() as uow:
             payments = await uow.payments.list_for_user(user_id, limit=limit + 1, before_id=cursor)
         page = payments[:limit]
@@ -595,6 +597,8 @@ class PaymentsService:
     async def wallet_entries(
         self, user_id: uuid.UUID, *, limit: int, cursor: int | None
     ) -> tuple[list[dict[str, Any]], str | None]:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
         async with self._uow() as uow:
             wallet_id = await self._wallet_id(uow, user_id)
             entries = await uow.ledger.history(wallet_id, limit=limit + 1, before_sequence=cursor)

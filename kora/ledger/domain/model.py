@@ -218,6 +218,8 @@ class PostingPlan:
                 )
             sequence, balance = running[leg.account_id]
             balance += signed_effect(state.account.normal_side, leg.direction, leg.money.amount)
+            if balance < 0 and not state.account.may_go_negative:
+                raise InsufficientFunds("the account's balance does not cover this posting")
             sequence += 1
             running[leg.account_id] = (sequence, balance)
             entries.append(
@@ -255,6 +257,10 @@ class Hold:
     payment_id: uuid.UUID | None
     created_at: datetime
     expires_at: datetime | None
+
+    def __post_init__(self) -> None:
+        if self.money.amount <= 0:
+            raise LedgerError("a hold's amount must be positive")
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ class IdempotencyRequestInProgress(PaymentError):
 def validate_key(key: str | None) -> str:
     if not key:
         raise IdempotencyKeyMissing("the Idempotency-Key header is required for this request")
-    if not _KEY_PATTERN.match(key):
+    if not _KEY_PATTERN.fullmatch(key):
         raise IdempotencyKeyInvalid("Idempotency-Key must be 8-255 visible ASCII characters")
     return key
 

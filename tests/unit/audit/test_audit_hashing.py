@@ -11,6 +11,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+
 from kora.audit.domain import (
     GENESIS_HASH,
     AuditDraft,

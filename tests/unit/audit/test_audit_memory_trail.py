@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+
 from kora.audit import AuditRecorder, InMemoryAuditTrail
 from kora.audit.domain import GENESIS_HASH, chain_for
 from kora.kernel import FixedClock

@@ -4,6 +4,7 @@ non-scalar values in details. A refusal never echoes the refused value."""
 from __future__ import annotations
 
 import pytest
+
 from kora.audit import InvalidAuditRecordError
 from kora.audit.domain import AuditDraft, looks_like_phone_number
 

@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+
 from kora.audit.adapters.memory import IN_MEMORY_KEY, InMemoryAuditTrail
 from kora.audit.domain import (
     ANCHOR_MISMATCH,

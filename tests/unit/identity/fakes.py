@@ -18,6 +18,7 @@ from typing import Any, Self
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from kora.audit.ports import AuditDetail
 from kora.identity import IdentityService
 from kora.identity.adapters import (

@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from kora.identity import InvalidPhoneNumber, InvalidToken, Role
 from kora.identity.adapters import (
     AesGcmPiiCipher,

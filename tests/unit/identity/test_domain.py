@@ -4,6 +4,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from kora.identity import Principal, Role
 from kora.identity.domain import (
     InvalidDeviceId,

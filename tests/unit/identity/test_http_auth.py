@@ -9,6 +9,7 @@ from typing import Annotated
 import httpx
 import pytest
 from fastapi import Depends, FastAPI
+
 from kora.http.problems import install_problem_handlers
 from kora.http.routes import auth
 from kora.http.security import current_principal, require_role

@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+
 from kora.identity import AccountLocked, InvalidCredentials, InvalidDeviceId, Role, TooManyAttempts
 
 from .fakes import DEVICE, OTHER_PHONE, PASSWORD, PHONE, FakeHasher, World, build_world, make_settings

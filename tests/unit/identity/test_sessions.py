@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import jwt
 import pytest
+
 from kora.identity import (
     DeviceMismatch,
     InvalidRefreshToken,

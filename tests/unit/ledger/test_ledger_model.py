@@ -315,14 +315,6 @@ def test_a_leg_in_another_currency_than_its_account_is_refused() -> None:
         PostingPlan({clearing.id: a_state(clearing), wallet.id: a_state(wallet)}).entries_for(txn)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: PostingPlan.entries_for checks only each account's final balance, so a wallet "
-        "debited below zero and credited back later in the same transaction yields an entry "
-        "with a negative balance_after (NoNegativeWallet; the DB trigger refuses it as a storage error)"
-    ),
-)
 def test_no_entry_takes_customer_money_below_zero_even_inside_one_transaction() -> None:
     wallet = an_account(AccountKind.WALLET)
     clearing = an_account(AccountKind.PROVIDER_CLEARING)

@@ -89,7 +89,7 @@ currency_indices = st.integers(min_value=0, max_value=len(CURRENCIES) - 1)
 
 @st.composite
 def posts(draw: st.DrawFn) -> Post:
-    """A balanced posting; an account is never on both sides (see the xfail in test_ledger_model)."""
+    """A balanced posting; an account is never on both sides."""
     order = draw(st.permutations(range(len(KINDS))))
     n_debits = draw(st.integers(1, 2))
     n_credits = draw(st.integers(1, 2))

@@ -340,14 +340,6 @@ async def test_the_store_refuses_a_negative_wallet_entry() -> None:
         await store.append(txn, entries)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: Ledger.place_hold (kora/ledger/service.py) and Hold (kora/ledger/domain/model.py) accept a "
-        "zero or negative amount; a negative hold would raise the available balance, and only the DB "
-        "CHECK (amount > 0) stops it. Fix: refuse money.amount <= 0 in Hold.__post_init__ like Leg does"
-    ),
-)
 @pytest.mark.parametrize("amount", [0, -500])
 async def test_the_domain_refuses_a_non_positive_hold(amount: int) -> None:
     ledger, store = make_ledger()

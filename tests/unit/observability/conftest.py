@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from kora.observability import configure_logging, configure_tracing
-from kora.observability.logging import unconfigure_logging
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from kora.observability import configure_logging, configure_tracing
+from kora.observability.logging import unconfigure_logging
 
 
 @dataclass

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from kora.observability import (
     correlation_scope,
     get_correlation_id,

@@ -5,9 +5,10 @@ import json
 import logging
 import warnings
 
+from loguru import logger
+
 from kora.observability import configure_logging, correlation_scope, get_tracer
 from kora.observability.testing import capture_logs
-from loguru import logger
 
 from .conftest import LogStream, Tracing
 

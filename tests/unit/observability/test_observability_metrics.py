@@ -3,9 +3,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from kora.observability import KoraMetrics, get_tracer, render_metrics, safe_label
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+from kora.observability import KoraMetrics, get_tracer, render_metrics, safe_label
 
 from .conftest import Tracing
 

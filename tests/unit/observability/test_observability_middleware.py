@@ -7,6 +7,14 @@ import httpx
 import pytest
 from fastapi import APIRouter, FastAPI, HTTPException
 from fastapi.responses import JSONResponse
+from opentelemetry.trace import SpanKind, StatusCode
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
 from kora.observability import (
     KoraMetrics,
     ObservabilityMiddleware,
@@ -16,13 +24,6 @@ from kora.observability import (
     render_metrics,
 )
 from kora.observability.testing import capture_logs
-from opentelemetry.trace import SpanKind, StatusCode
-from prometheus_client import CollectorRegistry
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
 from .conftest import Tracing
 

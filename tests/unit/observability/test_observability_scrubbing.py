@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+
 from kora.kernel.ids import new_id
 from kora.observability import is_sensitive_key, scrub, scrub_value
 

@@ -2,6 +2,10 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import SpanKind
+
 from kora.observability import (
     configure_tracing,
     current_trace_ids,
@@ -12,9 +16,6 @@ from kora.observability import (
     instrument_engine,
 )
 from kora.platform.db import create_engine
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import SpanKind
 
 from .conftest import Tracing
 

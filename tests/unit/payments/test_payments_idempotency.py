@@ -59,19 +59,11 @@ def test_a_key_is_accepted_exactly_when_it_is_8_to_255_visible_ascii(key: str) -
     valid = 8 <= len(key) <= 255 and all(c in VISIBLE_ASCII for c in key)
     if valid:
         assert validate_key(key) == key
-    elif "\n" not in key:  # a trailing newline is the known bug below
+    else:
         with pytest.raises(IdempotencyKeyInvalid):
             validate_key(key)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: kora/payments/domain/idempotency.py validate_key uses _KEY_PATTERN.match with a '$' "
-        "anchor, and '$' also matches before a trailing newline, so 'abcdefgh\\n' is accepted; "
-        "use _KEY_PATTERN.fullmatch (or \\Z)"
-    ),
-)
 def test_a_key_with_a_trailing_newline_is_invalid() -> None:
     with pytest.raises(IdempotencyKeyInvalid):
         validate_key("abcdefgh\n")
