@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import timedelta
 from types import TracebackType
 from typing import Self
 
@@ -24,7 +25,7 @@ from kora.identity import IdentityService, build_identity_adapters
 from kora.identity.adapters.sql import SqlLoginThrottle, SqlRefreshTokenStore, SqlUserRepository
 from kora.kernel import Clock, SystemClock
 from kora.ledger import InvariantReport, Ledger
-from kora.ledger.adapters.sql import SqlLedgerStore
+from kora.ledger.adapters.sql import AccountCache, SqlLedgerStore
 from kora.observability import KoraMetrics, render_metrics
 from kora.payments import PaymentsConfig, PaymentsService
 from kora.payments.adapters.sql import SqlIdempotencyStore, SqlPaymentRepository
@@ -57,8 +58,17 @@ class KoraUnitOfWork(SqlUnitOfWork):
     throttle: SqlLoginThrottle
     wallets: LedgerWalletOpener
 
-    def __init__(self, engine: AsyncEngine, *, clock: Clock, audit_key: bytes, audit_chains: int) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        clock: Clock,
+        audit_key: bytes,
+        audit_chains: int,
+        accounts: AccountCache,
+    ) -> None:
         super().__init__(engine)
+        self._accounts = accounts
         self._audit_chains = audit_chains
         self._clock = clock
         self._audit_key = audit_key
@@ -66,7 +76,7 @@ class KoraUnitOfWork(SqlUnitOfWork):
     async def __aenter__(self) -> Self:
         await super().__aenter__()
         conn = self.connection
-        self.ledger = Ledger(SqlLedgerStore(conn), self._clock)
+        self.ledger = Ledger(SqlLedgerStore(conn, cache=self._accounts), self._clock)
         self.payments = SqlPaymentRepository(conn)
         self.idempotency = SqlIdempotencyStore(conn)
         self.audit = SqlAuditTrail(conn, key=self._audit_key, clock=self._clock, chains=self._audit_chains)
@@ -109,6 +119,7 @@ class Kora:
         self.registry = registry or CollectorRegistry()
         self.metrics = KoraMetrics(self.registry)
         self._audit_key = audit_key_from_secret(settings.secret("KORA_AUDIT_KEY"))
+        self._accounts = AccountCache()
         adapters = build_identity_adapters(settings)
         self.identity = IdentityService(
             uow_factory=self.unit_of_work,
@@ -123,13 +134,17 @@ class Kora:
             directory=IdentityDirectory(self.identity),
             providers=self.providers,
             clock=self.clock,
-            config=PaymentsConfig(),
+            config=PaymentsConfig(idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds)),
             metrics=self.metrics,
         )
 
     def unit_of_work(self) -> KoraUnitOfWork:
         return KoraUnitOfWork(
-            self.engine, clock=self.clock, audit_key=self._audit_key, audit_chains=self.settings.audit_chains
+            self.engine,
+            clock=self.clock,
+            audit_key=self._audit_key,
+            audit_chains=self.settings.audit_chains,
+            accounts=self._accounts,
         )
 
     async def verify_ledger(self) -> InvariantReport:

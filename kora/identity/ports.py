@@ -188,6 +188,11 @@ class IdentitySettings(Protocol):
     @property
     def login_ip_max_failures(self) -> int: ...
 
+    @property
+    def session_check_seconds(self) -> int:
+        """How long a session seen active is trusted before it is read again (0: every request)."""
+        ...
+
 
 class IdentityAdapters(TypedDict):
     """The technology-bound collaborators of IdentityService, as keyword arguments:

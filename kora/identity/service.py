@@ -95,6 +95,11 @@ class IdentityService:
         self._wallet_currency = wallet_currency
         self._tokens = TokenIssuer(signer=signer, settings=settings)
         self._guard = LoginGuard(index=index, clock=clock, settings=settings)
+        # Sessions recently seen active, until when: spares a database read per request.
+        # Revocation in this process is immediate (the entry is dropped); other processes see
+        # it within `session_check_seconds`.
+        self._session_check = timedelta(seconds=settings.session_check_seconds)
+        self._active_sessions: dict[uuid.UUID, datetime] = {}
 
     # -- registration -------------------------------------------------------------------
 
@@ -328,11 +333,11 @@ class IdentityService:
             await uow.commit()
         return self._tokens.token_pair(user, session, new_token, now)
 
-    @staticmethod
     async def _revoke_for_reuse(
-        uow: IdentityUnitOfWork, session: AuthSession, now: datetime, correlation_id: str | None
+        self, uow: IdentityUnitOfWork, session: AuthSession, now: datetime, correlation_id: str | None
     ) -> NoReturn:
         """A spent token came back: someone holds a copy. Kill the session (once), then raise."""
+        self._active_sessions.pop(session.id, None)
         if session.is_revoked:
             raise RefreshTokenReused()
         await uow.refresh_tokens.revoke_session(session.id, at=now, reason="refresh_token_reused")
@@ -351,6 +356,7 @@ class IdentityService:
         """Revoke the caller's session: its refresh tokens stop working at once, and so do its
         access tokens (authenticate checks the session)."""
         async with self._uow() as uow:
+            self._active_sessions.pop(principal.session_id, None)
             await uow.refresh_tokens.revoke_session(
                 principal.session_id, at=self._clock.now(), reason="logout"
             )
@@ -375,10 +381,16 @@ class IdentityService:
             raise InvalidToken()
         if claims.device_id != device_id:
             raise DeviceMismatch()
-        async with self._uow() as uow:
-            session = await uow.refresh_tokens.get_session(claims.session_id)
-        if session is None or session.is_revoked or session.user_id != claims.user_id:
-            raise InvalidToken()
+        if self._active_sessions.get(claims.session_id, now) <= now:
+            async with self._uow() as uow:
+                session = await uow.refresh_tokens.get_session(claims.session_id)
+            if session is None or session.is_revoked or session.user_id != claims.user_id:
+                self._active_sessions.pop(claims.session_id, None)
+                raise InvalidToken()
+            if self._session_check:
+                if len(self._active_sessions) > 100_000:
+                    self._active_sessions.clear()
+                self._active_sessions[claims.session_id] = now + self._session_check
         return Principal(
             user_id=claims.user_id,
             roles=claims.roles,

@@ -178,23 +178,30 @@ class PaymentsService:
     ) -> PaymentResult | None:
         """Inside the use case's transaction: replay a known key, or claim it (in flight)."""
         now = self._clock.now()
+
+        async def claim() -> bool:
+            return await uow.idempotency.insert(
+                idem,
+                outcome=Outcome.IN_FLIGHT,
+                body=None,
+                payment_id=payment_id,
+                at=now,
+                expires_at=now + self._config.idempotency_ttl,
+            )
+
+        # Claim first (the common case, one statement); on PostgreSQL a concurrent claim of the
+        # same key waits here until the other transaction ends.
+        if await claim():
+            return None
         record = await uow.idempotency.get(idem.scope, idem.key)
-        if record is not None and record.is_expired(now):
-            await uow.idempotency.delete(idem.scope, idem.key)
-            record = None
-        if record is not None:
-            return self._replay(decide(record, idem))
-        claimed = await uow.idempotency.insert(
-            idem,
-            outcome=Outcome.IN_FLIGHT,
-            body=None,
-            payment_id=payment_id,
-            at=now,
-            expires_at=now + self._config.idempotency_ttl,
-        )
-        if not claimed:
+        if record is None:
             raise _DuplicateInFlight
-        return None
+        if record.is_expired(now):
+            await uow.idempotency.delete(idem.scope, idem.key)
+            if await claim():
+                return None
+            raise _DuplicateInFlight
+        return self._replay(decide(record, idem))
 
     def _replay(self, stored: Any) -> PaymentResult:
         self._metrics.idempotent_replay("money")

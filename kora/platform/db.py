@@ -56,7 +56,9 @@ def create_engine(url: str, *, pool_size: int = 20, echo: bool = False) -> Async
     if is_sqlite(url):
         kwargs["connect_args"] = {"timeout": 30}
     else:
-        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        # No pre-ping (a round trip per checkout): connections are recycled instead, and a
+        # broken one fails its transaction, which the client may retry with its idempotency key.
+        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(url):
         _configure_sqlite(engine)

@@ -69,6 +69,8 @@ class Settings:
     # Argon2id cost; production keeps RFC 9106's low-memory profile (t=3, 64 MiB).
     argon2_time_cost: int = 3
     audit_chains: int = 16
+    session_check_seconds: int = 5
+    otel_sample_ratio: float = 1.0
     argon2_memory_kib: int = 65536
 
     @property
@@ -120,6 +122,8 @@ class Settings:
             db_pool_size=int(env.get("KORA_DB_POOL_SIZE", 20)),
             argon2_time_cost=int(env.get("KORA_ARGON2_TIME_COST", 3)),
             audit_chains=int(env.get("KORA_AUDIT_CHAINS", 16)),
+            session_check_seconds=int(env.get("KORA_SESSION_CHECK_SECONDS", 5)),
+            otel_sample_ratio=float(env.get("KORA_OTEL_SAMPLE_RATIO", 1.0)),
             argon2_memory_kib=int(env.get("KORA_ARGON2_MEMORY_KIB", 65536)),
         )
 

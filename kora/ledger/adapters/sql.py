@@ -53,17 +53,45 @@ def _entry(row: Any) -> Entry:
     )
 
 
+class AccountCache:
+    """Accounts never change once created (the table is append-only), so a process may keep
+    them: it spares the lookups on every posting. Bounded; cleared when full."""
+
+    def __init__(self, max_size: int = 200_000) -> None:
+        self._by_id: dict[uuid.UUID, Account] = {}
+        self._by_key: dict[tuple[str, str, str], Account] = {}
+        self._max_size = max_size
+
+    def by_id(self, account_id: uuid.UUID) -> Account | None:
+        return self._by_id.get(account_id)
+
+    def by_key(self, kind: AccountKind, currency: str, owner_ref: str) -> Account | None:
+        return self._by_key.get((kind.value, currency, owner_ref))
+
+    def keep(self, account: Account) -> Account:
+        if len(self._by_id) >= self._max_size:
+            self._by_id.clear()
+            self._by_key.clear()
+        self._by_id[account.id] = account
+        self._by_key[(account.kind.value, account.currency, account.owner_ref)] = account
+        return account
+
+
 class SqlLedgerStore:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, *, cache: AccountCache | None = None) -> None:
         self._conn = conn
         self._pg = conn.dialect.name == "postgresql"
+        self._cache = cache or AccountCache()
 
     async def get_or_create_account(
         self, *, kind: AccountKind, currency: str, owner_ref: str, at: datetime
     ) -> Account:
+        cached = self._cache.by_key(kind, currency, owner_ref)
+        if cached is not None:
+            return cached
         found = await self._find(kind, currency, owner_ref)
         if found is not None:
-            return found
+            return self._cache.keep(found)
         values = {
             "id": new_id(),
             "kind": kind.value,
@@ -78,6 +106,7 @@ class SqlLedgerStore:
         created = await self._find(kind, currency, owner_ref)
         if created is None:  # pragma: no cover - the insert or a concurrent one must exist
             raise LedgerStorageError("account could not be created")
+        # Not cached yet: the creating transaction may still roll back.
         return created
 
     async def _find(self, kind: AccountKind, currency: str, owner_ref: str) -> Account | None:
@@ -93,10 +122,13 @@ class SqlLedgerStore:
         return _account(row) if row else None
 
     async def get_account(self, account_id: uuid.UUID) -> Account | None:
+        cached = self._cache.by_id(account_id)
+        if cached is not None:
+            return cached
         row = (
             await self._conn.execute(sa.select(ledger_accounts).where(ledger_accounts.c.id == account_id))
         ).first()
-        return _account(row) if row else None
+        return self._cache.keep(_account(row)) if row else None
 
     def _state_query(self, account_ids: Sequence[uuid.UUID]) -> sa.Select[Any]:
         e = ledger_entries
