@@ -134,7 +134,10 @@ class Kora:
             directory=IdentityDirectory(self.identity),
             providers=self.providers,
             clock=self.clock,
-            config=PaymentsConfig(idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds)),
+            config=PaymentsConfig(
+                idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
+                group_commit_max=settings.group_commit_max,
+            ),
             metrics=self.metrics,
         )
 

@@ -25,9 +25,7 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int, help="uvicorn worker processes")
-@click.option(
-    "--migrate/--no-migrate", default=True, show_default=True, help="bring the schema up to date first"
-)
+@click.option("--migrate/--no-migrate", default=True, show_default=True, help="bring the schema up to date first")
 def serve(host: str, port: int, workers: int, migrate: bool) -> None:
     """Run the payment API."""
     import uvicorn

@@ -17,9 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from kora.platform.db import create_engine, metadata
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "KORA_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-)
+POSTGRES_ADMIN_URL = os.environ.get("KORA_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 REQUIRE_SERVICES = os.environ.get("KORA_REQUIRE_SERVICES") == "1"
 
 

@@ -39,7 +39,7 @@ from kora.audit.domain import (
     InvalidAuditRecordError,
     audit_key_from_secret,
 )
-from kora.audit.ports import AuditDetail, AuditRecorder
+from kora.audit.ports import AuditDetail, AuditEvent, AuditRecorder
 
 __all__ = [
     "AUDIT_LOCK_NAMESPACE",
@@ -53,6 +53,7 @@ __all__ = [
     "AuditChainConflictError",
     "AuditDetail",
     "AuditEntry",
+    "AuditEvent",
     "AuditRecorder",
     "AuditReport",
     "BrokenLink",

@@ -3,12 +3,25 @@ are opaque ids (`user:<uuid>`, `payment:<uuid>`), details are ids, codes and amo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from kora.audit.domain.validation import AuditDetail
 
 __all__ = ["AuditDetail", "AuditRecorder"]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One record to append, for `record_many`."""
+
+    actor: str
+    action: str
+    subject: str
+    correlation_id: str | None
+    outcome: str = "success"
+    details: Mapping[str, AuditDetail] | None = None
 
 
 class AuditRecorder(Protocol):
@@ -30,4 +43,9 @@ class AuditRecorder(Protocol):
 
         Raises `InvalidAuditRecordError` (a ValueError) when a field looks like PII or is malformed.
         """
+        ...
+
+    async def record_many(self, events: Sequence[AuditEvent]) -> None:
+        """Append several records at once (group commit), in order, inside the caller's open
+        transaction: the same guarantees as `record`, with one lock round for all chains."""
         ...

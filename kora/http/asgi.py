@@ -13,9 +13,7 @@ from kora.platform.settings import Settings
 def build() -> FastAPI:
     settings = Settings.from_env()
     configure_logging(level=settings.log_level, json=settings.log_json)
-    configure_tracing(
-        service_name="kora-core", exporter=settings.otel_exporter, endpoint=settings.otel_endpoint
-    )
+    configure_tracing(service_name="kora-core", exporter=settings.otel_exporter, endpoint=settings.otel_endpoint)
     kora = Kora(settings)
     instrument_engine(kora.engine)
     return create_app(kora)

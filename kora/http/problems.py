@@ -104,12 +104,8 @@ def problem_responses(*codes: str) -> dict[int | str, dict[str, Any]]:
     for code in codes:
         status, title = STATUS_BY_CODE[code]
         entry = out.setdefault(status, {"model": Problem, "description": ""})
-        entry["description"] = (
-            entry["description"] + "; " if entry["description"] else ""
-        ) + f"`{code}`: {title}"
-        entry.setdefault(
-            "content", {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
-        )
+        entry["description"] = (entry["description"] + "; " if entry["description"] else "") + f"`{code}`: {title}"
+        entry.setdefault("content", {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}})
     return out
 
 
@@ -120,9 +116,7 @@ def _validation_errors(exc: RequestValidationError) -> tuple[str, list[dict[str,
         if err.get("type") == "json_invalid":
             code = "malformed_request"
         # Never echo the input back: it may hold a phone number or a password.
-        errors.append(
-            {"loc": [str(p) for p in err.get("loc", ())], "msg": err.get("msg", ""), "type": err.get("type")}
-        )
+        errors.append({"loc": [str(p) for p in err.get("loc", ())], "msg": err.get("msg", ""), "type": err.get("type")})
     return code, errors
 
 

@@ -36,9 +36,7 @@ class LoginGuard:
         # The failure window is the lockout duration: N failures within it lock for as long.
         lockout = timedelta(seconds=settings.login_lockout_seconds)
         self._rules: dict[ThrottleScope, ThrottleRule] = {
-            "account": ThrottleRule(
-                max_failures=settings.login_max_failures, window=lockout, lockout=lockout
-            ),
+            "account": ThrottleRule(max_failures=settings.login_max_failures, window=lockout, lockout=lockout),
             "ip": ThrottleRule(max_failures=settings.login_ip_max_failures, window=lockout, lockout=lockout),
         }
 

@@ -129,9 +129,7 @@ class IdentityService:
             await uow.commit()
         return Registration(user_id=user.id, wallet_id=wallet_id)
 
-    async def create_admin(
-        self, phone_number: str, password: str, *, correlation_id: str | None = None
-    ) -> uuid.UUID:
+    async def create_admin(self, phone_number: str, password: str, *, correlation_id: str | None = None) -> uuid.UUID:
         """Create an administrator (no wallet). For the CLI only: no API route calls this."""
         return await self.create_staff(phone_number, password, Role.ADMIN, correlation_id=correlation_id)
 
@@ -225,9 +223,7 @@ class IdentityService:
             await self._record_failure(user, keys, _failure_reason(phone, user), correlation_id)
             raise InvalidCredentials()
 
-        new_hash = (
-            await self._hasher.hash(password) if self._hasher.needs_rehash(user.password_hash) else None
-        )
+        new_hash = await self._hasher.hash(password) if self._hasher.needs_rehash(user.password_hash) else None
         now = self._clock.now()
         async with self._uow() as uow:
             await self._guard.clear_account(uow.throttle, keys)
@@ -293,9 +289,7 @@ class IdentityService:
 
     # -- refresh, logout, authenticate ------------------------------------------------------
 
-    async def refresh(
-        self, *, refresh_token: str, device_id: str, correlation_id: str | None = None
-    ) -> TokenPair:
+    async def refresh(self, *, refresh_token: str, device_id: str, correlation_id: str | None = None) -> TokenPair:
         """Rotate a refresh token: the presented one is spent, a new one of the same session
         is returned with a new access token.
 
@@ -357,9 +351,7 @@ class IdentityService:
         access tokens (authenticate checks the session)."""
         async with self._uow() as uow:
             self._active_sessions.pop(principal.session_id, None)
-            await uow.refresh_tokens.revoke_session(
-                principal.session_id, at=self._clock.now(), reason="logout"
-            )
+            await uow.refresh_tokens.revoke_session(principal.session_id, at=self._clock.now(), reason="logout")
             await uow.audit.record(
                 actor=principal.actor,
                 action="auth.logout",
@@ -420,9 +412,7 @@ class IdentityService:
         return UserProfile(
             user_id=user.id,
             phone_number=self._cipher.decrypt(user.phone_ciphertext, context=_phone_context(user.id)),
-            display_name=None
-            if name is None
-            else self._cipher.decrypt(name, context=_display_name_context(user.id)),
+            display_name=None if name is None else self._cipher.decrypt(name, context=_display_name_context(user.id)),
             roles=user.roles,
             created_at=user.created_at,
         )

@@ -35,9 +35,7 @@ class TokenIssuer:
         )
         return token
 
-    def token_pair(
-        self, user: UserRecord, session: AuthSession, refresh_token: str, now: datetime
-    ) -> TokenPair:
+    def token_pair(self, user: UserRecord, session: AuthSession, refresh_token: str, now: datetime) -> TokenPair:
         ttl = self._settings.access_token_ttl_seconds
         access_token = self._signer.sign(
             AccessClaims(

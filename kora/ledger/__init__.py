@@ -19,7 +19,7 @@ from kora.ledger.domain.model import (
     UnbalancedTransaction,
 )
 from kora.ledger.ports import LedgerStore
-from kora.ledger.service import Ledger
+from kora.ledger.service import Ledger, PostingOutcome, PostingRequest
 
 __all__ = [
     "Account",
@@ -39,6 +39,8 @@ __all__ = [
     "LedgerStore",
     "LedgerVerifier",
     "Leg",
+    "PostingOutcome",
+    "PostingRequest",
     "UnbalancedTransaction",
     "Violation",
     "verify_entries",

@@ -21,9 +21,7 @@ from kora.ledger.domain.model import (
 class LedgerStore(Protocol):
     """Reads and appends ledger rows inside the caller's open transaction (never commits)."""
 
-    async def get_or_create_account(
-        self, *, kind: AccountKind, currency: str, owner_ref: str, at: datetime
-    ) -> Account:
+    async def get_or_create_account(self, *, kind: AccountKind, currency: str, owner_ref: str, at: datetime) -> Account:
         """The account for (kind, owner_ref, currency), created if absent; safe under races."""
         ...
 
@@ -39,6 +37,10 @@ class LedgerStore(Protocol):
         (account, sequence), an unbalanced transaction and any later UPDATE/DELETE."""
         ...
 
+    async def append_many(self, txns: Sequence[JournalTransaction], entries: Sequence[Entry]) -> None:
+        """`append` for several transactions at once (entries in posting order)."""
+        ...
+
     async def add_hold(self, hold: Hold) -> None: ...
 
     async def close_hold(self, hold_id: uuid.UUID, *, status: str, at: datetime) -> Hold:
@@ -51,9 +53,7 @@ class LedgerStore(Protocol):
         """Newest first."""
         ...
 
-    async def transaction_for_payment(
-        self, payment_id: uuid.UUID, kind: str
-    ) -> JournalTransaction | None: ...
+    async def transaction_for_payment(self, payment_id: uuid.UUID, kind: str) -> JournalTransaction | None: ...
 
     def all_accounts(self) -> AsyncIterator[Account]: ...
 

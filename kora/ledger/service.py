@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from opentelemetry import trace
@@ -15,18 +16,31 @@ from kora.ledger.domain.invariants import InvariantReport, LedgerVerifier
 from kora.ledger.domain.model import (
     Account,
     AccountKind,
+    AccountState,
     Balance,
     CurrencyMismatch,
     Entry,
     Hold,
     InsufficientFunds,
     JournalTransaction,
+    LedgerError,
     Leg,
     PostingPlan,
 )
 from kora.ledger.ports import LedgerStore
 
 _tracer = trace.get_tracer("kora.ledger")
+
+
+@dataclass(frozen=True, slots=True)
+class PostingRequest:
+    kind: str
+    legs: Sequence[Leg]
+    payment_id: uuid.UUID | None
+    correlation_id: str | None
+
+
+PostingOutcome = tuple[JournalTransaction, list[Entry]] | LedgerError
 
 SYSTEM_OWNER = "kora"
 
@@ -44,9 +58,7 @@ class Ledger:
             kind=AccountKind.WALLET, currency=currency, owner_ref=str(owner_id), at=self._clock.now()
         )
 
-    async def system_account(
-        self, kind: AccountKind, currency: str, owner_ref: str = SYSTEM_OWNER
-    ) -> Account:
+    async def system_account(self, kind: AccountKind, currency: str, owner_ref: str = SYSTEM_OWNER) -> Account:
         """Provider clearing/settlement accounts use the provider name as owner_ref."""
         return await self._store.get_or_create_account(
             kind=kind, currency=currency, owner_ref=owner_ref, at=self._clock.now()
@@ -86,6 +98,46 @@ class Ledger:
         self.last_posting_seconds = time.perf_counter() - started
         return txn, entries
 
+    async def post_many(self, postings: Sequence[PostingRequest]) -> list[PostingOutcome]:
+        """Post several transactions in one go (group commit): one lock round for every
+        account involved, then each posting applied in order on the running balances. A
+        posting the ledger refuses (e.g. InsufficientFunds) is returned as its error and
+        leaves no trace; the others are appended together."""
+        if not postings:
+            return []
+        started = time.perf_counter()
+        with _tracer.start_as_current_span("ledger.post_many", attributes={"ledger.postings": len(postings)}):
+            at = self._clock.now()
+            ids = sorted({leg.account_id for p in postings for leg in p.legs})
+            running = dict(await self._store.lock_accounts(ids))
+            outcomes: list[PostingOutcome] = []
+            txns: list[JournalTransaction] = []
+            entries: list[Entry] = []
+            for p in postings:
+                try:
+                    txn = JournalTransaction.create(
+                        kind=p.kind,
+                        legs=p.legs,
+                        at=at,
+                        payment_id=p.payment_id,
+                        correlation_id=p.correlation_id,
+                    )
+                    posted = PostingPlan(running).entries_for(txn)
+                except LedgerError as exc:
+                    outcomes.append(exc)
+                    continue
+                for entry in posted:
+                    state = running[entry.account_id]
+                    running[entry.account_id] = AccountState(
+                        state.account, entry.sequence, entry.balance_after, state.held
+                    )
+                txns.append(txn)
+                entries.extend(posted)
+                outcomes.append((txn, posted))
+            await self._store.append_many(txns, entries)
+        self.last_posting_seconds = time.perf_counter() - started
+        return outcomes
+
     async def reverse(
         self, original: JournalTransaction, *, correlation_id: str | None
     ) -> tuple[JournalTransaction, list[Entry]]:
@@ -121,9 +173,7 @@ class Ledger:
     async def balance(self, account_id: uuid.UUID) -> Balance:
         return await self._store.balance(account_id)
 
-    async def history(
-        self, account_id: uuid.UUID, *, limit: int, before_sequence: int | None = None
-    ) -> list[Entry]:
+    async def history(self, account_id: uuid.UUID, *, limit: int, before_sequence: int | None = None) -> list[Entry]:
         return await self._store.entries(account_id, limit=limit, before_sequence=before_sequence)
 
     async def transaction_for_payment(self, payment_id: uuid.UUID, kind: str) -> JournalTransaction | None:

@@ -157,9 +157,7 @@ def render_json(record: Record, service: str | None = None) -> str:
 def render_text(record: Record) -> str:
     """A human-readable line (development) for a patched record."""
     extra = record["extra"]
-    fields = " ".join(
-        f"{key}={value}" for key, value in extra.items() if key not in _ID_FIELDS and key != _LOGGER_NAME
-    )
+    fields = " ".join(f"{key}={value}" for key, value in extra.items() if key not in _ID_FIELDS and key != _LOGGER_NAME)
     line = (
         f"{_utc_timestamp(record)} | {record['level'].name:<8} | {extra.get('correlation_id') or '-'} | "
         f"{extra.get(_LOGGER_NAME) or record['name']}:{record['function']}:{record['line']} - "

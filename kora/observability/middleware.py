@@ -88,9 +88,7 @@ class ObservabilityMiddleware:
         self.app = app
         self._metrics = metrics
         self._tracer = (
-            tracer_provider.get_tracer("kora.http")
-            if tracer_provider is not None
-            else get_tracer("kora.http")
+            tracer_provider.get_tracer("kora.http") if tracer_provider is not None else get_tracer("kora.http")
         )
         self._headers = security_headers(hsts_max_age=hsts_max_age) if add_security_headers else []
         self._access_log = access_log
@@ -124,10 +122,7 @@ class ObservabilityMiddleware:
         # FastAPI's native telemetry (see fastapi_telemetry_off) skips a request whose scope
         # already has this key: that covers apps wrapped from the outside; inside the app it
         # has already run, so say so once.
-        if (
-            scope.setdefault("fastapi.telemetry", None) is not None
-            and not self._warned_about_fastapi_telemetry
-        ):
+        if scope.setdefault("fastapi.telemetry", None) is not None and not self._warned_about_fastapi_telemetry:
             self._warned_about_fastapi_telemetry = True
             logger.warning(
                 "FastAPI native telemetry is on: requests get a second SERVER span carrying the raw "

@@ -49,9 +49,7 @@ class _SwitchableTracerProvider(trace.TracerProvider):
         schema_url: str | None = None,
         attributes: Attributes = None,
     ) -> trace.Tracer:
-        return _SwitchableTracer(
-            self, instrumenting_module_name, instrumenting_library_version, schema_url, attributes
-        )
+        return _SwitchableTracer(self, instrumenting_module_name, instrumenting_library_version, schema_url, attributes)
 
 
 class _SwitchableTracer(trace.Tracer):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -20,15 +20,17 @@ class PaymentRepository(Protocol):
         """Insert a new payment and its status history."""
         ...
 
+    async def add_many(self, payments: Sequence[Payment]) -> None:
+        """`add` for several payments at once."""
+        ...
+
     async def save(self, payment: Payment) -> None:
         """Persist the payment's current status and append its new status changes."""
         ...
 
     async def get(self, payment_id: uuid.UUID, *, for_update: bool = False) -> Payment | None: ...
 
-    async def list_for_user(
-        self, user_id: uuid.UUID, *, limit: int, before_id: uuid.UUID | None
-    ) -> list[Payment]:
+    async def list_for_user(self, user_id: uuid.UUID, *, limit: int, before_id: uuid.UUID | None) -> list[Payment]:
         """Payments the user is a party to, newest first."""
         ...
 
@@ -51,9 +53,20 @@ class IdempotencyStore(Protocol):
         """Insert the record; False when the key already exists (a concurrent duplicate)."""
         ...
 
-    async def complete(
-        self, request: IdempotencyRequest, *, outcome: Outcome, body: dict[str, Any]
-    ) -> None: ...
+    async def claim_many(
+        self,
+        claims: Sequence[tuple[IdempotencyRequest, uuid.UUID]],
+        *,
+        at: datetime,
+        expires_at: datetime,
+    ) -> set[tuple[str, str]]:
+        """Insert in-flight records for (request, payment id) pairs; returns the (scope, key)
+        pairs actually claimed (the others already exist)."""
+        ...
+
+    async def complete(self, request: IdempotencyRequest, *, outcome: Outcome, body: dict[str, Any]) -> None: ...
+
+    async def complete_many(self, results: Sequence[tuple[IdempotencyRequest, Outcome, dict[str, Any]]]) -> None: ...
 
     async def purge_expired(self, now: datetime) -> int: ...
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from loguru import logger
 from opentelemetry import trace
 
+from kora.audit import AuditEvent
 from kora.kernel import Clock, InvalidAmount, Money, UnknownCurrency, new_id
-from kora.ledger import AccountKind, Direction, InsufficientFunds, LedgerError, Leg
+from kora.ledger import AccountKind, Direction, InsufficientFunds, LedgerError, Leg, PostingRequest
 from kora.payments.domain.errors import (
     FundsUnavailable,
     InvalidPaymentAmount,
@@ -48,6 +49,7 @@ from kora.payments.ports import (
     ProviderRegistry,
     RecipientDirectory,
 )
+from kora.platform.group_commit import GroupCommit
 from kora.providers import ProviderGateway, ProviderOutcome, ProviderRequest, ProviderResult
 
 _tracer = trace.get_tracer("kora.payments")
@@ -134,6 +136,9 @@ class _DuplicateInFlight(Exception):
 class PaymentsConfig:
     wallet_currency: str = "XOF"
     idempotency_ttl: timedelta = timedelta(hours=24)
+    # Concurrent transfers share one transaction (group commit), at most this many at once;
+    # 0 (the default here; the service's settings turn it on) means one transaction each.
+    group_commit_max: int = 0
 
 
 class PaymentsService:
@@ -153,6 +158,11 @@ class PaymentsService:
         self._clock = clock
         self._config = config or PaymentsConfig()
         self._metrics: PaymentMetrics = metrics or NullPaymentMetrics()
+        self._group: GroupCommit[_TransferJob, PaymentResult] | None = (
+            GroupCommit(self._transfer_batch, max_size=self._config.group_commit_max)
+            if self._config.group_commit_max > 0
+            else None
+        )
 
     # ----------------------------------------------------------------- validation helpers
     def _money(self, amount: int, code: str) -> Money:
@@ -163,9 +173,7 @@ class PaymentsService:
         except InvalidAmount as exc:
             raise InvalidPaymentAmount(str(exc)) from exc
         if money.currency != self._config.wallet_currency:
-            raise WrongCurrency(
-                f"wallets are held in {self._config.wallet_currency}; {money.currency} is refused"
-            )
+            raise WrongCurrency(f"wallets are held in {self._config.wallet_currency}; {money.currency} is refused")
         return money
 
     async def _wallet_id(self, uow: PaymentsUnitOfWork, user_id: uuid.UUID) -> uuid.UUID:
@@ -275,24 +283,178 @@ class PaymentsService:
             recipient_user: uuid.UUID | None = None
             if cmd.recipient_phone_number is not None:
                 recipient_user = await self._directory.user_for_phone(cmd.recipient_phone_number)
-            try:
-                result = await self._transfer(cmd, money, idem, recipient_user, actor)
-            except _DuplicateInFlight:
-                return await self._replay_after_race(idem)
-            except (LedgerError, RecipientNotFound, SameWallet, WalletNotFound) as exc:
-                failure = _business_error(exc)
-                span.set_attribute("kora.payment.refused", failure.code)
-                return await self._store_failure(
-                    idem,
-                    failure,
-                    payment_type=PaymentType.P2P,
-                    actor=actor,
-                    correlation_id=cmd.correlation_id,
+            job = _TransferJob(cmd, money, idem, recipient_user, actor)
+            if self._group is None:
+                result = await self._transfer_alone(job)
+            else:
+                result = await self._group.submit(job)
+            if result.outcome is Outcome.FAILED:
+                span.set_attribute("kora.payment.refused", str(result.body.get("code")))
+            if job.grouped:  # logged here, in the request's own context (correlation id)
+                logger.info(
+                    "payment {outcome}",
+                    outcome="SETTLED" if result.outcome is Outcome.SUCCEEDED else "refused",
+                    payment_id=result.body.get("id"),
+                    payment_type=PaymentType.P2P.value,
+                    code=result.body.get("code"),
                 )
-            except PaymentError as exc:
-                self._metrics.idempotency_conflict(exc.code)
-                raise
         return result
+
+    async def _transfer_alone(self, job: _TransferJob) -> PaymentResult:
+        """One transfer in its own transaction."""
+        try:
+            return await self._transfer(job.cmd, job.money, job.idem, job.recipient_user, job.actor)
+        except _DuplicateInFlight:
+            return await self._replay_after_race(job.idem)
+        except (LedgerError, RecipientNotFound, SameWallet, WalletNotFound) as exc:
+            return await self._store_failure(
+                job.idem,
+                _business_error(exc),
+                payment_type=PaymentType.P2P,
+                actor=job.actor,
+                correlation_id=job.cmd.correlation_id,
+            )
+        except PaymentError as exc:
+            self._metrics.idempotency_conflict(exc.code)
+            raise
+
+    async def _transfer_batch(self, jobs: list[_TransferJob]) -> list[PaymentResult | Exception]:
+        """Group commit of concurrent transfers; falls back to one transaction each if the
+        shared transaction fails for any reason (nothing of it was committed then)."""
+        if len(jobs) > 1:
+            try:
+                return await self._transfer_group(jobs)
+            except Exception as exc:
+                logger.warning("group commit failed; retrying one by one", size=len(jobs), error=type(exc).__name__)
+        results: list[PaymentResult | Exception] = []
+        for job in jobs:
+            try:
+                results.append(await self._transfer_alone(job))
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+    async def _transfer_group(self, jobs: list[_TransferJob]) -> list[PaymentResult | Exception]:
+        with _tracer.start_as_current_span("payments.transfer_group", attributes={"kora.batch.size": len(jobs)}):
+            payment_ids = [new_id() for _ in jobs]
+            results: dict[int, PaymentResult] = {}
+            async with self._uow() as uow:
+                at = self._clock.now()
+                claimed = await uow.idempotency.claim_many(
+                    [(job.idem, pid) for job, pid in zip(jobs, payment_ids, strict=True)],
+                    at=at,
+                    expires_at=at + self._config.idempotency_ttl,
+                )
+                ready: list[int] = []
+                for i, job in enumerate(jobs):
+                    key = (job.idem.scope, job.idem.key)
+                    if key in claimed:  # the first job with a key owns it; a repeat replays later
+                        claimed.discard(key)
+                        ready.append(i)
+                plans: dict[int, tuple[Payment, list[Leg]] | Exception] = {}
+                for i in ready:
+                    try:
+                        plans[i] = await self._plan_transfer(uow, jobs[i], payment_ids[i], at)
+                    except (RecipientNotFound, SameWallet, WalletNotFound) as exc:
+                        plans[i] = exc
+                postable = [i for i in ready if isinstance(plans[i], tuple)]
+                outcomes = await uow.ledger.post_many(
+                    [
+                        PostingRequest("p2p", _legs(plans[i]), payment_ids[i], jobs[i].cmd.correlation_id)
+                        for i in postable
+                    ]
+                )
+                for i, outcome in zip(postable, outcomes, strict=True):
+                    if isinstance(outcome, LedgerError):
+                        plans[i] = outcome
+                settled: list[Payment] = []
+                completions: list[tuple[IdempotencyRequest, Outcome, dict[str, Any]]] = []
+                events: list[AuditEvent] = []
+                for i in ready:
+                    job, plan = jobs[i], plans[i]
+                    if isinstance(plan, Exception):
+                        failure = _business_error(plan)
+                        body = {"code": failure.code, "detail": str(failure)}
+                        results[i] = PaymentResult(Outcome.FAILED, body)
+                        completions.append((job.idem, Outcome.FAILED, body))
+                        events.append(_refusal_event(job, failure.code))
+                        continue
+                    payment = plan[0]
+                    payment.transition(PaymentStatus.CAPTURED, at=at, reason="posted to ledger", actor=job.actor)
+                    payment.transition(
+                        PaymentStatus.SETTLED,
+                        at=at,
+                        reason="internal transfer settles at once",
+                        actor="system",
+                    )
+                    view = payment.view()
+                    settled.append(payment)
+                    results[i] = PaymentResult(Outcome.SUCCEEDED, view)
+                    completions.append((job.idem, Outcome.SUCCEEDED, view))
+                    events.append(_settled_event(job, payment))
+                await uow.payments.add_many(settled)
+                await uow.idempotency.complete_many(completions)
+                await uow.audit.record_many(events)
+                await uow.commit()
+            self._metrics.ledger_posted("p2p", uow.ledger.last_posting_seconds)
+            for payment in settled:
+                self._metrics.payment_finished(payment.type.value, payment.status.value)
+                self._metrics.amount_moved(payment.type.value, payment.money.currency, payment.money.amount)
+            for i in results:
+                jobs[i].grouped = True
+                if results[i].outcome is Outcome.FAILED:
+                    self._metrics.payment_finished(PaymentType.P2P.value, "REFUSED")
+        # Jobs whose key was already known (or repeated in this batch) go the single way: replay.
+        out: list[PaymentResult | Exception] = []
+        for i, job in enumerate(jobs):
+            if i in results:
+                out.append(results[i])
+                continue
+            try:
+                out.append(await self._transfer_alone(job))
+            except Exception as exc:
+                out.append(exc)
+        return out
+
+    async def _plan_transfer(
+        self, uow: PaymentsUnitOfWork, job: _TransferJob, payment_id: uuid.UUID, at: datetime
+    ) -> tuple[Payment, list[Leg]]:
+        cmd = job.cmd
+        sender_wallet = await self._wallet_id(uow, cmd.user_id)
+        recipient_wallet, recipient_user = await self._recipient(uow, cmd, job.recipient_user)
+        if recipient_wallet == sender_wallet:
+            raise SameWallet("a wallet cannot pay itself")
+        payment = Payment.initiate(
+            payment_id=payment_id,
+            type=PaymentType.P2P,
+            money=job.money,
+            at=at,
+            initiated_by=cmd.user_id,
+            actor=job.actor,
+            payer_wallet_id=sender_wallet,
+            payee_wallet_id=recipient_wallet,
+            payer_user_id=cmd.user_id,
+            payee_user_id=recipient_user,
+            correlation_id=cmd.correlation_id,
+        )
+        payment.transition(PaymentStatus.AUTHORIZED, at=at, reason="funds checked", actor=job.actor)
+        legs = [
+            Leg(sender_wallet, Direction.DEBIT, job.money),
+            Leg(recipient_wallet, Direction.CREDIT, job.money),
+        ]
+        return payment, legs
+
+    async def _recipient(
+        self, uow: PaymentsUnitOfWork, cmd: TransferCommand, recipient_user: uuid.UUID | None
+    ) -> tuple[uuid.UUID, uuid.UUID]:
+        if cmd.recipient_wallet_id is not None:
+            account = await uow.ledger.account(cmd.recipient_wallet_id)
+            if account is None or account.kind is not AccountKind.WALLET:
+                raise RecipientNotFound("no wallet with this id")
+            return account.id, uuid.UUID(account.owner_ref)
+        if recipient_user is None:
+            raise RecipientNotFound("no customer with this phone number")
+        return await self._wallet_id(uow, recipient_user), recipient_user
 
     async def _transfer(
         self,
@@ -302,62 +464,21 @@ class PaymentsService:
         recipient_user: uuid.UUID | None,
         actor: str,
     ) -> PaymentResult:
+        job = _TransferJob(cmd, money, idem, recipient_user, actor)
         async with self._uow() as uow:
             at = self._clock.now()
             payment_id = new_id()
             replay = await self._start(uow, idem, payment_id)
             if replay is not None:
                 return replay
-            sender_wallet = await self._wallet_id(uow, cmd.user_id)
-            if cmd.recipient_wallet_id is not None:
-                account = await uow.ledger.account(cmd.recipient_wallet_id)
-                if account is None or account.kind is not AccountKind.WALLET:
-                    raise RecipientNotFound("no wallet with this id")
-                recipient_wallet = account.id
-                recipient_user = uuid.UUID(account.owner_ref)
-            elif recipient_user is not None:
-                recipient_wallet = await self._wallet_id(uow, recipient_user)
-            else:
-                raise RecipientNotFound("no customer with this phone number")
-            if recipient_wallet == sender_wallet:
-                raise SameWallet("a wallet cannot pay itself")
-            payment = Payment.initiate(
-                payment_id=payment_id,
-                type=PaymentType.P2P,
-                money=money,
-                at=at,
-                initiated_by=cmd.user_id,
-                actor=actor,
-                payer_wallet_id=sender_wallet,
-                payee_wallet_id=recipient_wallet,
-                payer_user_id=cmd.user_id,
-                payee_user_id=recipient_user,
-                correlation_id=cmd.correlation_id,
-            )
-            payment.transition(PaymentStatus.AUTHORIZED, at=at, reason="funds checked", actor=actor)
-            await uow.ledger.post(
-                kind="p2p",
-                legs=[
-                    Leg(sender_wallet, Direction.DEBIT, money),
-                    Leg(recipient_wallet, Direction.CREDIT, money),
-                ],
-                payment_id=payment.id,
-                correlation_id=cmd.correlation_id,
-            )
+            payment, legs = await self._plan_transfer(uow, job, payment_id, at)
+            await uow.ledger.post(kind="p2p", legs=legs, payment_id=payment.id, correlation_id=cmd.correlation_id)
             payment.transition(PaymentStatus.CAPTURED, at=at, reason="posted to ledger", actor=actor)
-            payment.transition(
-                PaymentStatus.SETTLED, at=at, reason="internal transfer settles at once", actor="system"
-            )
+            payment.transition(PaymentStatus.SETTLED, at=at, reason="internal transfer settles at once", actor="system")
             await uow.payments.add(payment)
             view = payment.view()
             await uow.idempotency.complete(idem, outcome=Outcome.SUCCEEDED, body=view)
-            await uow.audit.record(
-                actor=actor,
-                action="payment.p2p.settled",
-                subject=f"payment:{payment.id}",
-                correlation_id=cmd.correlation_id,
-                details={"amount": money.amount, "currency": money.currency},
-            )
+            await uow.audit.record_many([_settled_event(job, payment)])
             await uow.commit()
         self._metrics.ledger_posted("p2p", uow.ledger.last_posting_seconds)
         self._finished(payment)
@@ -435,9 +556,7 @@ class PaymentsService:
                         error=type(exc).__name__,
                     )
                     result = ProviderResult(ProviderOutcome.PENDING)
-            return await self._finish_provider_move(
-                payment.id, hold_id, result, idem, actor, cmd.correlation_id
-            )
+            return await self._finish_provider_move(payment.id, hold_id, result, idem, actor, cmd.correlation_id)
 
     async def _begin_provider_move(
         self,
@@ -536,9 +655,7 @@ class PaymentsService:
         bank = await uow.ledger.system_account(AccountKind.SETTLEMENT_BANK, money.currency, provider)
         if payment.type is PaymentType.CASH_IN:
             assert payment.payee_wallet_id is not None
-            payment.transition(
-                PaymentStatus.AUTHORIZED, at=at, reason="provider confirmed collection", actor=actor
-            )
+            payment.transition(PaymentStatus.AUTHORIZED, at=at, reason="provider confirmed collection", actor=actor)
             capture = [
                 Leg(clearing.id, Direction.DEBIT, money),
                 Leg(payment.payee_wallet_id, Direction.CREDIT, money),
@@ -563,14 +680,10 @@ class PaymentsService:
         await uow.ledger.post(
             kind=f"{kind}.settlement", legs=settle, payment_id=payment.id, correlation_id=correlation_id
         )
-        payment.transition(
-            PaymentStatus.SETTLED, at=at, reason="sandbox provider settles at once", actor=actor
-        )
+        payment.transition(PaymentStatus.SETTLED, at=at, reason="sandbox provider settles at once", actor=actor)
 
     # ----------------------------------------------------------------- reads
-    async def get_payment(
-        self, payment_id: uuid.UUID, *, viewer: uuid.UUID, privileged: bool
-    ) -> dict[str, Any]:
+    async def get_payment(self, payment_id: uuid.UUID, *, viewer: uuid.UUID, privileged: bool) -> dict[str, Any]:
         """The payment's view; PaymentNotFound for anyone who is not a party (or support/admin)."""
         async with self._uow() as uow:
             payment = await uow.payments.get(payment_id)
@@ -639,3 +752,39 @@ def _business_error(exc: Exception) -> PaymentError:
         error.code = "ledger_refused"
         return error
     raise exc
+
+
+@dataclass(slots=True)
+class _TransferJob:
+    cmd: TransferCommand
+    money: Money
+    idem: IdempotencyRequest
+    recipient_user: uuid.UUID | None
+    actor: str
+    grouped: bool = False
+
+
+def _legs(plan: tuple[Payment, list[Leg]] | Exception) -> list[Leg]:
+    assert isinstance(plan, tuple)
+    return plan[1]
+
+
+def _settled_event(job: _TransferJob, payment: Payment) -> AuditEvent:
+    return AuditEvent(
+        actor=job.actor,
+        action="payment.p2p.settled",
+        subject=f"payment:{payment.id}",
+        correlation_id=job.cmd.correlation_id,
+        details={"amount": payment.money.amount, "currency": payment.money.currency},
+    )
+
+
+def _refusal_event(job: _TransferJob, code: str) -> AuditEvent:
+    return AuditEvent(
+        actor=job.actor,
+        action="payment.p2p.refused",
+        subject=job.actor,
+        correlation_id=job.cmd.correlation_id,
+        outcome="failure",
+        details={"code": code},
+    )

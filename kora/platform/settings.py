@@ -70,6 +70,7 @@ class Settings:
     argon2_time_cost: int = 3
     audit_chains: int = 16
     session_check_seconds: int = 5
+    group_commit_max: int = 64
     otel_sample_ratio: float = 1.0
     argon2_memory_kib: int = 65536
 
@@ -123,6 +124,7 @@ class Settings:
             argon2_time_cost=int(env.get("KORA_ARGON2_TIME_COST", 3)),
             audit_chains=int(env.get("KORA_AUDIT_CHAINS", 16)),
             session_check_seconds=int(env.get("KORA_SESSION_CHECK_SECONDS", 5)),
+            group_commit_max=int(env.get("KORA_GROUP_COMMIT_MAX", 64)),
             otel_sample_ratio=float(env.get("KORA_OTEL_SAMPLE_RATIO", 1.0)),
             argon2_memory_kib=int(env.get("KORA_ARGON2_MEMORY_KIB", 65536)),
         )
@@ -146,9 +148,7 @@ def _new_dev_secrets() -> dict[str, str]:
         return base64.urlsafe_b64encode(_secrets.token_bytes(32)).decode()
 
     return {
-        "KORA_JWT_SIGNING_KEYS": json.dumps(
-            [{"kid": "dev-" + _secrets.token_hex(4), "private_key_pem": pem}]
-        ),
+        "KORA_JWT_SIGNING_KEYS": json.dumps([{"kid": "dev-" + _secrets.token_hex(4), "private_key_pem": pem}]),
         "KORA_PII_ENCRYPTION_KEY": key(),
         "KORA_PII_INDEX_KEY": key(),
         "KORA_AUDIT_KEY": key(),

@@ -73,9 +73,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
             except httpx.HTTPError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(
-                    "server did not start:\n" + (tmp_path / "server.log").read_text()[-3000:]
-                )
+                raise AssertionError("server did not start:\n" + (tmp_path / "server.log").read_text()[-3000:])
             time.sleep(0.2)
         yield Server(url, env)
     finally:
@@ -110,9 +108,7 @@ def test_walkthrough_then_operator_checks(server: Server) -> None:
         again = client.post("/v1/transfers", json=body, headers={**auth, "Idempotency-Key": "transfer-0001"})
         assert sent.status_code == again.status_code == 201
         assert again.headers["Idempotent-Replayed"] == "true"
-        out = client.post(
-            "/v1/cash-outs", json={"amount": 1_000}, headers={**auth, "Idempotency-Key": "cash-out-0001"}
-        )
+        out = client.post("/v1/cash-outs", json={"amount": 1_000}, headers={**auth, "Idempotency-Key": "cash-out-0001"})
         assert out.status_code == 201
         wallet = client.get("/v1/wallet", headers=auth).json()
         assert wallet["balance"] == wallet["available_balance"] == 6_500
@@ -138,9 +134,7 @@ def test_walkthrough_then_operator_checks(server: Server) -> None:
 
 
 def test_bench_reports_throughput_and_percentiles(server: Server) -> None:
-    result = kora(
-        server.env, "bench", "--url", server.url, "--concurrency", "4", "--duration", "2", "--users", "3"
-    )
+    result = kora(server.env, "bench", "--url", server.url, "--concurrency", "4", "--duration", "2", "--users", "3")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "throughput:" in result.stdout
     assert "p95" in result.stdout
@@ -150,9 +144,7 @@ def test_bench_reports_throughput_and_percentiles(server: Server) -> None:
 
 def test_admin_is_created_from_the_command_line(server: Server) -> None:
     phone = f"+22507{uuid.uuid4().int % 10**8:08d}"
-    created = kora(
-        server.env, "admin", "create", "--phone-number", phone, "--password", "admin-pass-phrase-9"
-    )
+    created = kora(server.env, "admin", "create", "--phone-number", phone, "--password", "admin-pass-phrase-9")
     assert created.returncode == 0, created.stdout + created.stderr
     with httpx.Client(base_url=server.url, timeout=30) as client:
         login = client.post(

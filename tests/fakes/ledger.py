@@ -82,9 +82,7 @@ class InMemoryLedgerStore:
         self.state = snapshot
 
     # ------------------------------------------------------------------ accounts
-    async def get_or_create_account(
-        self, *, kind: AccountKind, currency: str, owner_ref: str, at: datetime
-    ) -> Account:
+    async def get_or_create_account(self, *, kind: AccountKind, currency: str, owner_ref: str, at: datetime) -> Account:
         key = (kind, owner_ref, currency)
         found = self.state.account_keys.get(key)
         if found is not None:
@@ -120,6 +118,16 @@ class InMemoryLedgerStore:
         for entry in entries:
             self.state.entries.setdefault(entry.account_id, []).append(entry)
 
+    async def append_many(self, txns: Sequence[JournalTransaction], entries: Sequence[Entry]) -> None:
+        # Like the SQL adapter's single insert pair: all or nothing.
+        snapshot = self.snapshot()
+        try:
+            for txn in txns:
+                await self.append(txn, [e for e in entries if e.transaction_id == txn.id])
+        except Exception:
+            self.restore(snapshot)
+            raise
+
     def _check_posting(self, txn: JournalTransaction, entries: Sequence[Entry]) -> None:
         if txn.id in self.state.transactions:
             raise StorageRefusedError(f"duplicate journal transaction {txn.id}")
@@ -138,13 +146,9 @@ class InMemoryLedgerStore:
             if entry.currency != account.currency:
                 raise StorageRefusedError("entry currency differs from its account's")
             rows = self.state.entries.get(entry.account_id, [])
-            last = chain.get(entry.account_id) or (
-                (rows[-1].sequence, rows[-1].balance_after) if rows else (0, 0)
-            )
+            last = chain.get(entry.account_id) or ((rows[-1].sequence, rows[-1].balance_after) if rows else (0, 0))
             if entry.sequence <= last[0]:
-                raise StorageRefusedError(
-                    f"duplicate (account, sequence) ({entry.account_id}, {entry.sequence})"
-                )
+                raise StorageRefusedError(f"duplicate (account, sequence) ({entry.account_id}, {entry.sequence})")
             if entry.sequence != last[0] + 1:
                 raise StorageRefusedError(f"sequence {entry.sequence} leaves a gap after {last[0]}")
             expected = last[1] + signed_effect(account.normal_side, entry.direction, entry.amount)
@@ -195,9 +199,7 @@ class InMemoryLedgerStore:
         return list(reversed(rows))[:limit]
 
     async def transaction_for_payment(self, payment_id: uuid.UUID, kind: str) -> JournalTransaction | None:
-        matching = [
-            t for t in self.state.transactions.values() if t.payment_id == payment_id and t.kind == kind
-        ]
+        matching = [t for t in self.state.transactions.values() if t.payment_id == payment_id and t.kind == kind]
         return min(matching, key=lambda t: t.created_at) if matching else None
 
     async def all_accounts(self) -> AsyncIterator[Account]:

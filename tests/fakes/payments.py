@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -47,6 +48,10 @@ class InMemoryPaymentRepository:
         self.state.payments[payment.id] = stored
         payment.new_changes.clear()
 
+    async def add_many(self, payments: Sequence[Payment]) -> None:
+        for payment in payments:
+            await self.add(payment)
+
     async def save(self, payment: Payment) -> None:
         existing = self.state.payments.get(payment.id)
         if existing is None:
@@ -64,13 +69,9 @@ class InMemoryPaymentRepository:
         stored = self.state.payments.get(payment_id)
         return copy.deepcopy(stored) if stored is not None else None
 
-    async def list_for_user(
-        self, user_id: uuid.UUID, *, limit: int, before_id: uuid.UUID | None
-    ) -> list[Payment]:
+    async def list_for_user(self, user_id: uuid.UUID, *, limit: int, before_id: uuid.UUID | None) -> list[Payment]:
         mine = [
-            p
-            for p in self.state.payments.values()
-            if p.is_party(user_id) and (before_id is None or p.id < before_id)
+            p for p in self.state.payments.values() if p.is_party(user_id) and (before_id is None or p.id < before_id)
         ]
         mine.sort(key=lambda p: p.id, reverse=True)
         return [copy.deepcopy(p) for p in mine[:limit]]
@@ -137,9 +138,7 @@ class InMemoryIdempotencyStore:
         key = (request.scope, request.key)
         if key in self.state.rows:
             return False
-        self.state.rows[key] = IdempotencyRow(
-            request.fingerprint, outcome, _json(body), payment_id, at, expires_at
-        )
+        self.state.rows[key] = IdempotencyRow(request.fingerprint, outcome, _json(body), payment_id, at, expires_at)
         return True
 
     async def complete(self, request: IdempotencyRequest, *, outcome: Outcome, body: dict[str, Any]) -> None:
@@ -149,6 +148,25 @@ class InMemoryIdempotencyStore:
             self.state.rows[key] = IdempotencyRow(
                 row.fingerprint, outcome, _json(body), row.payment_id, row.created_at, row.expires_at
             )
+
+    async def claim_many(
+        self,
+        claims: Sequence[tuple[IdempotencyRequest, uuid.UUID]],
+        *,
+        at: datetime,
+        expires_at: datetime,
+    ) -> set[tuple[str, str]]:
+        claimed: set[tuple[str, str]] = set()
+        for request, payment_id in claims:
+            if await self.insert(
+                request, outcome=Outcome.IN_FLIGHT, body=None, payment_id=payment_id, at=at, expires_at=expires_at
+            ):
+                claimed.add((request.scope, request.key))
+        return claimed
+
+    async def complete_many(self, results: Sequence[tuple[IdempotencyRequest, Outcome, dict[str, Any]]]) -> None:
+        for request, outcome, body in results:
+            await self.complete(request, outcome=outcome, body=body)
 
     async def purge_expired(self, now: datetime) -> int:
         expired = [key for key, row in self.state.rows.items() if row.expires_at <= now]

@@ -8,12 +8,12 @@ so a test can show that a failed use case changed nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
-from kora.audit import AuditDetail, AuditRecorder, InMemoryAuditTrail
+from kora.audit import AuditDetail, AuditEvent, AuditRecorder, InMemoryAuditTrail
 from kora.kernel import Clock
 from kora.ledger import Ledger
 from kora.payments.ports import IdempotencyStore, PaymentRepository
@@ -70,6 +70,17 @@ class StagedAudit:
         }
         await self._scratch.record(**call)
         self._pending.append(call)
+
+    async def record_many(self, events: Sequence[AuditEvent]) -> None:
+        for e in events:
+            await self.record(
+                actor=e.actor,
+                action=e.action,
+                subject=e.subject,
+                correlation_id=e.correlation_id,
+                outcome=e.outcome,
+                details=e.details,
+            )
 
     async def flush(self) -> None:
         for call in self._pending:

@@ -15,14 +15,10 @@ async def test_register_rejects_weak_passwords_and_duplicates(sqlite_api: Api) -
         weak = await api.client.post("/v1/auth/register", json={"phone_number": phone, "password": password})
         assert weak.status_code == 422, password
         assert weak.json()["code"] in ("weak_password", "validation_error")
-    ok = await api.client.post(
-        "/v1/auth/register", json={"phone_number": phone, "password": "long-and-unusual-42"}
-    )
+    ok = await api.client.post("/v1/auth/register", json={"phone_number": phone, "password": "long-and-unusual-42"})
     assert ok.status_code == 201
     assert set(ok.json()) == {"user_id", "wallet_id"}
-    again = await api.client.post(
-        "/v1/auth/register", json={"phone_number": phone, "password": "another-unusual-43"}
-    )
+    again = await api.client.post("/v1/auth/register", json={"phone_number": phone, "password": "another-unusual-43"})
     assert again.status_code == 409
     assert again.json()["code"] == "phone_number_taken"
 

@@ -37,9 +37,7 @@ async def test_cash_in_transfer_cash_out_and_history(api: Api) -> None:
     }
     assert (await api.balance(bob))["balance"] == 2_000
 
-    out = await api.client.post(
-        "/v1/cash-outs", json={"amount": 1_000}, headers=alice.headers(key=uuid.uuid4().hex)
-    )
+    out = await api.client.post("/v1/cash-outs", json={"amount": 1_000}, headers=alice.headers(key=uuid.uuid4().hex))
     assert out.status_code == 201, out.text
     assert out.json()["status"] == "SETTLED"
     assert [h["status"] for h in out.json()["status_history"]] == [
@@ -56,18 +54,14 @@ async def test_cash_in_transfer_cash_out_and_history(api: Api) -> None:
     assert [e["amount"] for e in page["items"]] == [-1_000, 500]
     assert [e["balance_after"] for e in page["items"]] == [7_000, 8_000]
     assert page["items"][0]["payment_id"] == out.json()["id"]
-    rest = await api.client.get(
-        f"/v1/wallet/entries?limit=10&cursor={page['next_cursor']}", headers=alice.headers()
-    )
+    rest = await api.client.get(f"/v1/wallet/entries?limit=10&cursor={page['next_cursor']}", headers=alice.headers())
     assert [e["amount"] for e in rest.json()["items"]] == [-2_500, 10_000]
     assert rest.json()["next_cursor"] is None
 
     listed = await api.client.get("/v1/payments?limit=2", headers=alice.headers())
     ids = [p["id"] for p in listed.json()["items"]]
     assert ids == [out.json()["id"], by_wallet.json()["id"]]
-    more = await api.client.get(
-        f"/v1/payments?limit=10&cursor={listed.json()['next_cursor']}", headers=alice.headers()
-    )
+    more = await api.client.get(f"/v1/payments?limit=10&cursor={listed.json()['next_cursor']}", headers=alice.headers())
     assert next(p["id"] for p in more.json()["items"]) == payment["id"]
 
     report = await api.kora.verify_ledger()  # type: ignore[attr-defined]

@@ -154,9 +154,7 @@ async def test_records_round_trip_and_are_listed_for_support(engine: AsyncEngine
             actor="admin:a1", action="payment.p2p.reversed", subject="payment:p1", correlation_id="req-2"
         )
         clock.advance(timedelta(seconds=1))
-        await trail.record(
-            actor="user:u2", action="auth.login.failed", subject="user:u2", correlation_id="req-3"
-        )
+        await trail.record(actor="user:u2", action="auth.login.failed", subject="user:u2", correlation_id="req-3")
     assert (first.position, second.position, second.prev_hash) == (1, 2, first.hash)
     async with engine.connect() as conn:
         assert await list_audit(conn, subject="payment:p1") == [second, first]
@@ -176,9 +174,7 @@ async def test_pii_is_refused_before_anything_is_written(engine: AsyncEngine) ->
     async with engine.begin() as conn:
         trail = SqlAuditTrail(conn, key=KEY, clock=FixedClock())
         with pytest.raises(InvalidAuditRecordError):
-            await trail.record(
-                actor="system", action="auth.otp.sent", subject="user:221771234567", correlation_id=None
-            )
+            await trail.record(actor="system", action="auth.otp.sent", subject="user:221771234567", correlation_id=None)
         count = (await conn.execute(sa.select(sa.func.count()).select_from(audit_log))).scalar_one()
     assert count == 0
 
@@ -280,9 +276,7 @@ async def test_a_deleted_tail_is_caught_by_exported_chain_heads(engine: AsyncEng
 async def test_verification_streams_a_large_trail_in_batches(engine: AsyncEngine) -> None:
     fake = InMemoryAuditTrail(key=KEY, clock=FixedClock(), chains=16)
     for n in range(2500):
-        await fake.record(
-            actor="system", action="payment.step.done", subject=f"payment:p{n % 40}", correlation_id=None
-        )
+        await fake.record(actor="system", action="payment.step.done", subject=f"payment:p{n % 40}", correlation_id=None)
     entries: list[AuditEntry] = fake.records
     async with engine.begin() as conn:
         for start in range(0, len(entries), 500):

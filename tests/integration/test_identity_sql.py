@@ -58,9 +58,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-def a_user(
-    *, phone_index: bytes | None = None, roles: frozenset[Role] = frozenset({Role.CUSTOMER})
-) -> UserRecord:
+def a_user(*, phone_index: bytes | None = None, roles: frozenset[Role] = frozenset({Role.CUSTOMER})) -> UserRecord:
     return UserRecord(
         id=new_id(),
         phone_index=phone_index or uuid.uuid4().bytes * 2,
@@ -157,9 +155,7 @@ async def test_concurrent_rotations_of_one_token_have_one_winner(engine: AsyncEn
         store = SqlRefreshTokenStore(conn)
         await store.open_session(session)
         await store.add(
-            RefreshTokenRecord(
-                token_hash=token_hash, session_id=session.id, issued_at=T0, expires_at=T0 + timedelta(1)
-            )
+            RefreshTokenRecord(token_hash=token_hash, session_id=session.id, issued_at=T0, expires_at=T0 + timedelta(1))
         )
 
     async def rotate() -> bool:
@@ -179,16 +175,12 @@ async def test_login_throttle_upserts_and_purges(engine: AsyncEngine) -> None:
         assert await throttle.get("account:abc") is None
         await throttle.save("account:abc", ThrottleState(failures=1, window_started_at=T0), at=T0)
         await throttle.save("account:abc", ThrottleState(failures=2, window_started_at=T0), at=T0)
-        assert await throttle.get("account:abc", for_update=True) == ThrottleState(
-            failures=2, window_started_at=T0
-        )
+        assert await throttle.get("account:abc", for_update=True) == ThrottleState(failures=2, window_started_at=T0)
         await throttle.save("ip:def", locked, at=T0)
         assert await throttle.get("ip:def") == locked
         await throttle.clear("account:abc")
         assert await throttle.get("account:abc") is None
-        await throttle.save(
-            "ip:old", ThrottleState(failures=1, window_started_at=T0), at=T0 - timedelta(days=2)
-        )
+        await throttle.save("ip:old", ThrottleState(failures=1, window_started_at=T0), at=T0 - timedelta(days=2))
         assert await throttle.purge(older_than=T0 - timedelta(days=1)) == 1
         assert await throttle.purge(older_than=T0 + timedelta(minutes=10)) == 0  # still locked
         assert await throttle.purge(older_than=T0 + timedelta(days=1)) == 1
@@ -211,9 +203,7 @@ class ListAudit:
         outcome: str = "success",
         details: Mapping[str, AuditDetail] | None = None,
     ) -> None:
-        self.sink.append(
-            {"actor": actor, "action": action, "outcome": outcome, "details": dict(details or {})}
-        )
+        self.sink.append({"actor": actor, "action": action, "outcome": outcome, "details": dict(details or {})})
 
 
 class NewWallets:
@@ -277,13 +267,9 @@ async def test_the_service_end_to_end_on_sql(engine: AsyncEngine) -> None:
 
     for _ in range(2):
         with pytest.raises(InvalidCredentials):
-            await service.login(
-                phone_number=phone, password="wrong-password", device_id="d1", client_ip="192.0.2.1"
-            )
+            await service.login(phone_number=phone, password="wrong-password", device_id="d1", client_ip="192.0.2.1")
     with pytest.raises(AccountLocked):
-        await service.login(
-            phone_number=phone, password="wrong-password", device_id="d1", client_ip="192.0.2.1"
-        )
+        await service.login(phone_number=phone, password="wrong-password", device_id="d1", client_ip="192.0.2.1")
     with pytest.raises(AccountLocked):
         await service.login(phone_number=phone, password=password, device_id="d1", client_ip="192.0.2.1")
     clock.advance(timedelta(minutes=15))
@@ -299,9 +285,7 @@ async def test_the_service_end_to_end_on_sql(engine: AsyncEngine) -> None:
 async def test_login_rehashes_when_argon2_parameters_change(engine: AsyncEngine) -> None:
     clock, settings = FixedClock(T0), make_settings()
     phone, password = "+221771234567", "long-and-unusual-42"
-    await sql_service(engine, clock, [], settings=settings, time_cost=1).register(
-        phone_number=phone, password=password
-    )
+    await sql_service(engine, clock, [], settings=settings, time_cost=1).register(phone_number=phone, password=password)
     stronger = sql_service(engine, clock, [], settings=settings, time_cost=2)
     await stronger.login(phone_number=phone, password=password, device_id="d", client_ip=None)
     async with engine.connect() as conn:

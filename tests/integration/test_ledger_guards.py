@@ -73,26 +73,17 @@ async def test_truncate_is_refused_on_postgres(migrated_postgres_url: str) -> No
         await _execute(migrated_postgres_url, "TRUNCATE ledger_entries CASCADE")
 
 
-async def _raw_entry(
-    url: str, *, account: uuid.UUID, sequence: int, balance_after: int, direction: str
-) -> None:
+async def _raw_entry(url: str, *, account: uuid.UUID, sequence: int, balance_after: int, direction: str) -> None:
     """Insert a journal transaction by hand, bypassing Python: only the database can refuse it."""
     txn = uuid.uuid4()
     engine = create_engine(url)
     try:
         async with engine.begin() as conn:
-            t = sa.table(
-                "ledger_transactions", sa.column("id", sa.Uuid), sa.column("kind"), sa.column("created_at")
-            )
-            await conn.execute(
-                t.insert().values(id=txn, kind="manual", created_at=sa.func.current_timestamp())
-            )
+            t = sa.table("ledger_transactions", sa.column("id", sa.Uuid), sa.column("kind"), sa.column("created_at"))
+            await conn.execute(t.insert().values(id=txn, kind="manual", created_at=sa.func.current_timestamp()))
             e = sa.table(
                 "ledger_entries",
-                *(
-                    sa.column(c)
-                    for c in ("direction", "amount", "currency", "sequence", "balance_after", "created_at")
-                ),
+                *(sa.column(c) for c in ("direction", "amount", "currency", "sequence", "balance_after", "created_at")),
                 sa.column("id", sa.Uuid),
                 sa.column("transaction_id", sa.Uuid),
                 sa.column("account_id", sa.Uuid),
@@ -142,6 +133,4 @@ async def test_unbalanced_transaction_is_refused_at_commit_on_postgres(migrated_
     alice, _ = await _funded_pair(migrated_postgres_url)
     # A chain-consistent single credit: only the deferred zero-sum check can catch it.
     with pytest.raises(REFUSED, match=r"entries|balance"):
-        await _raw_entry(
-            migrated_postgres_url, account=alice, sequence=2, balance_after=1100, direction="credit"
-        )
+        await _raw_entry(migrated_postgres_url, account=alice, sequence=2, balance_after=1100, direction="credit")

@@ -61,9 +61,7 @@ class Api:
         reg = await self.client.post("/v1/auth/register", json={"phone_number": phone, "password": password})
         assert reg.status_code == 201, reg.text
         body = reg.json()
-        customer = Customer(
-            phone, password, "device-" + uuid.uuid4().hex[:8], body["user_id"], body["wallet_id"]
-        )
+        customer = Customer(phone, password, "device-" + uuid.uuid4().hex[:8], body["user_id"], body["wallet_id"])
         await self.login(customer)
         if fund:
             await self.cash_in(customer, fund)
@@ -91,9 +89,7 @@ class Api:
         return response
 
     async def transfer(self, sender: Customer, *, key: str | None = None, **body: Any) -> httpx.Response:
-        return await self.client.post(
-            "/v1/transfers", json=body, headers=sender.headers(key=key or uuid.uuid4().hex)
-        )
+        return await self.client.post("/v1/transfers", json=body, headers=sender.headers(key=key or uuid.uuid4().hex))
 
     async def balance(self, customer: Customer) -> dict[str, Any]:
         response = await self.client.get("/v1/wallet", headers=customer.headers())

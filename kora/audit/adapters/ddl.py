@@ -63,10 +63,8 @@ def sqlite_forbid_mutation_ddl(table: str) -> list[str]:
     """Triggers making `table` append-only on SQLite."""
     t = _table(table)
     return [
-        f"CREATE TRIGGER {t}_forbid_update BEFORE UPDATE ON {t} "
-        f"BEGIN SELECT RAISE(ABORT, '{t} is append-only'); END",
-        f"CREATE TRIGGER {t}_forbid_delete BEFORE DELETE ON {t} "
-        f"BEGIN SELECT RAISE(ABORT, '{t} is append-only'); END",
+        f"CREATE TRIGGER {t}_forbid_update BEFORE UPDATE ON {t} BEGIN SELECT RAISE(ABORT, '{t} is append-only'); END",
+        f"CREATE TRIGGER {t}_forbid_delete BEFORE DELETE ON {t} BEGIN SELECT RAISE(ABORT, '{t} is append-only'); END",
     ]
 
 

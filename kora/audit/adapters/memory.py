@@ -6,7 +6,7 @@ here as it would in production; `records` is the list of sealed entries, in orde
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from kora.audit.domain.record import (
     DEFAULT_CHAINS,
@@ -19,6 +19,7 @@ from kora.audit.domain.record import (
 )
 from kora.audit.domain.validation import AuditDetail
 from kora.audit.domain.verification import AuditReport, ChainVerifier
+from kora.audit.ports import AuditEvent
 from kora.kernel import Clock, SystemClock, new_id
 
 IN_MEMORY_KEY = b"kora-in-memory-audit-key"
@@ -69,6 +70,17 @@ class InMemoryAuditTrail:
         )
         self._heads[chain] = (entry.position, entry.hash)
         self.records.append(entry)
+
+    async def record_many(self, events: Sequence[AuditEvent]) -> None:
+        for e in events:
+            await self.record(
+                actor=e.actor,
+                action=e.action,
+                subject=e.subject,
+                correlation_id=e.correlation_id,
+                outcome=e.outcome,
+                details=e.details,
+            )
 
     def actions(self) -> list[str]:
         """The recorded actions, in order (handy in assertions)."""

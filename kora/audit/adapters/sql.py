@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -19,11 +19,24 @@ from kora.audit.domain.record import (
     check_key,
 )
 from kora.audit.domain.validation import AuditDetail
+from kora.audit.ports import AuditEvent
 from kora.kernel import Clock, new_id
 
 AUDIT_LOCK_NAMESPACE = 0x4B415544  # "KAUD": first key of pg_advisory_xact_lock(int, int)
 
 _LOCK_CHAIN = sa.text("SELECT pg_advisory_xact_lock(:namespace, :chain)")
+# Several chains in one statement, always in ascending order (so two batches never deadlock).
+_LOCK_CHAINS = sa.text(
+    "SELECT count(pg_advisory_xact_lock(:namespace, c)) "
+    "FROM (SELECT unnest(CAST(:chains AS integer[])) AS c ORDER BY 1) AS ordered"
+)
+# Each chain's head through its (chain, position) index; a separate statement from the lock,
+# so that under READ COMMITTED it reads after the previous holder's commit.
+_HEADS = sa.text(
+    "SELECT c.chain, h.position, h.hash FROM unnest(CAST(:chains AS integer[])) AS c(chain) "
+    "LEFT JOIN LATERAL (SELECT position, hash FROM audit_log WHERE audit_log.chain = c.chain "
+    "ORDER BY position DESC LIMIT 1) AS h ON true"
+)
 
 
 class AuditChainConflictError(RuntimeError):
@@ -43,9 +56,7 @@ class SqlAuditTrail:
     already serialized (BEGIN IMMEDIATE). The unique (chain, position) is the backstop.
     """
 
-    def __init__(
-        self, conn: AsyncConnection, *, key: bytes, clock: Clock, chains: int = DEFAULT_CHAINS
-    ) -> None:
+    def __init__(self, conn: AsyncConnection, *, key: bytes, clock: Clock, chains: int = DEFAULT_CHAINS) -> None:
         check_key(key)
         self._conn = conn
         self._key = key
@@ -115,6 +126,61 @@ class SqlAuditTrail:
         except IntegrityError as exc:
             raise AuditChainConflictError(f"audit chain {chain} position {position} already taken") from exc
         return entry
+
+    async def record_many(self, events: Sequence[AuditEvent]) -> None:
+        """Append several records with one lock round, one head read and one insert."""
+        if not events:
+            return
+        if len(events) == 1 or self._conn.dialect.name != "postgresql":
+            for event in events:
+                await self.record(
+                    actor=event.actor,
+                    action=event.action,
+                    subject=event.subject,
+                    correlation_id=event.correlation_id,
+                    outcome=event.outcome,
+                    details=event.details,
+                )
+            return
+        drafts = [
+            (
+                AuditDraft.create(
+                    actor=e.actor,
+                    action=e.action,
+                    subject=e.subject,
+                    outcome=e.outcome,
+                    correlation_id=e.correlation_id,
+                    details=e.details,
+                ),
+                chain_for(e.subject, self._chains),
+            )
+            for e in events
+        ]
+        chains = sorted({chain for _, chain in drafts})
+        params = {"namespace": AUDIT_LOCK_NAMESPACE, "chains": chains}
+        await self._conn.execute(_LOCK_CHAINS, params)
+        heads: dict[int, tuple[int, str]] = {
+            row.chain: (row.position, row.hash) if row.position is not None else (0, GENESIS_HASH)
+            for row in await self._conn.execute(_HEADS, {"chains": chains})
+        }
+        now = self._clock.now()
+        rows: list[dict[str, object]] = []
+        for draft, chain in drafts:
+            position, prev_hash = heads[chain]
+            entry = draft.seal(
+                key=self._key,
+                id=new_id(),
+                chain=chain,
+                position=position + 1,
+                prev_hash=prev_hash,
+                occurred_at=now,
+            )
+            heads[chain] = (entry.position, entry.hash)
+            rows.append(entry_row(entry))
+        try:
+            await self._conn.execute(sa.insert(audit_log), rows)
+        except IntegrityError as exc:
+            raise AuditChainConflictError("an audit chain position was already taken") from exc
 
 
 def entry_row(entry: AuditEntry) -> dict[str, object]:

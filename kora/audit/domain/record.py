@@ -65,9 +65,7 @@ def chain_for(subject: str, chains: int) -> int:
 
 def canonical_details(details: Mapping[str, AuditDetail] | None) -> str:
     """Details as canonical JSON text: sorted keys, no spaces, ASCII only."""
-    return json.dumps(
-        dict(details or {}), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    )
+    return json.dumps(dict(details or {}), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
 def canonical_time(occurred_at: datetime) -> str:
@@ -170,9 +168,7 @@ class AuditDraft:
         details: Mapping[str, AuditDetail] | None,
     ) -> AuditDraft:
         """Validates every field (see `kora.audit.domain.validation`); raises InvalidAuditRecordError."""
-        validate_fields(
-            actor=actor, action=action, subject=subject, outcome=outcome, correlation_id=correlation_id
-        )
+        validate_fields(actor=actor, action=action, subject=subject, outcome=outcome, correlation_id=correlation_id)
         validate_details(details)
         return cls(actor, action, subject, outcome, correlation_id, canonical_details(details))
 

@@ -74,9 +74,7 @@ def _check_text(field: str, value: object, max_length: int) -> str:
     return value
 
 
-def validate_fields(
-    *, actor: str, action: str, subject: str, outcome: str, correlation_id: str | None
-) -> None:
+def validate_fields(*, actor: str, action: str, subject: str, outcome: str, correlation_id: str | None) -> None:
     """Refuses malformed fields, and actor/action/subject that look like they hold a phone
     number (they must be opaque ids such as `user:<uuid>`, `payment:<uuid>`)."""
     _check_text("actor", actor, MAX_ACTOR_LENGTH)
@@ -84,9 +82,7 @@ def validate_fields(
     _check_text("action", action, MAX_ACTION_LENGTH)
     for field, value in (("actor", actor), ("action", action), ("subject", subject)):
         if looks_like_phone_number(value):
-            raise InvalidAuditRecordError(
-                f"{field} looks like it contains a phone number: use an opaque id instead"
-            )
+            raise InvalidAuditRecordError(f"{field} looks like it contains a phone number: use an opaque id instead")
     if not _ACTION.fullmatch(action):
         raise InvalidAuditRecordError("action must be a dotted lower-case name, e.g. `payment.p2p.captured`")
     _check_text("outcome", outcome, MAX_OUTCOME_LENGTH)
@@ -115,9 +111,7 @@ def validate_details(details: Mapping[str, AuditDetail] | None) -> None:
         raise InvalidAuditRecordError(f"details has more than {MAX_DETAILS} keys")
     for key, value in details.items():
         if not isinstance(key, str) or not _DETAIL_KEY.fullmatch(key):
-            raise InvalidAuditRecordError(
-                "details keys must be short identifiers like `amount` or `currency`"
-            )
+            raise InvalidAuditRecordError("details keys must be short identifiers like `amount` or `currency`")
         if value is not None and not isinstance(value, bool) and is_denied_key(key):
             raise InvalidAuditRecordError(f"details key {key!r} names personal data or a credential")
         if value is None or isinstance(value, int):  # bool is an int

@@ -123,9 +123,7 @@ class ChainVerifier:
 
     def _check(self, state: _ChainState, entry: AuditEntry) -> None:
         if entry.position != state.next_position:
-            self._report(
-                entry, POSITION_GAP, f"expected position {state.next_position}, found {entry.position}"
-            )
+            self._report(entry, POSITION_GAP, f"expected position {state.next_position}, found {entry.position}")
         elif not hmac.compare_digest(compute_hash(self.key, entry), entry.hash):
             self._report(entry, HASH_MISMATCH)
         elif entry.prev_hash != state.prev_hash:

@@ -72,17 +72,13 @@ class TokenOut(BaseModel):
 
 def _tokens(pair: TokenPair, response: Response) -> TokenOut:
     response.headers.update(NO_STORE)
-    return TokenOut(
-        access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in
-    )
+    return TokenOut(access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in)
 
 
 @router.post(
     "/v1/auth/register",
     status_code=201,
-    responses=problem_responses(
-        "validation_error", "weak_password", "invalid_phone_number", "phone_number_taken"
-    ),
+    responses=problem_responses("validation_error", "weak_password", "invalid_phone_number", "phone_number_taken"),
 )
 async def register(body: RegisterIn, request: Request) -> RegisterOut:
     """Create a customer account and open its wallet."""
@@ -97,9 +93,7 @@ async def register(body: RegisterIn, request: Request) -> RegisterOut:
 
 @router.post(
     "/v1/auth/login",
-    responses=problem_responses(
-        "validation_error", "invalid_credentials", "account_locked", "too_many_attempts"
-    ),
+    responses=problem_responses("validation_error", "invalid_credentials", "account_locked", "too_many_attempts"),
 )
 async def login(body: LoginIn, request: Request, response: Response) -> TokenOut:
     """Exchange credentials for an access token (short-lived JWT) and a refresh token bound to

@@ -197,9 +197,7 @@ async def list_payments(
     cursor: Annotated[uuid.UUID | None, Query(description="next_cursor of the previous page")] = None,
 ) -> Any:
     """Payments the caller is a party to, newest first."""
-    items, next_cursor = await services(request).payments.list_payments(
-        principal.user_id, limit=limit, cursor=cursor
-    )
+    items, next_cursor = await services(request).payments.list_payments(principal.user_id, limit=limit, cursor=cursor)
     return {"items": items, "next_cursor": next_cursor}
 
 
@@ -211,6 +209,4 @@ async def list_payments(
 async def get_payment(payment_id: uuid.UUID, principal: Authenticated, request: Request) -> Any:
     """One payment with its status history. Only its parties (or support/admin) may read it."""
     privileged = principal.has_role("support") or principal.has_role("admin")
-    return await services(request).payments.get_payment(
-        payment_id, viewer=principal.user_id, privileged=privileged
-    )
+    return await services(request).payments.get_payment(payment_id, viewer=principal.user_id, privileged=privileged)

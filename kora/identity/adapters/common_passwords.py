@@ -10,6 +10,4 @@ from importlib import resources
 def load_common_passwords() -> frozenset[str]:
     """Lower-cased entries of the bundled list; lines starting with '#' are comments."""
     text = resources.files("kora.identity.adapters").joinpath("data/common-passwords.txt").read_text("utf-8")
-    return frozenset(
-        line.strip().lower() for line in text.splitlines() if line.strip() and not line.startswith("#")
-    )
+    return frozenset(line.strip().lower() for line in text.splitlines() if line.strip() and not line.startswith("#"))

@@ -113,9 +113,7 @@ class AesGcmPiiCipher:
     def encrypt(self, plaintext: str, *, context: str) -> bytes:
         header = _FORMAT_VERSION + self._current_id
         nonce = os.urandom(_NONCE_BYTES)
-        sealed = self._keys[self._current_id].encrypt(
-            nonce, plaintext.encode("utf-8"), header + context.encode()
-        )
+        sealed = self._keys[self._current_id].encrypt(nonce, plaintext.encode("utf-8"), header + context.encode())
         return header + nonce + sealed
 
     def decrypt(self, ciphertext: bytes, *, context: str) -> str:
@@ -126,9 +124,7 @@ class AesGcmPiiCipher:
         if header[:1] != _FORMAT_VERSION or aead is None:
             raise PiiDecryptionError("unknown ciphertext version or key")
         try:
-            plaintext = aead.decrypt(
-                nonce, ciphertext[header_length + _NONCE_BYTES :], header + context.encode()
-            )
+            plaintext = aead.decrypt(nonce, ciphertext[header_length + _NONCE_BYTES :], header + context.encode())
         except InvalidTag:
             raise PiiDecryptionError("ciphertext does not authenticate") from None
         return plaintext.decode("utf-8")

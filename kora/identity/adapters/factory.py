@@ -25,9 +25,7 @@ def build_identity_adapters(
     Raises ConfigurationError when a secret is missing or malformed.
     """
     return IdentityAdapters(
-        hasher=Argon2PasswordHasher(
-            time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib
-        ),
+        hasher=Argon2PasswordHasher(time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib),
         signer=JwtEdDsaSigner(
             Ed25519Keyring.from_json(settings.secret("KORA_JWT_SIGNING_KEYS")),
             issuer=settings.jwt_issuer,

@@ -50,10 +50,7 @@ class SqlUserRepository:
         if user.roles:
             await self._conn.execute(
                 user_roles.insert(),
-                [
-                    {"user_id": user.id, "role": role.value, "granted_at": user.created_at}
-                    for role in user.roles
-                ],
+                [{"user_id": user.id, "role": role.value, "granted_at": user.created_at} for role in user.roles],
             )
 
     async def get(self, user_id: uuid.UUID) -> UserRecord | None:
@@ -64,18 +61,14 @@ class SqlUserRepository:
 
     async def update_password_hash(self, user_id: uuid.UUID, password_hash: str, *, at: datetime) -> None:
         await self._conn.execute(
-            users.update()
-            .where(users.c.id == user_id)
-            .values(password_hash=password_hash, password_changed_at=at)
+            users.update().where(users.c.id == user_id).values(password_hash=password_hash, password_changed_at=at)
         )
 
     async def _one(self, condition: sa.ColumnElement[bool]) -> UserRecord | None:
         row = (await self._conn.execute(sa.select(users).where(condition))).one_or_none()
         if row is None:
             return None
-        roles = (
-            await self._conn.execute(sa.select(user_roles.c.role).where(user_roles.c.user_id == row.id))
-        ).scalars()
+        roles = (await self._conn.execute(sa.select(user_roles.c.role).where(user_roles.c.user_id == row.id))).scalars()
         return UserRecord(
             id=row.id,
             phone_index=row.phone_index,
@@ -107,9 +100,7 @@ class SqlRefreshTokenStore:
         )
 
     async def get_session(self, session_id: uuid.UUID) -> AuthSession | None:
-        row = (
-            await self._conn.execute(sa.select(auth_sessions).where(auth_sessions.c.id == session_id))
-        ).one_or_none()
+        row = (await self._conn.execute(sa.select(auth_sessions).where(auth_sessions.c.id == session_id))).one_or_none()
         if row is None:
             return None
         return AuthSession(
@@ -146,9 +137,7 @@ class SqlRefreshTokenStore:
 
     async def get(self, token_hash: bytes) -> RefreshTokenRecord | None:
         row = (
-            await self._conn.execute(
-                sa.select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash)
-            )
+            await self._conn.execute(sa.select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash))
         ).one_or_none()
         if row is None:
             return None

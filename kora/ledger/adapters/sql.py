@@ -83,9 +83,7 @@ class SqlLedgerStore:
         self._pg = conn.dialect.name == "postgresql"
         self._cache = cache or AccountCache()
 
-    async def get_or_create_account(
-        self, *, kind: AccountKind, currency: str, owner_ref: str, at: datetime
-    ) -> Account:
+    async def get_or_create_account(self, *, kind: AccountKind, currency: str, owner_ref: str, at: datetime) -> Account:
         cached = self._cache.by_key(kind, currency, owner_ref)
         if cached is not None:
             return cached
@@ -125,9 +123,7 @@ class SqlLedgerStore:
         cached = self._cache.by_id(account_id)
         if cached is not None:
             return cached
-        row = (
-            await self._conn.execute(sa.select(ledger_accounts).where(ledger_accounts.c.id == account_id))
-        ).first()
+        row = (await self._conn.execute(sa.select(ledger_accounts).where(ledger_accounts.c.id == account_id))).first()
         return self._cache.keep(_account(row)) if row else None
 
     def _state_query(self, account_ids: Sequence[uuid.UUID]) -> sa.Select[Any]:
@@ -167,9 +163,7 @@ class SqlLedgerStore:
             )
         rows = (await self._conn.execute(self._state_query(account_ids))).all()
         states = {
-            row.id: AccountState(
-                _account(row), row.last_sequence or 0, row.last_balance or 0, int(row.held or 0)
-            )
+            row.id: AccountState(_account(row), row.last_sequence or 0, row.last_balance or 0, int(row.held or 0))
             for row in rows
         }
         missing = set(account_ids) - set(states)
@@ -178,16 +172,25 @@ class SqlLedgerStore:
         return states
 
     async def append(self, txn: JournalTransaction, entries: Sequence[Entry]) -> None:
+        await self.append_many([txn], entries)
+
+    async def append_many(self, txns: Sequence[JournalTransaction], entries: Sequence[Entry]) -> None:
+        if not txns:
+            return
         try:
             await self._conn.execute(
-                ledger_transactions.insert().values(
-                    id=txn.id,
-                    kind=txn.kind,
-                    payment_id=txn.payment_id,
-                    correlation_id=txn.correlation_id,
-                    reverses_id=txn.reverses_id,
-                    created_at=txn.created_at,
-                )
+                ledger_transactions.insert(),
+                [
+                    {
+                        "id": t.id,
+                        "kind": t.kind,
+                        "payment_id": t.payment_id,
+                        "correlation_id": t.correlation_id,
+                        "reverses_id": t.reverses_id,
+                        "created_at": t.created_at,
+                    }
+                    for t in txns
+                ],
             )
             await self._conn.execute(
                 ledger_entries.insert(),

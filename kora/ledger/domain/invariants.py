@@ -35,9 +35,7 @@ class InvariantReport:
             "transactions_checked": self.transactions_checked,
             "accounts_checked": self.accounts_checked,
             "entries_checked": self.entries_checked,
-            "violations": [
-                {"check": v.check, "subject": v.subject, "detail": v.detail} for v in self.violations
-            ],
+            "violations": [{"check": v.check, "subject": v.subject, "detail": v.detail} for v in self.violations],
         }
 
 
@@ -60,9 +58,7 @@ class EntriesBalance:
         for txn_id, per_currency in self._totals.items():
             for code, total in per_currency.items():
                 if total != 0:
-                    report.violations.append(
-                        Violation(self.name, str(txn_id), f"{code} debits-credits = {total}")
-                    )
+                    report.violations.append(Violation(self.name, str(txn_id), f"{code} debits-credits = {total}"))
             if self._counts[txn_id] < 2:
                 report.violations.append(Violation(self.name, str(txn_id), "fewer than two entries"))
 

@@ -206,16 +206,18 @@ class PostingPlan:
     released_holds: dict[uuid.UUID, int] = field(default_factory=dict)
 
     def entries_for(self, txn: JournalTransaction) -> list[Entry]:
-        running = {aid: (s.last_sequence, s.balance) for aid, s in self.states.items()}
+        running: dict[uuid.UUID, tuple[int, int]] = {}
+        for leg in txn.legs:
+            known = self.states.get(leg.account_id)
+            if known is not None:
+                running[leg.account_id] = (known.last_sequence, known.balance)
         entries: list[Entry] = []
         for leg in txn.legs:
             state = self.states.get(leg.account_id)
             if state is None:
                 raise AccountNotFound(str(leg.account_id))
             if state.account.currency != leg.money.currency:
-                raise CurrencyMismatch(
-                    f"account in {state.account.currency} cannot take {leg.money.currency}"
-                )
+                raise CurrencyMismatch(f"account in {state.account.currency} cannot take {leg.money.currency}")
             sequence, balance = running[leg.account_id]
             balance += signed_effect(state.account.normal_side, leg.direction, leg.money.amount)
             if balance < 0 and not state.account.may_go_negative:
@@ -236,7 +238,9 @@ class PostingPlan:
                     payment_id=txn.payment_id,
                 )
             )
-        for account_id, (_, balance) in running.items():
+        touched = {leg.account_id for leg in txn.legs}
+        for account_id in touched:
+            balance = running[account_id][1]
             state = self.states[account_id]
             if state.account.may_go_negative:
                 continue

@@ -241,9 +241,7 @@ def upgrade() -> None:
             name=op.f("ck_ledger_accounts_kind_known"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ledger_accounts")),
-        sa.UniqueConstraint(
-            "kind", "owner_ref", "currency", name=op.f("uq_ledger_accounts_kind_owner_ref_currency")
-        ),
+        sa.UniqueConstraint("kind", "owner_ref", "currency", name=op.f("uq_ledger_accounts_kind_owner_ref_currency")),
     )
     op.create_table(
         "ledger_transactions",
@@ -363,9 +361,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("ledger_entries", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_ledger_entries_payment_id"), ["payment_id"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_ledger_entries_transaction_id"), ["transaction_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_ledger_entries_transaction_id"), ["transaction_id"], unique=False)
 
     op.create_table(
         "ledger_holds",
@@ -393,9 +389,7 @@ def upgrade() -> None:
 
     op.create_table(
         "payment_status_history",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("payment_id", sa.Uuid(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
@@ -407,9 +401,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_payment_status_history")),
     )
     with op.batch_alter_table("payment_status_history", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_payment_status_history_payment_id"), ["payment_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_payment_status_history_payment_id"), ["payment_id"], unique=False)
 
     op.create_table(
         "user_roles",

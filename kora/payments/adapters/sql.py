@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,27 +24,21 @@ class SqlPaymentRepository:
         self._pg = conn.dialect.name == "postgresql"
 
     async def add(self, payment: Payment) -> None:
-        await self._conn.execute(
-            payments.insert().values(
-                id=payment.id,
-                type=payment.type.value,
-                status=payment.status.value,
-                amount=payment.money.amount,
-                currency=payment.money.currency,
-                initiated_by=payment.initiated_by,
-                payer_wallet_id=payment.payer_wallet_id,
-                payee_wallet_id=payment.payee_wallet_id,
-                payer_user_id=payment.payer_user_id,
-                payee_user_id=payment.payee_user_id,
-                provider=payment.provider,
-                provider_ref=payment.provider_ref,
-                correlation_id=payment.correlation_id,
-                failure_code=payment.failure_code,
-                created_at=payment.created_at,
-                updated_at=payment.updated_at,
-            )
-        )
-        await self._append_changes(payment)
+        await self.add_many([payment])
+
+    async def add_many(self, batch: Sequence[Payment]) -> None:
+        if not batch:
+            return
+        await self._conn.execute(payments.insert(), [_payment_row(p) for p in batch])
+        changes = [
+            {"payment_id": p.id, "status": c.status.value, "at": c.at, "reason": c.reason, "actor": c.actor}
+            for p in batch
+            for c in p.new_changes
+        ]
+        if changes:
+            await self._conn.execute(payment_status_history.insert(), changes)
+        for p in batch:
+            p.new_changes.clear()
 
     async def save(self, payment: Payment) -> None:
         await self._conn.execute(
@@ -86,9 +81,7 @@ class SqlPaymentRepository:
         history = await self._history([payment_id])
         return _payment(row, history.get(payment_id, []))
 
-    async def list_for_user(
-        self, user_id: uuid.UUID, *, limit: int, before_id: uuid.UUID | None
-    ) -> list[Payment]:
+    async def list_for_user(self, user_id: uuid.UUID, *, limit: int, before_id: uuid.UUID | None) -> list[Payment]:
         p = payments
         query = sa.select(p).where(
             sa.or_(p.c.payer_user_id == user_id, p.c.payee_user_id == user_id, p.c.initiated_by == user_id)
@@ -106,10 +99,29 @@ class SqlPaymentRepository:
         rows = await self._conn.execute(sa.select(h).where(h.c.payment_id.in_(ids)).order_by(h.c.id))
         out: dict[uuid.UUID, list[StatusChange]] = {}
         for r in rows:
-            out.setdefault(r.payment_id, []).append(
-                StatusChange(PaymentStatus(r.status), r.at, r.reason, r.actor)
-            )
+            out.setdefault(r.payment_id, []).append(StatusChange(PaymentStatus(r.status), r.at, r.reason, r.actor))
         return out
+
+
+def _payment_row(payment: Payment) -> dict[str, Any]:
+    return {
+        "id": payment.id,
+        "type": payment.type.value,
+        "status": payment.status.value,
+        "amount": payment.money.amount,
+        "currency": payment.money.currency,
+        "initiated_by": payment.initiated_by,
+        "payer_wallet_id": payment.payer_wallet_id,
+        "payee_wallet_id": payment.payee_wallet_id,
+        "payer_user_id": payment.payer_user_id,
+        "payee_user_id": payment.payee_user_id,
+        "provider": payment.provider,
+        "provider_ref": payment.provider_ref,
+        "correlation_id": payment.correlation_id,
+        "failure_code": payment.failure_code,
+        "created_at": payment.created_at,
+        "updated_at": payment.updated_at,
+    }
 
 
 def _payment(row: Any, history: list[StatusChange]) -> Payment:
@@ -131,6 +143,13 @@ def _payment(row: Any, history: list[StatusChange]) -> Payment:
         failure_code=row.failure_code,
         history=history,
     )
+
+
+_COMPLETE = (
+    idempotency_keys.update()
+    .where(idempotency_keys.c.scope == sa.bindparam("b_scope"), idempotency_keys.c.key == sa.bindparam("b_key"))
+    .values(outcome=sa.bindparam("b_outcome"), body=sa.bindparam("b_body"))
+)
 
 
 class SqlIdempotencyStore:
@@ -184,6 +203,51 @@ class SqlIdempotencyStore:
             .returning(idempotency_keys.c.key)
         )
         return result.first() is not None
+
+    async def claim_many(
+        self,
+        claims: Sequence[tuple[IdempotencyRequest, uuid.UUID]],
+        *,
+        at: datetime,
+        expires_at: datetime,
+    ) -> set[tuple[str, str]]:
+        if not claims:
+            return set()
+        k = idempotency_keys
+        insert = (postgresql.insert if self._pg else sqlite.insert)(k)
+        rows = [
+            {
+                "scope": r.scope,
+                "key": r.key,
+                "fingerprint": r.fingerprint,
+                "outcome": Outcome.IN_FLIGHT.value,
+                "body": None,
+                "payment_id": payment_id,
+                "created_at": at,
+                "expires_at": expires_at,
+            }
+            for r, payment_id in claims
+        ]
+        result = await self._conn.execute(
+            insert.values(rows).on_conflict_do_nothing(index_elements=["scope", "key"]).returning(k.c.scope, k.c.key)
+        )
+        return {(row.scope, row.key) for row in result}
+
+    async def complete_many(self, results: Sequence[tuple[IdempotencyRequest, Outcome, dict[str, Any]]]) -> None:
+        if not results:
+            return
+        await self._conn.execute(
+            _COMPLETE,
+            [
+                {
+                    "b_scope": r.scope,
+                    "b_key": r.key,
+                    "b_outcome": o.value,
+                    "b_body": json.dumps(b, separators=(",", ":")),
+                }
+                for r, o, b in results
+            ],
+        )
 
     async def complete(self, request: IdempotencyRequest, *, outcome: Outcome, body: dict[str, Any]) -> None:
         k = idempotency_keys

@@ -15,9 +15,7 @@ async def test_it_is_an_audit_recorder_sealing_each_record_in_its_subject_chain(
     clock = FixedClock()
     trail = InMemoryAuditTrail(clock=clock, chains=4)
     recorder: AuditRecorder = trail
-    await recorder.record(
-        actor="user:u1", action="payment.p2p.initiated", subject="payment:p1", correlation_id="c1"
-    )
+    await recorder.record(actor="user:u1", action="payment.p2p.initiated", subject="payment:p1", correlation_id="c1")
     clock.advance(timedelta(seconds=1))
     await recorder.record(
         actor="user:u1",

@@ -132,9 +132,7 @@ async def test_only_the_first_break_of_each_chain_and_the_earliest_overall_are_r
     chain_a[4] = replace(chain_a[4], details="{}")
     chain_b[1] = replace(chain_b[1], details="{}")
     report = verify(sorted(chain_a + chain_b, key=lambda e: (e.chain, e.position)))
-    assert [(b.chain, b.position) for b in report.broken] == sorted(
-        [(chain_a[0].chain, 4), (chain_b[0].chain, 2)]
-    )
+    assert [(b.chain, b.position) for b in report.broken] == sorted([(chain_a[0].chain, 4), (chain_b[0].chain, 2)])
     assert report.first_broken is not None
     assert (report.first_broken.chain, report.first_broken.position) == (chain_b[0].chain, 2)
     as_dict = report.as_dict()

@@ -238,9 +238,7 @@ def test_a_non_ed25519_key_is_refused() -> None:
 
     pem = (
         ec.generate_private_key(ec.SECP256R1())
-        .private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
         .decode()
     )
     with pytest.raises(ConfigurationError, match="Ed25519"):

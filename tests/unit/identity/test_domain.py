@@ -95,9 +95,7 @@ def test_device_id_rules() -> None:
 
 
 def test_principal_roles() -> None:
-    principal = Principal(
-        user_id=uuid.uuid4(), roles=frozenset({Role.SUPPORT}), device_id="d", session_id=uuid.uuid4()
-    )
+    principal = Principal(user_id=uuid.uuid4(), roles=frozenset({Role.SUPPORT}), device_id="d", session_id=uuid.uuid4())
     assert principal.has_role(Role.SUPPORT)
     assert not principal.has_role(Role.ADMIN)
     assert principal.has_role("support")

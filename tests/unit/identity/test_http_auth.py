@@ -130,9 +130,7 @@ async def test_lockout_answers_429_with_retry_after(client: httpx.AsyncClient, w
         ({"Authorization": "Bearer garbage", "X-Device-ID": "phone-1"}, "invalid_token"),
     ],
 )
-async def test_missing_or_bad_credentials(
-    client: httpx.AsyncClient, headers: dict[str, str], code: str
-) -> None:
+async def test_missing_or_bad_credentials(client: httpx.AsyncClient, headers: dict[str, str], code: str) -> None:
     response = await client.get("/me", headers=headers)
     assert (response.status_code, response.json()["code"]) == (401, code)
 

@@ -112,18 +112,14 @@ async def test_invalid_refresh_tokens(world: World, case: str) -> None:
 async def test_logout_revokes_the_session_refresh_and_access_tokens(world: World) -> None:
     pair = await logged_in(world)
     principal = await world.service.authenticate(pair.access_token, DEVICE)
-    other = await world.service.login(
-        phone_number=PHONE, password=PASSWORD, device_id="device-2", client_ip=None
-    )
+    other = await world.service.login(phone_number=PHONE, password=PASSWORD, device_id="device-2", client_ip=None)
     await world.service.logout(principal, correlation_id="c")
     with pytest.raises(InvalidToken):
         await world.service.authenticate(pair.access_token, DEVICE)
     with pytest.raises(InvalidRefreshToken):
         await world.service.refresh(refresh_token=pair.refresh_token, device_id=DEVICE)
     # another device's session is untouched
-    assert (
-        await world.service.authenticate(other.access_token, "device-2")
-    ).session_id != principal.session_id
+    assert (await world.service.authenticate(other.access_token, "device-2")).session_id != principal.session_id
     assert world.state.audit[-1]["action"] == "auth.logout"
 
 

@@ -19,9 +19,7 @@ def an_account(kind: AccountKind, currency: str = "XOF") -> Account:
 def an_entry(
     account: Account, txn: uuid.UUID, direction: Direction, amount: int, sequence: int, balance_after: int
 ) -> Entry:
-    return Entry(
-        uuid.uuid4(), txn, account.id, direction, amount, account.currency, sequence, balance_after, AT
-    )
+    return Entry(uuid.uuid4(), txn, account.id, direction, amount, account.currency, sequence, balance_after, AT)
 
 
 def ordered(entries: list[Entry]) -> list[Entry]:
@@ -56,9 +54,7 @@ def test_an_unbalanced_transaction_is_entries_balance() -> None:
     accounts, entries, wallet, _clearing = a_clean_ledger()
     # Change one amount and keep the account's chain consistent: only the balance check can see it.
     tampered = [
-        dataclasses.replace(e, amount=201, balance_after=299)
-        if e.account_id == wallet.id and e.sequence == 2
-        else e
+        dataclasses.replace(e, amount=201, balance_after=299) if e.account_id == wallet.id and e.sequence == 2 else e
         for e in entries
     ]
     report = verify_entries(accounts, tampered)
@@ -90,8 +86,7 @@ def test_a_changed_balance_after_is_balance_matches_entries() -> None:
 def test_a_skipped_sequence_is_balance_matches_entries() -> None:
     accounts, entries, wallet, _ = a_clean_ledger()
     tampered = [
-        dataclasses.replace(e, sequence=3) if e.account_id == wallet.id and e.sequence == 2 else e
-        for e in entries
+        dataclasses.replace(e, sequence=3) if e.account_id == wallet.id and e.sequence == 2 else e for e in entries
     ]
     report = verify_entries(accounts, tampered)
     assert checks(report.violations) == {"BalanceMatchesEntries"}
@@ -101,9 +96,7 @@ def test_a_skipped_sequence_is_balance_matches_entries() -> None:
 def test_an_entry_in_another_currency_or_on_an_unknown_account_is_balance_matches_entries() -> None:
     accounts, entries, wallet, _clearing = a_clean_ledger()
     ghost = an_account(AccountKind.WALLET)
-    tampered = [
-        dataclasses.replace(e, account_id=ghost.id) if e.account_id == wallet.id else e for e in entries
-    ]
+    tampered = [dataclasses.replace(e, account_id=ghost.id) if e.account_id == wallet.id else e for e in entries]
     report = verify_entries(accounts, ordered(tampered))
     assert "entry on an unknown account" in {v.detail for v in report.violations}
     assert checks(report.violations) == {"BalanceMatchesEntries"}
@@ -131,8 +124,7 @@ def test_internal_accounts_may_be_negative() -> None:
 def test_the_report_serialises_its_violations() -> None:
     accounts, entries, wallet, _ = a_clean_ledger()
     tampered = [
-        dataclasses.replace(e, sequence=3) if e.account_id == wallet.id and e.sequence == 2 else e
-        for e in entries
+        dataclasses.replace(e, sequence=3) if e.account_id == wallet.id and e.sequence == 2 else e for e in entries
     ]
     as_dict = verify_entries(accounts, tampered).as_dict()
     assert as_dict["ok"] is False

@@ -98,9 +98,7 @@ def test_a_transaction_needs_two_legs(count: int) -> None:
 )
 def test_an_unbalanced_transaction_is_refused(legs: list[tuple[Direction, int, str]]) -> None:
     with pytest.raises(UnbalancedTransaction, match="debits and credits differ"):
-        JournalTransaction.create(
-            kind="test", legs=[Leg(uuid.uuid4(), d, Money(a, c)) for d, a, c in legs], at=AT
-        )
+        JournalTransaction.create(kind="test", legs=[Leg(uuid.uuid4(), d, Money(a, c)) for d, a, c in legs], at=AT)
 
 
 def test_a_balanced_transaction_keeps_its_legs_and_references() -> None:
@@ -112,9 +110,7 @@ def test_a_balanced_transaction_keeps_its_legs_and_references() -> None:
         Leg(uuid.uuid4(), DEBIT, Money(250, "EUR")),
         Leg(uuid.uuid4(), CREDIT, Money(250, "EUR")),
     ]
-    txn = JournalTransaction.create(
-        kind="merchant", legs=legs, at=AT, payment_id=payment_id, correlation_id="c"
-    )
+    txn = JournalTransaction.create(kind="merchant", legs=legs, at=AT, payment_id=payment_id, correlation_id="c")
     assert txn.legs == tuple(legs)
     assert (txn.kind, txn.created_at, txn.payment_id, txn.correlation_id) == ("merchant", AT, payment_id, "c")
     assert txn.reverses_id is None

@@ -40,9 +40,7 @@ KINDS = (
     AccountKind.FEE_REVENUE,
     AccountKind.SUSPENSE,
 )
-CUSTOMER_INDICES = tuple(
-    i for i, kind in enumerate(KINDS) if kind in (AccountKind.WALLET, AccountKind.MERCHANT)
-)
+CUSTOMER_INDICES = tuple(i for i, kind in enumerate(KINDS) if kind in (AccountKind.WALLET, AccountKind.MERCHANT))
 # Written out here rather than taken from the domain, so the recomputation is independent.
 DEBIT_NORMAL = frozenset({AccountKind.PROVIDER_CLEARING, AccountKind.SETTLEMENT_BANK})
 NEVER_NEGATIVE = frozenset({AccountKind.WALLET, AccountKind.MERCHANT})
@@ -268,9 +266,7 @@ async def run(ops: list[Operation]) -> tuple[Ledger, InMemoryLedgerStore, Model]
     suspense = KINDS.index(AccountKind.SUSPENSE)
     for c in range(len(CURRENCIES)):
         for i in CUSTOMER_INDICES:
-            await apply(
-                ledger, store, model, Post(c, ((suspense, OPENING_BALANCE),), ((i, OPENING_BALANCE),))
-            )
+            await apply(ledger, store, model, Post(c, ((suspense, OPENING_BALANCE),), ((i, OPENING_BALANCE),)))
     for op in ops:
         await apply(ledger, store, model, op)
     return ledger, store, model
@@ -290,9 +286,7 @@ def recompute(accounts: dict[uuid.UUID, Account], entries: list[Entry]) -> dict[
         per_account[entry.account_id].append(entry)
     for txn_id, totals in per_txn.items():
         assert legs_per_txn[txn_id] >= 2
-        assert all(total == 0 for total in totals.values()), (
-            f"transaction {txn_id} does not balance: {totals}"
-        )
+        assert all(total == 0 for total in totals.values()), f"transaction {txn_id} does not balance: {totals}"
     balances: dict[uuid.UUID, int] = {}
     for account_id, rows in per_account.items():
         account = accounts[account_id]
@@ -353,9 +347,7 @@ TAMPERINGS = ("balance_after", "skip_sequence", "amount", "negative", "drop")
 
 
 @SETTINGS
-@given(
-    ops=st.lists(operations, min_size=1, max_size=25), tampering=st.sampled_from(TAMPERINGS), data=st.data()
-)
+@given(ops=st.lists(operations, min_size=1, max_size=25), tampering=st.sampled_from(TAMPERINGS), data=st.data())
 async def test_a_tampered_copy_is_reported_by_the_right_check(
     ops: list[Operation], tampering: str, data: st.DataObject
 ) -> None:
@@ -406,6 +398,4 @@ async def test_a_tampered_copy_is_reported_by_the_right_check(
     report = verify_entries(accounts, copy)
     assert {v.check for v in report.violations} == expected, report.violations
     if tampering == "skip_sequence":
-        assert [v.detail for v in report.violations] == [
-            f"sequence {victim.sequence + 1} after {victim.sequence - 1}"
-        ]
+        assert [v.detail for v in report.violations] == [f"sequence {victim.sequence + 1} after {victim.sequence - 1}"]

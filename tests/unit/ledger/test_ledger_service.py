@@ -172,16 +172,12 @@ async def test_capturing_a_hold_spends_the_reserved_funds_once() -> None:
     wallet, clearing = await funded_wallet(ledger, 1000)
     hold = await ledger.place_hold(wallet.id, xof(1000), payment_id=None)
     legs = [Leg(wallet.id, DEBIT, xof(1000)), Leg(clearing.id, CREDIT, xof(1000))]
-    await ledger.post(
-        kind="capture", legs=legs, payment_id=None, correlation_id=None, capture_holds=[hold.id]
-    )
+    await ledger.post(kind="capture", legs=legs, payment_id=None, correlation_id=None, capture_holds=[hold.id])
     assert store.hold_status(hold.id) == "captured"
     balance = await ledger.balance(wallet.id)
     assert (balance.posted, balance.held) == (0, 0)
     with pytest.raises(HoldNotActive):
-        await ledger.post(
-            kind="capture", legs=legs, payment_id=None, correlation_id=None, capture_holds=[hold.id]
-        )
+        await ledger.post(kind="capture", legs=legs, payment_id=None, correlation_id=None, capture_holds=[hold.id])
 
 
 async def test_a_reversal_restores_every_balance() -> None:
@@ -283,9 +279,7 @@ async def test_the_store_refuses_a_duplicate_account_sequence() -> None:
         ({"currency": "XAF"}, "currency"),
     ],
 )
-async def test_the_store_refuses_an_entry_that_breaks_the_chain(
-    change: dict[str, object], message: str
-) -> None:
+async def test_the_store_refuses_an_entry_that_breaks_the_chain(change: dict[str, object], message: str) -> None:
     ledger, store = make_ledger()
     wallet, clearing = await funded_wallet(ledger, 100)
     txn = JournalTransaction.create(
@@ -330,9 +324,7 @@ async def test_the_store_refuses_a_negative_wallet_entry() -> None:
     states = await store.lock_accounts([wallet.id, clearing.id])
     # Pretend the wallet may go negative to get past the plan's own check.
     lenient = {
-        aid: AccountState(
-            dataclasses.replace(s.account, kind=AccountKind.SUSPENSE), s.last_sequence, s.balance, s.held
-        )
+        aid: AccountState(dataclasses.replace(s.account, kind=AccountKind.SUSPENSE), s.last_sequence, s.balance, s.held)
         for aid, s in states.items()
     }
     entries = PostingPlan(lenient).entries_for(txn)

@@ -29,9 +29,7 @@ def scrape(registry: CollectorRegistry, accept: str | None = None) -> str:
     return body.decode()
 
 
-def test_duration_buckets_include_every_slo_threshold(
-    metrics: KoraMetrics, registry: CollectorRegistry
-) -> None:
+def test_duration_buckets_include_every_slo_threshold(metrics: KoraMetrics, registry: CollectorRegistry) -> None:
     metrics.observe_http("GET", "/items/{item_id}", 200, 0.01)
     text = scrape(registry)
     for threshold in ("0.15", "0.2", "0.25", "0.3", "0.35", "0.4", "0.45", "0.5", "0.005", "10.0"):
@@ -127,9 +125,7 @@ def test_unsafe_label_values_collapse_to_other(value: str) -> None:
     assert safe_label(value) == "other"
 
 
-@pytest.mark.parametrize(
-    "value", ["p2p", "SETTLED", "XOF", "/v1/payments/{payment_id}", "unmatched", "cash_in"]
-)
+@pytest.mark.parametrize("value", ["p2p", "SETTLED", "XOF", "/v1/payments/{payment_id}", "unmatched", "cash_in"])
 def test_safe_label_values_are_kept(value: str) -> None:
     assert safe_label(value) == value
 

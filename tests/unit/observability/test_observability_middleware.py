@@ -78,9 +78,7 @@ def registry() -> CollectorRegistry:
 @pytest.fixture
 async def client(tracing: Tracing, registry: CollectorRegistry) -> AsyncIterator[httpx.AsyncClient]:
     app = build_app(KoraMetrics(registry))
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://kora.test"
-    ) as client:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://kora.test") as client:
         yield client
 
 
@@ -254,9 +252,7 @@ async def test_an_app_that_never_answers_gets_a_500(registry: CollectorRegistry)
         return None
 
     middleware = ObservabilityMiddleware(silent, metrics=KoraMetrics(registry))
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=middleware), base_url="http://t"
-    ) as client:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=middleware), base_url="http://t") as client:
         response = await client.get("/x")
     assert response.status_code == 500
     assert "X-Correlation-ID" in response.headers
@@ -268,9 +264,7 @@ async def test_security_headers_can_be_tuned(registry: CollectorRegistry) -> Non
 
     app = Starlette(routes=[Route("/", ok)])
     middleware = ObservabilityMiddleware(app, metrics=KoraMetrics(registry), hsts_max_age=None)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=middleware), base_url="http://t"
-    ) as client:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=middleware), base_url="http://t") as client:
         response = await client.get("/")
     assert "strict-transport-security" not in response.headers
     assert response.headers["x-frame-options"] == "DENY"

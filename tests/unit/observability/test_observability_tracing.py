@@ -77,9 +77,7 @@ def test_w3c_context_round_trip(tracing: Tracing) -> None:
     with get_tracer("kora.test").start_as_current_span("producer") as producer:
         inject_context(carrier)
     assert carrier["traceparent"].split("-")[1] == format(producer.get_span_context().trace_id, "032x")
-    with get_tracer("kora.test").start_as_current_span(
-        "consumer", context=extract_context(carrier)
-    ) as consumer:
+    with get_tracer("kora.test").start_as_current_span("consumer", context=extract_context(carrier)) as consumer:
         pass
     assert consumer.get_span_context().trace_id == producer.get_span_context().trace_id
 

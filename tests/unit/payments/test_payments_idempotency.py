@@ -135,9 +135,7 @@ REQUEST = IdempotencyRequest("user:u", "key-00000001", "fp-1")
 
 @pytest.mark.parametrize("outcome", list(Outcome))
 def test_same_key_with_another_request_is_reused_whatever_the_state(outcome: Outcome) -> None:
-    record = a_record(
-        outcome=outcome, body={"id": "p"} if outcome is not Outcome.IN_FLIGHT else None, fp="other"
-    )
+    record = a_record(outcome=outcome, body={"id": "p"} if outcome is not Outcome.IN_FLIGHT else None, fp="other")
     with pytest.raises(IdempotencyKeyReused) as caught:
         decide(record, REQUEST)
     assert caught.value.code == "idempotency_key_reused"

@@ -106,9 +106,7 @@ async def test_p2p_to_a_wallet_id(world: World) -> None:
     w = world
     await w.h.fund(w.bob, 1)  # opens Bob's wallet
     bob_wallet = w.h.wallet_id(w.bob)
-    result = await w.service.transfer(
-        w.transfer(300, recipient_phone_number=None, recipient_wallet_id=bob_wallet)
-    )
+    result = await w.service.transfer(w.transfer(300, recipient_phone_number=None, recipient_wallet_id=bob_wallet))
     assert result.body["status"] == "SETTLED"
     assert await balances(w) == (9_700, 301)
     assert w.h.stored_payments()[0].payee_user_id == w.bob
@@ -124,9 +122,7 @@ async def test_a_recipient_without_a_wallet_gets_one(world: World) -> None:
 async def test_no_phone_number_reaches_the_audit_trail(world: World) -> None:
     w = world
     await w.service.transfer(w.transfer(100))
-    await w.service.transfer(
-        w.transfer(100, recipient_phone_number="+221779999999", idempotency_key="other-key-01")
-    )
+    await w.service.transfer(w.transfer(100, recipient_phone_number="+221779999999", idempotency_key="other-key-01"))
     assert w.h.audit.records
     for record in w.h.audit.records:
         text = repr(record)
@@ -293,9 +289,7 @@ async def test_funds_are_checked_against_the_available_balance() -> None:
         ({"recipient_phone_number": ALICE_PHONE}, "same_wallet"),
     ],
 )
-async def test_recipient_refusals_are_stored_failures(
-    world: World, recipient: dict[str, Any], code: str
-) -> None:
+async def test_recipient_refusals_are_stored_failures(world: World, recipient: dict[str, Any], code: str) -> None:
     # The service's documented contract: unknown recipient and same wallet are business refusals,
     # stored against the key (the HTTP layer turns the FAILED outcome into a problem).
     w = world
@@ -328,9 +322,7 @@ async def test_a_wallet_id_that_is_not_a_customer_wallet_is_not_found(world: Wor
         )
         assert result.body["code"] == "recipient_not_found"
     result = await w.service.transfer(
-        w.transfer(
-            100, recipient_phone_number=None, recipient_wallet_id=own_wallet, idempotency_key="wallet-key-own"
-        )
+        w.transfer(100, recipient_phone_number=None, recipient_wallet_id=own_wallet, idempotency_key="wallet-key-own")
     )
     assert result.body["code"] == "same_wallet"
     assert await balances(w) == (10_000, None)

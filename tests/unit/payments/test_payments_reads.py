@@ -66,9 +66,7 @@ async def test_the_stored_view_matches_the_answer() -> None:
             recipient_phone_number=BOB_PHONE,
         )
     )
-    assert (
-        await service.get_payment(uuid.UUID(result.body["id"]), viewer=alice, privileged=False) == result.body
-    )
+    assert await service.get_payment(uuid.UUID(result.body["id"]), viewer=alice, privileged=False) == result.body
 
 
 @pytest.mark.parametrize(("count", "limit"), [(5, 2), (4, 2), (3, 5), (1, 1), (0, 3)])

@@ -95,9 +95,7 @@ def test_every_allowed_transition_works_and_is_recorded(source: PaymentStatus, t
 
 
 @pytest.mark.parametrize(("source", "target"), REFUSED_PAIRS)
-def test_every_other_transition_is_refused_and_changes_nothing(
-    source: PaymentStatus, target: PaymentStatus
-) -> None:
+def test_every_other_transition_is_refused_and_changes_nothing(source: PaymentStatus, target: PaymentStatus) -> None:
     payment = a_payment_in(source)
     history, updated_at = list(payment.history), payment.updated_at
     with pytest.raises(IllegalTransition) as caught:
@@ -127,9 +125,7 @@ def test_a_transition_is_allowed_exactly_when_the_design_allows_it(
 @settings(max_examples=300)
 @given(
     attempts=st.lists(
-        st.tuples(
-            st.sampled_from(S), st.sampled_from(["user:a", "provider:x", "system"]), st.text(max_size=8)
-        ),
+        st.tuples(st.sampled_from(S), st.sampled_from(["user:a", "provider:x", "system"]), st.text(max_size=8)),
         max_size=20,
     )
 )
