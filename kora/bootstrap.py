@@ -66,8 +66,9 @@ class KoraUnitOfWork(SqlUnitOfWork):
         audit_key: bytes,
         audit_chains: int,
         accounts: AccountCache,
+        snapshot: bool = False,
     ) -> None:
-        super().__init__(engine)
+        super().__init__(engine, snapshot=snapshot)
         self._accounts = accounts
         self._audit_chains = audit_chains
         self._clock = clock
@@ -141,17 +142,19 @@ class Kora:
             metrics=self.metrics,
         )
 
-    def unit_of_work(self) -> KoraUnitOfWork:
+    def unit_of_work(self, *, snapshot: bool = False) -> KoraUnitOfWork:
         return KoraUnitOfWork(
             self.engine,
             clock=self.clock,
             audit_key=self._audit_key,
             audit_chains=self.settings.audit_chains,
             accounts=self._accounts,
+            snapshot=snapshot,
         )
 
     async def verify_ledger(self) -> InvariantReport:
-        async with self.unit_of_work() as uow:
+        # One snapshot for accounts and entries, so postings made meanwhile are not half-seen.
+        async with self.unit_of_work(snapshot=True) as uow:
             report = await uow.ledger.verify()
         by_check: dict[str, int] = {"EntriesBalance": 0, "BalanceMatchesEntries": 0, "NoNegativeWallet": 0}
         for violation in report.violations:

@@ -103,10 +103,13 @@ class Settings:
             generated = load_or_create_dev_secrets(dev_path)
             for name in missing:
                 secrets[name] = generated[name]
+        database_url = read_setting(env, "KORA_DATABASE_URL") or DEFAULT_SQLITE_URL
+        if kora_env == "production" and not database_url.startswith("postgresql"):
+            raise ConfigurationError("production needs PostgreSQL (KORA_DATABASE_URL=postgresql+asyncpg://...)")
         origins = tuple(o.strip() for o in env.get("KORA_CORS_ORIGINS", "").split(",") if o.strip())
         return cls(
             env=kora_env,
-            database_url=read_setting(env, "KORA_DATABASE_URL") or DEFAULT_SQLITE_URL,
+            database_url=database_url,
             secrets=secrets,
             generated_secrets=tuple(missing),
             idempotency_ttl_seconds=int(env.get("KORA_IDEMPOTENCY_TTL_SECONDS", 24 * 3600)),

@@ -13,8 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransactio
 
 
 class SqlUnitOfWork:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, snapshot: bool = False) -> None:
         self._engine = engine
+        # A consistent snapshot for long reads (REPEATABLE READ on PostgreSQL); SQLite
+        # transactions are already serializable.
+        self._snapshot = snapshot
         self._conn: AsyncConnection | None = None
         self._tx: AsyncTransaction | None = None
 
@@ -30,6 +33,8 @@ class SqlUnitOfWork:
 
     async def __aenter__(self) -> Self:
         self._conn = await self._engine.connect()
+        if self._snapshot and self._engine.dialect.name == "postgresql":
+            await self._conn.execution_options(isolation_level="REPEATABLE READ")
         self._tx = await self._conn.begin()
         return self
 

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from kora.kernel import FixedClock, Money
 from kora.ledger import AccountKind, Direction, Ledger, Leg
-from kora.ledger.adapters.sql import SqlLedgerStore
+from kora.ledger.adapters.sql import LedgerStorageError, SqlLedgerStore
 from kora.platform.db import create_engine
 from kora.platform.uow import SqlUnitOfWork
 
@@ -134,3 +134,44 @@ async def test_unbalanced_transaction_is_refused_at_commit_on_postgres(migrated_
     # A chain-consistent single credit: only the deferred zero-sum check can catch it.
     with pytest.raises(REFUSED, match=r"entries|balance"):
         await _raw_entry(migrated_postgres_url, account=alice, sequence=2, balance_after=1100, direction="credit")
+
+
+async def test_accounts_cannot_be_changed(migrated_url: str) -> None:
+    await _funded_pair(migrated_url)
+    with pytest.raises(REFUSED, match="append-only"):
+        await _execute(migrated_url, "UPDATE ledger_accounts SET kind = 'suspense'")
+
+
+async def test_a_payment_step_posts_once_and_a_transaction_is_reversed_once(migrated_url: str) -> None:
+    alice_id, _ = await _funded_pair(migrated_url)  # 1000 XOF, so only the database can refuse below
+    engine = create_engine(migrated_url)
+    clock = FixedClock()
+    payment_id = uuid.uuid4()
+    try:
+        async with SqlUnitOfWork(engine) as uow:
+            ledger = Ledger(SqlLedgerStore(uow.connection), clock)
+            alice = await ledger.account(alice_id)
+            assert alice is not None
+            clearing = await ledger.system_account(AccountKind.PROVIDER_CLEARING, "XOF", "sandbox")
+            legs = [
+                Leg(clearing.id, Direction.DEBIT, Money(500, "XOF")),
+                Leg(alice.id, Direction.CREDIT, Money(500, "XOF")),
+            ]
+            original, _ = await ledger.post(
+                kind="cash_in.capture", legs=legs, payment_id=payment_id, correlation_id=None
+            )
+            await uow.commit()
+        async with SqlUnitOfWork(engine) as uow:
+            ledger = Ledger(SqlLedgerStore(uow.connection), clock)
+            with pytest.raises(LedgerStorageError):  # the same step of the same payment, again
+                await ledger.post(kind="cash_in.capture", legs=legs, payment_id=payment_id, correlation_id=None)
+        async with SqlUnitOfWork(engine) as uow:
+            ledger = Ledger(SqlLedgerStore(uow.connection), clock)
+            await ledger.reverse(original, correlation_id=None)
+            await uow.commit()
+        async with SqlUnitOfWork(engine) as uow:
+            ledger = Ledger(SqlLedgerStore(uow.connection), clock)
+            with pytest.raises(LedgerStorageError):  # a second reversal of the same transaction
+                await ledger.reverse(original, correlation_id=None)
+    finally:
+        await engine.dispose()

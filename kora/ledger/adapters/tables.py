@@ -31,6 +31,24 @@ ledger_transactions = sa.Table(
     sa.Column("correlation_id", sa.String(64), nullable=True),
     sa.Column("reverses_id", sa.Uuid, sa.ForeignKey("ledger_transactions.id"), nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    # One posting per payment step (e.g. one `p2p`, one `cash_in.capture`): a retried or
+    # duplicated step cannot post twice.
+    sa.Index(
+        "uq_ledger_transactions_payment_step",
+        "payment_id",
+        "kind",
+        unique=True,
+        postgresql_where=sa.text("payment_id IS NOT NULL AND reverses_id IS NULL"),
+        sqlite_where=sa.text("payment_id IS NOT NULL AND reverses_id IS NULL"),
+    ),
+    # A transaction is reversed at most once.
+    sa.Index(
+        "uq_ledger_transactions_reverses_id",
+        "reverses_id",
+        unique=True,
+        postgresql_where=sa.text("reverses_id IS NOT NULL"),
+        sqlite_where=sa.text("reverses_id IS NOT NULL"),
+    ),
 )
 
 ledger_entries = sa.Table(

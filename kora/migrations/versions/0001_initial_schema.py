@@ -20,7 +20,7 @@ branch_labels = None
 depends_on = None
 
 
-APPEND_ONLY = ("ledger_transactions", "ledger_entries", "audit_log", "payment_status_history")
+APPEND_ONLY = ("ledger_accounts", "ledger_transactions", "ledger_entries", "audit_log", "payment_status_history")
 
 PG_FORBID_MUTATION = """
 CREATE OR REPLACE FUNCTION kora_forbid_mutation() RETURNS trigger
@@ -260,6 +260,20 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("ledger_transactions", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_ledger_transactions_payment_id"), ["payment_id"], unique=False)
+        batch_op.create_index(
+            "uq_ledger_transactions_payment_step",
+            ["payment_id", "kind"],
+            unique=True,
+            postgresql_where=sa.text("payment_id IS NOT NULL AND reverses_id IS NULL"),
+            sqlite_where=sa.text("payment_id IS NOT NULL AND reverses_id IS NULL"),
+        )
+        batch_op.create_index(
+            "uq_ledger_transactions_reverses_id",
+            ["reverses_id"],
+            unique=True,
+            postgresql_where=sa.text("reverses_id IS NOT NULL"),
+            sqlite_where=sa.text("reverses_id IS NOT NULL"),
+        )
 
     op.create_table(
         "login_throttle",
