@@ -15,6 +15,7 @@ from kora.ledger.domain.model import (
     InsufficientFunds,
     JournalTransaction,
     LedgerError,
+    LedgerStorageRefused,
     Leg,
     UnbalancedTransaction,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "JournalTransaction",
     "Ledger",
     "LedgerError",
+    "LedgerStorageRefused",
     "LedgerStore",
     "LedgerVerifier",
     "Leg",

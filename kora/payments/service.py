@@ -8,6 +8,8 @@ call the provider, then record the outcome in a second transaction.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,7 +20,15 @@ from opentelemetry import trace
 
 from kora.audit import AuditEvent
 from kora.kernel import Clock, InvalidAmount, Money, UnknownCurrency, new_id
-from kora.ledger import AccountKind, Direction, InsufficientFunds, LedgerError, Leg, PostingRequest
+from kora.ledger import (
+    AccountKind,
+    Direction,
+    InsufficientFunds,
+    LedgerError,
+    LedgerStorageRefused,
+    Leg,
+    PostingRequest,
+)
 from kora.payments.domain.errors import (
     FundsUnavailable,
     InvalidPaymentAmount,
@@ -204,7 +214,8 @@ class PaymentsService:
         record = await uow.idempotency.get(idem.scope, idem.key)
         if record is None:
             raise _DuplicateInFlight
-        if record.is_expired(now):
+        if record.is_expired(now) and record.outcome is not Outcome.IN_FLIGHT:
+            # An in-flight key never expires: its payment may still be moving at a provider.
             await uow.idempotency.delete(idem.scope, idem.key)
             if await claim():
                 return None
@@ -283,7 +294,7 @@ class PaymentsService:
             recipient_user: uuid.UUID | None = None
             if cmd.recipient_phone_number is not None:
                 recipient_user = await self._directory.user_for_phone(cmd.recipient_phone_number)
-            job = _TransferJob(cmd, money, idem, recipient_user, actor)
+            job = _TransferJob(cmd, money, idem, recipient_user, actor, contextvars.copy_context())
             if self._group is None:
                 result = await self._transfer_alone(job)
             else:
@@ -325,14 +336,21 @@ class PaymentsService:
             try:
                 return await self._transfer_group(jobs)
             except Exception as exc:
-                logger.warning("group commit failed; retrying one by one", size=len(jobs), error=type(exc).__name__)
+                logger.opt(exception=exc).warning("group commit failed; retrying one by one", size=len(jobs))
         results: list[PaymentResult | Exception] = []
         for job in jobs:
             try:
-                results.append(await self._transfer_alone(job))
+                results.append(await self._alone_in_own_context(job))
             except Exception as exc:
                 results.append(exc)
         return results
+
+    async def _alone_in_own_context(self, job: _TransferJob) -> PaymentResult:
+        """Run one job of a batch alone, in its request's context (logs and spans carry its own
+        correlation id), from the group-commit worker."""
+        if job.context is None:
+            return await self._transfer_alone(job)
+        return await asyncio.get_running_loop().create_task(self._transfer_alone(job), context=job.context)
 
     async def _transfer_group(self, jobs: list[_TransferJob]) -> list[PaymentResult | Exception]:
         with _tracer.start_as_current_span("payments.transfer_group", attributes={"kora.batch.size": len(jobs)}):
@@ -396,8 +414,8 @@ class PaymentsService:
                 await uow.idempotency.complete_many(completions)
                 await uow.audit.record_many(events)
                 await uow.commit()
-            self._metrics.ledger_posted("p2p", uow.ledger.last_posting_seconds)
             for payment in settled:
+                self._metrics.ledger_posted("p2p", uow.ledger.last_posting_seconds)
                 self._metrics.payment_finished(payment.type.value, payment.status.value)
                 self._metrics.amount_moved(payment.type.value, payment.money.currency, payment.money.amount)
             for i in results:
@@ -411,7 +429,7 @@ class PaymentsService:
                 out.append(results[i])
                 continue
             try:
-                out.append(await self._transfer_alone(job))
+                out.append(await self._alone_in_own_context(job))
             except Exception as exc:
                 out.append(exc)
         return out
@@ -742,7 +760,11 @@ class PaymentsService:
 
 
 def _business_error(exc: Exception) -> PaymentError:
-    """Ledger refusals are reported in the payment's words."""
+    """Ledger refusals are reported in the payment's words. A refusal by the database itself
+    (a guard tripped: a bug or corruption, never the customer's doing) is not a business
+    outcome: it propagates, nothing is stored against the key, and the caller gets a 500."""
+    if isinstance(exc, LedgerStorageRefused):
+        raise exc
     if isinstance(exc, PaymentError):
         return exc
     if isinstance(exc, InsufficientFunds):
@@ -761,6 +783,7 @@ class _TransferJob:
     idem: IdempotencyRequest
     recipient_user: uuid.UUID | None
     actor: str
+    context: contextvars.Context | None = None
     grouped: bool = False
 
 

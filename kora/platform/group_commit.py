@@ -5,6 +5,7 @@ throughput do. Under light load a batch holds one job and adds no delay."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -29,7 +30,9 @@ class GroupCommit(Generic[J, R]):
         future: asyncio.Future[R] = loop.create_future()
         self._queue.append((job, future))
         if self._worker is None or self._worker.done() or self._worker.get_loop() is not loop:
-            self._worker = loop.create_task(self._drain(), name="group-commit")
+            # A fresh context: the batch belongs to no single request (each request logs its
+            # own outcome in its own context once its future resolves).
+            self._worker = loop.create_task(self._drain(), name="group-commit", context=contextvars.Context())
         return await future
 
     async def _drain(self) -> None:
@@ -40,6 +43,15 @@ class GroupCommit(Generic[J, R]):
                 results: Sequence[R | Exception] = await self._run([job for job, _ in batch])
             except Exception as exc:
                 results = [exc] * len(batch)
+            except BaseException:  # cancelled (shutdown): nobody may wait forever
+                for _, future in batch + self._queue:
+                    if not future.done():
+                        future.set_exception(RuntimeError("the batch was cancelled"))
+                self._queue.clear()
+                raise
+            if len(results) != len(batch):  # a runner that broke its contract: answer everyone
+                error = RuntimeError(f"batch runner answered {len(results)} of {len(batch)} jobs")
+                results = [error] * len(batch)
             for (_, future), result in zip(batch, results, strict=True):
                 if future.done():  # the caller went away (cancelled)
                     continue

@@ -25,14 +25,14 @@ from kora.ledger import (
     Hold,
     HoldNotActive,
     JournalTransaction,
-    LedgerError,
+    LedgerStorageRefused,
 )
 from kora.ledger.domain.model import AccountState, signed_effect
 
 HOLD_STATUSES = frozenset({"active", "captured", "released", "expired"})
 
 
-class StorageRefusedError(LedgerError):
+class StorageRefusedError(LedgerStorageRefused):
     """What the SQL store raises as `LedgerStorageError`: a constraint or trigger refused the
     write and nothing was stored."""
 

@@ -167,6 +167,11 @@ class InMemoryIdempotencyStore:
     async def complete_many(self, results: Sequence[tuple[IdempotencyRequest, Outcome, dict[str, Any]]]) -> None:
         for request, outcome, body in results:
             await self.complete(request, outcome=outcome, body=body)
+            row = self.state.rows.get((request.scope, request.key))
+            if row is not None and outcome is not Outcome.SUCCEEDED:  # like the SQL adapter
+                self.state.rows[(request.scope, request.key)] = IdempotencyRow(
+                    row.fingerprint, row.outcome, row.body_json, None, row.created_at, row.expires_at
+                )
 
     async def purge_expired(self, now: datetime) -> int:
         expired = [key for key, row in self.state.rows.items() if row.expires_at <= now]

@@ -25,12 +25,12 @@ from kora.ledger.domain.model import (
     Hold,
     HoldNotActive,
     JournalTransaction,
-    LedgerError,
+    LedgerStorageRefused,
     Leg,
 )
 
 
-class LedgerStorageError(LedgerError):
+class LedgerStorageError(LedgerStorageRefused):
     """The database refused a ledger write (constraint or trigger): nothing was posted."""
 
 

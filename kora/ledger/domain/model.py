@@ -41,6 +41,11 @@ class HoldNotActive(LedgerError):
     pass
 
 
+class LedgerStorageRefused(LedgerError):
+    """The store (the database's own guards) refused a write the domain had accepted: a bug or
+    corruption signal, never a customer's doing. Nothing was posted."""
+
+
 class Direction(enum.StrEnum):
     DEBIT = "debit"
     CREDIT = "credit"

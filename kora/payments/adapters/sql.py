@@ -148,7 +148,7 @@ def _payment(row: Any, history: list[StatusChange]) -> Payment:
 _COMPLETE = (
     idempotency_keys.update()
     .where(idempotency_keys.c.scope == sa.bindparam("b_scope"), idempotency_keys.c.key == sa.bindparam("b_key"))
-    .values(outcome=sa.bindparam("b_outcome"), body=sa.bindparam("b_body"))
+    .values(outcome=sa.bindparam("b_outcome"), body=sa.bindparam("b_body"), payment_id=sa.bindparam("b_payment_id"))
 )
 
 
@@ -244,6 +244,8 @@ class SqlIdempotencyStore:
                     "b_key": r.key,
                     "b_outcome": o.value,
                     "b_body": json.dumps(b, separators=(",", ":")),
+                    # A refusal created no payment: its key points at none (as in the single path).
+                    "b_payment_id": uuid.UUID(b["id"]) if o is Outcome.SUCCEEDED and "id" in b else None,
                 }
                 for r, o, b in results
             ],

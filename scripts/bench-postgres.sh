@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Reproduce docs/performance.md: Kora's P2P benchmark against PostgreSQL on this machine, then
+# pgbench (TPC-B, same client count) on the same server in the same sitting.
+# Usage: scripts/bench-postgres.sh [CONCURRENCY] [DURATION_SECONDS] [USERS]
+# Needs: PostgreSQL at 127.0.0.1:5432 (user postgres, trust), `make install` done, pgbench.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CONCURRENCY=${1:-48}
+DURATION=${2:-30}
+USERS=${3:-1000}
+PG=postgresql+asyncpg://postgres@127.0.0.1:5432
+WORK=$(mktemp -d)
+export KORA_DATABASE_URL="$PG/kora_bench" KORA_DEV_SECRETS_FILE="$WORK/secrets.json"
+export KORA_LOG_LEVEL=${KORA_LOG_LEVEL:-INFO}
+# The setup registers USERS customers (two Argon2 hashes each); a cheaper Argon2 cost only
+# shortens that setup: transfers never hash a password.
+export KORA_ARGON2_TIME_COST=${KORA_ARGON2_TIME_COST:-1} KORA_ARGON2_MEMORY_KIB=${KORA_ARGON2_MEMORY_KIB:-8192}
+WORKERS=${WORKERS:-2}
+
+psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS kora_bench" -c "CREATE DATABASE kora_bench"
+.venv/bin/kora serve --port 8100 --workers "$WORKERS" >"$WORK/server.log" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do curl -sf http://127.0.0.1:8100/readyz >/dev/null && break; sleep 0.3; done
+
+echo "== kora bench --concurrency $CONCURRENCY --duration $DURATION --users $USERS (server: $WORKERS workers, PostgreSQL)"
+.venv/bin/kora bench --url http://127.0.0.1:8100 --concurrency "$CONCURRENCY" --duration "$DURATION" --users "$USERS"
+
+kill $SERVER; wait $SERVER 2>/dev/null || true
+echo "== pgbench TPC-B, $CONCURRENCY clients, ${DURATION}s (scale 10)"
+psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS pgbench_kora" -c "CREATE DATABASE pgbench_kora"
+pgbench -h 127.0.0.1 -U postgres -i -s 10 -q pgbench_kora >/dev/null 2>&1
+pgbench -h 127.0.0.1 -U postgres -c "$CONCURRENCY" -j 2 -T "$DURATION" pgbench_kora 2>&1 | grep -E "tps|latency average|number of transactions actually"
+psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS pgbench_kora"
