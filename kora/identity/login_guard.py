@@ -55,11 +55,32 @@ class LoginGuard:
                 return _lock_error(scope, retry)
         return None
 
-    async def count_failure(self, throttle: LoginThrottle, keys: ThrottleKeys) -> list[NewLock]:
-        """Count one failure for each key; the locks this failure started, account first."""
+    async def reserve_attempt(self, throttle: LoginThrottle, keys: ThrottleKeys) -> list[NewLock]:
+        """Count this attempt against the account *before* the password is checked, under the
+        row lock: a burst of parallel guesses cannot all pass the lock check. A good password
+        clears the count afterwards (`clear_account`). Returns the lock this attempt started."""
+        if keys.account is None:
+            return []
+        now = self._clock.now()
+        rule = self._rules["account"]
+        before = await throttle.lock(keys.account, at=now)
+        if (retry := before.retry_after(now)) is not None:
+            raise AccountLocked(retry)
+        after = register_failure(before, now=now, rule=rule)
+        await throttle.save(keys.account, after, at=now)
+        if (retry := after.retry_after(now)) is not None:
+            return [NewLock("account", _lock_error("account", retry), int(rule.lockout.total_seconds()))]
+        return []
+
+    async def count_failure(
+        self, throttle: LoginThrottle, keys: ThrottleKeys, *, account_reserved: bool = False
+    ) -> list[NewLock]:
+        """Count one failure for each key (not the account's if `reserve_attempt` already did);
+        the locks this failure started, account first."""
         now = self._clock.now()
         started: list[NewLock] = []
-        for scope, key in sorted(self._scoped(keys)):
+        scoped = [(scope, key) for scope, key in self._scoped(keys) if not (account_reserved and scope == "account")]
+        for scope, key in sorted(scoped):
             rule = self._rules[scope]
             before = await throttle.get(key, for_update=True)
             after = register_failure(before, now=now, rule=rule)
@@ -70,16 +91,13 @@ class LoginGuard:
         return started
 
     async def clear_account(self, throttle: LoginThrottle, keys: ThrottleKeys) -> None:
-        """After a good password: forget the account's failures. Raises AccountLocked if
-        concurrent failures locked it since the check. The address keeps its count, so one
-        valid account cannot reset an attacker's budget."""
+        """After a good password: forget the account's failures (including this attempt's own
+        reservation, which may have been the one that reached the limit: the owner proved
+        the password). The address keeps its count, so one valid account cannot reset an
+        attacker's budget."""
         if keys.account is None:
             return
-        state = await throttle.get(keys.account, for_update=True)
-        if state is not None and (retry := state.retry_after(self._clock.now())) is not None:
-            raise AccountLocked(retry)
-        if state is not None:
-            await throttle.clear(keys.account)
+        await throttle.clear(keys.account)
 
     @staticmethod
     def _scoped(keys: ThrottleKeys) -> list[tuple[ThrottleScope, str]]:

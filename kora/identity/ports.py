@@ -132,6 +132,11 @@ class LoginThrottle(Protocol):
 
     async def get(self, key: str, *, for_update: bool = False) -> ThrottleState | None: ...
 
+    async def lock(self, key: str, *, at: datetime) -> ThrottleState:
+        """The state of `key`, its row created (empty) if absent and locked until the end of the
+        transaction, so concurrent attempts on one key are counted one after the other."""
+        ...
+
     async def save(self, key: str, state: ThrottleState, *, at: datetime) -> None:
         """Insert or replace the state of this key."""
         ...

@@ -12,7 +12,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
+from kora.audit.ports import AuditEvent
 from kora.identity.domain import (
+    AccountLocked,
     AuthSession,
     DeviceMismatch,
     IdentityError,
@@ -34,7 +36,7 @@ from kora.identity.domain import (
     validate_device_id,
     validate_display_name,
 )
-from kora.identity.login_guard import LoginGuard, ThrottleKeys
+from kora.identity.login_guard import LoginGuard, NewLock, ThrottleKeys
 from kora.identity.ports import (
     BlindIndex,
     IdentitySettings,
@@ -205,13 +207,20 @@ class IdentityService:
         phone_index = None if phone is None else self._index.phone(phone.e164)
         keys = self._guard.keys(phone_index=phone_index, client_ip=client_ip)
 
+        reservation_locks: list[NewLock] = []
         async with self._uow() as uow:
             lock = await self._guard.current_lock(uow.throttle, keys)
+            if lock is None:
+                try:
+                    reservation_locks = await self._guard.reserve_attempt(uow.throttle, keys)
+                except AccountLocked as exc:  # locked by a concurrent attempt meanwhile
+                    lock = exc
             if lock is not None:
                 await self._audit_login_failure(uow, None, lock.code, "denied", correlation_id)
                 await uow.commit()
                 raise lock
             user = None if phone_index is None else await uow.users.get_by_phone_index(phone_index)
+            await uow.commit()  # the attempt is counted before the password is checked
 
         password = normalize_password(password)
         if user is not None and len(password) <= self._policy.max_length:
@@ -220,7 +229,7 @@ class IdentityService:
             verified = False
             await self._hasher.verify_dummy(password[: self._policy.max_length])
         if user is None or not verified:
-            await self._record_failure(user, keys, _failure_reason(phone, user), correlation_id)
+            await self._record_failure(user, keys, _failure_reason(phone, user), correlation_id, reservation_locks)
             raise InvalidCredentials()
 
         new_hash = await self._hasher.hash(password) if self._hasher.needs_rehash(user.password_hash) else None
@@ -249,16 +258,31 @@ class IdentityService:
             return None
 
     async def _record_failure(
-        self, user: UserRecord | None, keys: ThrottleKeys, reason: str, correlation_id: str | None
+        self,
+        user: UserRecord | None,
+        keys: ThrottleKeys,
+        reason: str,
+        correlation_id: str | None,
+        reservation_locks: list[NewLock],
     ) -> None:
-        """Count the failure, audit it (and any lock it starts), commit, and raise the lock
-        error if this failure started one."""
+        """Count the failure (the account's was counted when the attempt was reserved), audit
+        it and any lock it started, commit, and raise the lock error if this failure started
+        one. Throttle rows are locked before the audit chains (one lock order everywhere)."""
         subject = ANONYMOUS if user is None else _actor(user.id)
         async with self._uow() as uow:
-            await self._audit_login_failure(uow, user, reason, "failure", correlation_id)
-            new_locks = await self._guard.count_failure(uow.throttle, keys)
-            for lock in new_locks:
-                await uow.audit.record(
+            new_locks = reservation_locks + await self._guard.count_failure(uow.throttle, keys, account_reserved=True)
+            events = [
+                AuditEvent(
+                    actor=ANONYMOUS,
+                    action="auth.login.failed",
+                    subject=subject,
+                    correlation_id=correlation_id,
+                    outcome="failure",
+                    details={"reason": reason},
+                )
+            ]
+            events += [
+                AuditEvent(
                     actor=ANONYMOUS,
                     action="auth.locked",
                     subject=subject if lock.scope == "account" else ANONYMOUS,
@@ -266,6 +290,9 @@ class IdentityService:
                     outcome="denied",
                     details={"scope": lock.scope, "locked_seconds": lock.seconds},
                 )
+                for lock in new_locks
+            ]
+            await uow.audit.record_many(events)
             await uow.commit()
         if new_locks:
             raise new_locks[0].error

@@ -30,8 +30,13 @@ def new_correlation_id() -> str:
 
 
 def is_valid_correlation_id(value: object) -> bool:
-    """True for 8 to 64 characters of ``[A-Za-z0-9._:-]``, nothing else."""
-    return isinstance(value, str) and _VALID_CORRELATION_ID.fullmatch(value) is not None
+    """True for 8 to 64 characters of ``[A-Za-z0-9._:-]``, nothing else — and not all digits:
+    a bare run of digits could be a phone number, and correlation ids are stored and logged."""
+    return (
+        isinstance(value, str)
+        and _VALID_CORRELATION_ID.fullmatch(value) is not None
+        and not value.replace(".", "").replace("-", "").isdigit()
+    )
 
 
 @contextmanager

@@ -3,6 +3,7 @@ device binding, logout and RBAC."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from tests.support.api import Api, new_phone
@@ -142,3 +143,14 @@ async def test_registration_is_not_a_way_to_become_admin(sqlite_api: Api) -> Non
         json={"phone_number": new_phone(), "password": "long-and-unusual-42", "roles": ["admin"]},
     )
     assert response.status_code == 422
+
+
+async def test_a_burst_of_parallel_guesses_gets_no_more_tries_than_the_limit(postgres_api: Api) -> None:
+    api = postgres_api
+    alice = await api.customer()
+    body = {"phone_number": alice.phone_number, "password": "wrong-guess-0000", "device_id": "attacker-1"}
+    responses = await asyncio.gather(*(api.client.post("/v1/auth/login", json=body) for _ in range(30)))
+    checked = [r for r in responses if r.json().get("code") == "invalid_credentials"]
+    assert len(checked) <= 5  # KORA_LOGIN_MAX_FAILURES: each attempt is counted before its check
+    assert all(r.status_code in (401, 429) for r in responses)
+    assert (await api.login(alice)).status_code == 429  # locked, even with the right password

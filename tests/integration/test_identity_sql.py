@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from kora.audit import AuditEvent
 from kora.audit.ports import AuditDetail
 from kora.identity import (
     AccountLocked,
@@ -204,6 +205,17 @@ class ListAudit:
         details: Mapping[str, AuditDetail] | None = None,
     ) -> None:
         self.sink.append({"actor": actor, "action": action, "outcome": outcome, "details": dict(details or {})})
+
+    async def record_many(self, events: Sequence[AuditEvent]) -> None:
+        for e in events:
+            await self.record(
+                actor=e.actor,
+                action=e.action,
+                subject=e.subject,
+                correlation_id=e.correlation_id,
+                outcome=e.outcome,
+                details=e.details,
+            )
 
 
 class NewWallets:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from kora.http.container import services
 from kora.http.problems import problem_response, problem_responses
-from kora.http.security import current_principal
+from kora.http.security import current_principal, require_role
 from kora.identity import Principal
 from kora.observability import get_correlation_id
 from kora.payments import Outcome, PaymentResult, ProviderMoveCommand, TransferCommand
@@ -109,6 +109,8 @@ MONEY_ERRORS = problem_responses(
 )
 
 Authenticated = Annotated[Principal, Depends(current_principal)]
+# Wallets belong to customers: staff accounts (support, admin) hold none and move no money.
+Customer = Annotated[Principal, Depends(require_role("customer"))]
 
 
 def _answer(result: PaymentResult) -> Response:
@@ -120,7 +122,7 @@ def _answer(result: PaymentResult) -> Response:
 
 @router.post("/transfers", status_code=201, response_model=PaymentOut, responses=MONEY_ERRORS)
 async def create_transfer(
-    body: TransferIn, principal: Authenticated, request: Request, idempotency_key: IdempotencyKey = None
+    body: TransferIn, principal: Customer, request: Request, idempotency_key: IdempotencyKey = None
 ) -> Response:
     """Send money to another customer's wallet (by phone number or wallet id). Settles at once."""
     result = await services(request).payments.transfer(
@@ -140,7 +142,7 @@ async def create_transfer(
 
 @router.post("/cash-ins", status_code=201, response_model=PaymentOut, responses=MONEY_ERRORS)
 async def create_cash_in(
-    body: ProviderMoveIn, principal: Authenticated, request: Request, idempotency_key: IdempotencyKey = None
+    body: ProviderMoveIn, principal: Customer, request: Request, idempotency_key: IdempotencyKey = None
 ) -> Response:
     """Fund the wallet from the customer's mobile-money account through a provider."""
     result = await services(request).payments.cash_in(_provider_command(body, principal, idempotency_key))
@@ -149,7 +151,7 @@ async def create_cash_in(
 
 @router.post("/cash-outs", status_code=201, response_model=PaymentOut, responses=MONEY_ERRORS)
 async def create_cash_out(
-    body: ProviderMoveIn, principal: Authenticated, request: Request, idempotency_key: IdempotencyKey = None
+    body: ProviderMoveIn, principal: Customer, request: Request, idempotency_key: IdempotencyKey = None
 ) -> Response:
     """Withdraw from the wallet to the customer's mobile-money account through a provider."""
     result = await services(request).payments.cash_out(_provider_command(body, principal, idempotency_key))
@@ -168,14 +170,14 @@ def _provider_command(body: ProviderMoveIn, principal: Principal, key: str | Non
 
 
 @router.get("/wallet", response_model=WalletOut, responses=problem_responses("not_authenticated"))
-async def get_wallet(principal: Authenticated, request: Request) -> Any:
+async def get_wallet(principal: Customer, request: Request) -> Any:
     """The caller's wallet: posted balance, and available balance (posted minus active holds)."""
     return await services(request).payments.wallet(principal.user_id)
 
 
 @router.get("/wallet/entries", response_model=EntryPage, responses=problem_responses("not_authenticated"))
 async def list_wallet_entries(
-    principal: Authenticated,
+    principal: Customer,
     request: Request,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[
@@ -191,7 +193,7 @@ async def list_wallet_entries(
 
 @router.get("/payments", response_model=PaymentPage, responses=problem_responses("not_authenticated"))
 async def list_payments(
-    principal: Authenticated,
+    principal: Customer,
     request: Request,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[uuid.UUID | None, Query(description="next_cursor of the previous page")] = None,

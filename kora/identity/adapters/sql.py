@@ -179,6 +179,17 @@ class SqlLoginThrottle:
             failures=row.failures, window_started_at=row.window_started_at, locked_until=row.locked_until
         )
 
+    async def lock(self, key: str, *, at: datetime) -> ThrottleState:
+        insert: Any = postgresql.insert if self._conn.dialect.name == "postgresql" else sqlite.insert
+        await self._conn.execute(
+            insert(login_throttle)
+            .values(key=key, failures=0, window_started_at=at, locked_until=None, updated_at=at)
+            .on_conflict_do_nothing(index_elements=[login_throttle.c.key])
+        )
+        state = await self.get(key, for_update=True)
+        assert state is not None  # inserted above or by a transaction that committed first
+        return state
+
     async def save(self, key: str, state: ThrottleState, *, at: datetime) -> None:
         values = {
             "failures": state.failures,

@@ -82,6 +82,7 @@ class SqlLedgerStore:
         self._conn = conn
         self._pg = conn.dialect.name == "postgresql"
         self._cache = cache or AccountCache()
+        self._uncommitted: set[uuid.UUID] = set()
 
     async def get_or_create_account(self, *, kind: AccountKind, currency: str, owner_ref: str, at: datetime) -> Account:
         cached = self._cache.by_key(kind, currency, owner_ref)
@@ -89,7 +90,7 @@ class SqlLedgerStore:
             return cached
         found = await self._find(kind, currency, owner_ref)
         if found is not None:
-            return self._cache.keep(found)
+            return self._keep(found)
         values = {
             "id": new_id(),
             "kind": kind.value,
@@ -104,8 +105,13 @@ class SqlLedgerStore:
         created = await self._find(kind, currency, owner_ref)
         if created is None:  # pragma: no cover - the insert or a concurrent one must exist
             raise LedgerStorageError("account could not be created")
-        # Not cached yet: the creating transaction may still roll back.
+        # Not cached: the creating transaction may still roll back.
+        self._uncommitted.add(created.id)
         return created
+
+    def _keep(self, account: Account) -> Account:
+        """Cache only accounts this transaction did not create (those may still roll back)."""
+        return account if account.id in self._uncommitted else self._cache.keep(account)
 
     async def _find(self, kind: AccountKind, currency: str, owner_ref: str) -> Account | None:
         row = (
@@ -124,7 +130,7 @@ class SqlLedgerStore:
         if cached is not None:
             return cached
         row = (await self._conn.execute(sa.select(ledger_accounts).where(ledger_accounts.c.id == account_id))).first()
-        return self._cache.keep(_account(row)) if row else None
+        return self._keep(_account(row)) if row else None
 
     def _state_query(self, account_ids: Sequence[uuid.UUID]) -> sa.Select[Any]:
         e = ledger_entries

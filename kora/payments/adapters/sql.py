@@ -226,8 +226,8 @@ class SqlIdempotencyStore:
                 "created_at": at,
                 "expires_at": expires_at,
             }
-            for r, payment_id in claims
-        ]
+            for r, payment_id in sorted(claims, key=lambda c: (c[0].scope, c[0].key))
+        ]  # in key order, so two batches claiming overlapping keys wait instead of deadlocking
         result = await self._conn.execute(
             insert.values(rows).on_conflict_do_nothing(index_elements=["scope", "key"]).returning(k.c.scope, k.c.key)
         )

@@ -10,7 +10,7 @@ import copy
 import json
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import TracebackType
@@ -19,6 +19,7 @@ from typing import Any, Self
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from kora.audit import AuditEvent
 from kora.audit.ports import AuditDetail
 from kora.identity import IdentityService
 from kora.identity.adapters import (
@@ -113,6 +114,9 @@ class FakeThrottle:
     async def get(self, key: str, *, for_update: bool = False) -> ThrottleState | None:
         return self.state.throttle.get(key)
 
+    async def lock(self, key: str, *, at: datetime) -> ThrottleState:
+        return self.state.throttle.setdefault(key, ThrottleState(failures=0, window_started_at=at))
+
     async def save(self, key: str, state: ThrottleState, *, at: datetime) -> None:
         self.state.throttle[key] = state
 
@@ -157,6 +161,17 @@ class FakeAudit:
                 "details": dict(details or {}),
             }
         )
+
+    async def record_many(self, events: Sequence[AuditEvent]) -> None:
+        for e in events:
+            await self.record(
+                actor=e.actor,
+                action=e.action,
+                subject=e.subject,
+                correlation_id=e.correlation_id,
+                outcome=e.outcome,
+                details=e.details,
+            )
 
 
 class FakeUnitOfWork:
