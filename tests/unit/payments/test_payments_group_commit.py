@@ -241,12 +241,6 @@ async def test_a_refusal_inside_a_batch_leaves_no_payment_and_no_posting(world: 
     assert [e.account_id for e in w.h.db.ledger.all_entries()].count(carol_wallet) == 1  # only the funding
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG kora/payments/service.py _transfer_group: a refusal keeps the payment_id its claim "
-    "reserved (claim_many) on its idempotency row, though no such payment exists; the single path "
-    "stores None (_store_failure)",
-)
 async def test_a_refusal_inside_a_batch_stores_no_payment_id_as_the_single_path_does(world: World) -> None:
     w = world
     await w.h.fund(w.users["carol"], 50)
@@ -261,7 +255,7 @@ async def test_a_refusal_inside_a_batch_stores_no_payment_id_as_the_single_path_
     assert body_code(refused) == "insufficient_funds"
     row = w.h.idempotency_row(w.users["carol"], str(poor.idempotency_key))
     assert row is not None
-    assert row.payment_id is None  # today: the id of a payment that was never stored
+    assert row.payment_id is None  # not the id reserved by its claim: no such payment exists
 
 
 # ---------------------------------------------------------------- one key, several requests
@@ -488,24 +482,20 @@ async def test_an_input_error_in_a_burst_is_raised_to_its_caller_only(world: Wor
 
 
 # ---------------------------------------------------------------- what operators see
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG kora/payments/service.py _transfer_group: metrics.ledger_posted('p2p', ...) is called "
-    "once per batch (kora_ledger_postings counts journal transactions), and even when the batch "
-    "posted nothing",
-)
 async def test_ledger_posted_is_counted_once_per_journal_transaction(world: World) -> None:
     w = world
     await w.h.fund(w.users["carol"], 10)
-    await w.at_once(
+    results = await w.at_once(
         w.send("alice", 100, to="bob"),
         w.send("alice", 100, to="carol"),
-        w.send("carol", 100, to="dan"),  # refused
+        w.send("carol", 200, to="dan"),  # 110 by then: refused
         w.send("alice", 100, to="dan"),
     )
+    assert [r.outcome for r in results].count(Outcome.FAILED) == 1
     assert len(w.h.metrics.named("ledger_posted")) == 3  # as three single transfers would
-    await w.at_once(w.send("carol", 100, to="dan"), w.send("carol", 100, to="bob"))  # both refused
-    assert len(w.h.metrics.named("ledger_posted")) == 3
+    results = await w.at_once(w.send("carol", 500, to="dan"), w.send("carol", 500, to="bob"))
+    assert {body_code(r) for r in results} == {"insufficient_funds"}
+    assert len(w.h.metrics.named("ledger_posted")) == 3  # a batch that posted nothing counts nothing
 
 
 @pytest.fixture
@@ -540,12 +530,6 @@ async def test_grouped_transfers_log_under_their_own_correlation_id(
     assert settled_lines(log_lines) == {r.body["id"]: c.correlation_id for r, c in zip(results, cmds, strict=True)}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG kora/platform/group_commit.py submit: the worker task copies the context of the caller "
-    "that created it, so a job the worker runs alone (_transfer_alone → _finished) logs, and traces, "
-    "under another request's correlation id",
-)
 async def test_a_transfer_run_alone_by_the_worker_logs_under_its_own_correlation_id(
     world: World, monkeypatch: pytest.MonkeyPatch, log_lines: list[tuple[str, str | None, str | None]]
 ) -> None:
@@ -572,7 +556,7 @@ async def test_a_transfer_run_alone_by_the_worker_logs_under_its_own_correlation
 
     lines = settled_lines(log_lines)
     assert lines[result_a.body["id"]] == "corr-request-a"
-    assert lines[result_b.body["id"]] == "corr-request-b"  # today: corr-request-a
+    assert lines[result_b.body["id"]] == "corr-request-b"  # not the id of the request that started the worker
 
 
 def test_group_commit_is_off_unless_configured() -> None:

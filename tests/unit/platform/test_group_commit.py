@@ -243,14 +243,27 @@ async def short_runner(jobs: list[int]) -> list[int]:
     return [j * 10 for j in jobs[:-1]]  # one answer short: a runner that breaks its contract
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG kora/platform/group_commit.py _drain: a result list of the wrong length crashes the "
-    "worker (zip strict=True raises after the loop) and the unanswered callers wait forever",
-)
-async def test_a_runner_answering_the_wrong_number_of_jobs_fails_them_instead_of_hanging() -> None:
+async def test_a_runner_answering_the_wrong_number_of_jobs_fails_its_batch_instead_of_hanging() -> None:
     gc: GroupCommit[int, int] = GroupCommit(short_runner, max_size=64)
-    # Today wait_for times out: the third caller is never answered.
     outcomes = await asyncio.wait_for(asyncio.gather(*(gc.submit(j) for j in range(3)), return_exceptions=True), 1)
-    assert outcomes[:2] == [0, 10]
-    assert isinstance(outcomes[2], Exception)
+    assert all(isinstance(o, RuntimeError) for o in outcomes)
+    assert "answered 2 of 3 jobs" in str(outcomes[0])
+
+
+async def test_a_cancelled_batch_answers_every_waiting_caller() -> None:
+    """Shutdown cancels the worker mid-batch: its callers, and those queued behind, get an
+    error instead of waiting forever; a later submit starts a new worker."""
+    runner = Runner()
+    runner.block()
+    gc: GroupCommit[int, int] = GroupCommit(runner, max_size=2)
+    tasks = submit_all(gc, [1, 2])
+    await asyncio.wait_for(runner.running.wait(), timeout=1)
+    queued = submit_all(gc, [3])
+    await settle()
+    worker = next(t for t in asyncio.all_tasks() if t.get_name() == "group-commit")
+    worker.cancel()
+    outcomes = await asyncio.wait_for(asyncio.gather(*tasks, *queued, return_exceptions=True), timeout=1)
+    assert [type(o) for o in outcomes] == [RuntimeError] * 3
+    assert all("cancelled" in str(o) for o in outcomes)
+    runner.hold.set()
+    assert await asyncio.wait_for(gc.submit(4), timeout=1) == 40
