@@ -562,19 +562,29 @@ class PaymentsService:
             request = ProviderRequest(
                 payment.id, money, account_ref=str(cmd.user_id), correlation_id=cmd.correlation_id
             )
-            with _tracer.start_as_current_span(f"provider.{gateway.name}.{op}"):
-                try:
-                    result = await (
-                        gateway.collect(request) if kind is PaymentType.CASH_IN else gateway.disburse(request)
-                    )
-                except Exception as exc:  # an ambiguous outcome: never guess, keep it pending
-                    logger.warning(
-                        "provider call ended without an answer",
-                        provider=gateway.name,
-                        error=type(exc).__name__,
-                    )
-                    result = ProviderResult(ProviderOutcome.PENDING)
-            return await self._finish_provider_move(payment.id, hold_id, result, idem, actor, cmd.correlation_id)
+            # Once the intent is committed, the call and its outcome run to the end even if the
+            # client goes away (shielded): the payment must not be left half-done by a disconnect.
+            return await asyncio.shield(
+                self._call_provider_and_finish(gateway, kind, request, hold_id, idem, actor, cmd.correlation_id)
+            )
+
+    async def _call_provider_and_finish(
+        self,
+        gateway: ProviderGateway,
+        kind: PaymentType,
+        request: ProviderRequest,
+        hold_id: uuid.UUID | None,
+        idem: IdempotencyRequest,
+        actor: str,
+        correlation_id: str | None,
+    ) -> PaymentResult:
+        with _tracer.start_as_current_span(f"provider.{gateway.name}.{kind.value}"):
+            try:
+                result = await (gateway.collect(request) if kind is PaymentType.CASH_IN else gateway.disburse(request))
+            except Exception as exc:  # an ambiguous outcome: never guess, keep it pending
+                logger.opt(exception=exc).warning("provider call ended without an answer", provider=gateway.name)
+                result = ProviderResult(ProviderOutcome.PENDING)
+        return await self._finish_provider_move(request.payment_id, hold_id, result, idem, actor, correlation_id)
 
     async def _begin_provider_move(
         self,

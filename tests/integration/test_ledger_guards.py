@@ -175,3 +175,23 @@ async def test_a_payment_step_posts_once_and_a_transaction_is_reversed_once(migr
                 await ledger.reverse(original, correlation_id=None)
     finally:
         await engine.dispose()
+
+
+async def test_a_hold_only_moves_from_active_to_a_final_status(migrated_url: str) -> None:
+    alice_id, _ = await _funded_pair(migrated_url)
+    engine = create_engine(migrated_url)
+    try:
+        async with SqlUnitOfWork(engine) as uow:
+            ledger = Ledger(SqlLedgerStore(uow.connection), FixedClock())
+            hold = await ledger.place_hold(alice_id, Money(300, "XOF"), payment_id=None)
+            await uow.commit()
+    finally:
+        await engine.dispose()
+    with pytest.raises(REFUSED):
+        await _execute(migrated_url, "UPDATE ledger_holds SET amount = 1")
+    with pytest.raises(REFUSED):
+        await _execute(migrated_url, "DELETE FROM ledger_holds")
+    await _execute(migrated_url, "UPDATE ledger_holds SET status = 'released'")  # the one allowed change
+    with pytest.raises(REFUSED):
+        await _execute(migrated_url, "UPDATE ledger_holds SET status = 'active'")
+    assert hold.money.amount == 300

@@ -108,6 +108,34 @@ END;
 $$
 """
 
+# A hold changes once: from active to captured, released or expired; nothing else about it.
+PG_CHECK_HOLD = """
+CREATE OR REPLACE FUNCTION kora_check_hold_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        RAISE EXCEPTION 'ledger_holds rows are never deleted' USING ERRCODE = 'restrict_violation';
+    END IF;
+    IF OLD.status <> 'active' OR NEW.status = 'active' OR NEW.amount <> OLD.amount
+       OR NEW.account_id <> OLD.account_id OR NEW.currency <> OLD.currency
+       OR NEW.payment_id IS DISTINCT FROM OLD.payment_id OR NEW.created_at <> OLD.created_at THEN
+        RAISE EXCEPTION 'a hold only goes from active to captured, released or expired'
+            USING ERRCODE = 'restrict_violation';
+    END IF;
+    RETURN NEW;
+END;
+$$
+"""
+
+SQLITE_CHECK_HOLD = (
+    "CREATE TRIGGER ledger_holds_guard_update BEFORE UPDATE ON ledger_holds BEGIN "
+    "SELECT RAISE(ABORT, 'a hold only goes from active to captured, released or expired') "
+    "WHERE OLD.status <> 'active' OR NEW.status = 'active' OR NEW.amount <> OLD.amount "
+    "OR NEW.account_id <> OLD.account_id OR NEW.currency <> OLD.currency; END",
+    "CREATE TRIGGER ledger_holds_guard_delete BEFORE DELETE ON ledger_holds BEGIN "
+    "SELECT RAISE(ABORT, 'ledger_holds rows are never deleted'); END",
+)
+
 SQLITE_CHECK_ENTRY = """
 CREATE TRIGGER ledger_entries_check BEFORE INSERT ON ledger_entries
 BEGIN
@@ -145,6 +173,11 @@ def _guards_upgrade() -> None:
             "CREATE TRIGGER ledger_entries_check BEFORE INSERT ON ledger_entries "
             "FOR EACH ROW EXECUTE FUNCTION kora_check_ledger_entry()"
         )
+        op.execute(PG_CHECK_HOLD)
+        op.execute(
+            "CREATE TRIGGER ledger_holds_guard BEFORE UPDATE OR DELETE ON ledger_holds "
+            "FOR EACH ROW EXECUTE FUNCTION kora_check_hold_change()"
+        )
         op.execute(PG_CHECK_BALANCED)
         op.execute(
             "CREATE CONSTRAINT TRIGGER ledger_entries_balanced AFTER INSERT ON ledger_entries "
@@ -165,6 +198,8 @@ def _guards_upgrade() -> None:
                 f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
             )
         op.execute(SQLITE_CHECK_ENTRY)
+        for statement in SQLITE_CHECK_HOLD:
+            op.execute(statement)
 
 
 def _guards_downgrade() -> None:
@@ -173,6 +208,8 @@ def _guards_downgrade() -> None:
         op.execute("DROP TRIGGER IF EXISTS ledger_transactions_balanced ON ledger_transactions")
         op.execute("DROP TRIGGER IF EXISTS ledger_entries_balanced ON ledger_entries")
         op.execute("DROP TRIGGER IF EXISTS ledger_entries_check ON ledger_entries")
+        op.execute("DROP TRIGGER IF EXISTS ledger_holds_guard ON ledger_holds")
+        op.execute("DROP FUNCTION IF EXISTS kora_check_hold_change()")
         for table in APPEND_ONLY:
             op.execute(f"DROP TRIGGER IF EXISTS {table}_forbid_truncate ON {table}")
             op.execute(f"DROP TRIGGER IF EXISTS {table}_forbid_mutation ON {table}")
@@ -181,6 +218,8 @@ def _guards_downgrade() -> None:
         op.execute("DROP FUNCTION IF EXISTS kora_forbid_mutation()")
     elif bind.dialect.name == "sqlite":
         op.execute("DROP TRIGGER IF EXISTS ledger_entries_check")
+        op.execute("DROP TRIGGER IF EXISTS ledger_holds_guard_update")
+        op.execute("DROP TRIGGER IF EXISTS ledger_holds_guard_delete")
         for table in APPEND_ONLY:
             op.execute(f"DROP TRIGGER IF EXISTS {table}_forbid_delete")
             op.execute(f"DROP TRIGGER IF EXISTS {table}_forbid_update")
