@@ -38,7 +38,7 @@ def serve(host: str, port: int, workers: int, migrate: bool) -> None:
     if settings.generated_secrets:
         logger.warning(
             "development secrets generated locally (never use them in production)",
-            secrets=list(settings.generated_secrets),
+            generated=", ".join(name.removeprefix("KORA_") for name in settings.generated_secrets),
         )
     if migrate:
         from kora.platform.migrate import upgrade

@@ -131,6 +131,17 @@ class KoraMetrics:
             buckets=LEDGER_POSTING_BUCKETS,
             registry=registry,
         )
+        self._group_commit_batch = Histogram(
+            "kora_group_commit_batch_size",
+            "Transfers written together in one group-commit transaction.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=registry,
+        )
+        self._group_commit_fallbacks = Counter(
+            "kora_group_commit_fallbacks",
+            "Group-commit transactions that failed and were retried one transfer at a time.",
+            registry=registry,
+        )
         self._invariant_violations = Gauge(
             "kora_ledger_invariant_violations",
             "Violations found by the last ledger verification run, by check.",
@@ -192,6 +203,14 @@ class KoraMetrics:
         exemplar = _exemplar()
         self._ledger_postings.labels(safe_label(kind)).inc(exemplar=exemplar)
         self._ledger_posting_duration.observe(seconds, exemplar=exemplar)
+
+    def group_commit(self, size: int) -> None:
+        """One group-commit transaction written with ``size`` transfers."""
+        self._group_commit_batch.observe(size)
+
+    def group_commit_fallback(self) -> None:
+        """A group-commit transaction failed; its transfers were retried one by one."""
+        self._group_commit_fallbacks.inc()
 
     def set_invariant_report(self, violations_by_check: Mapping[str, int], at: float) -> None:
         """Publish a ledger verification run: violations per check (0 when clean) and the

@@ -76,6 +76,10 @@ class PaymentMetrics(Protocol):
 
     def ledger_posted(self, kind: str, seconds: float) -> None: ...
 
+    def group_commit(self, size: int) -> None: ...
+
+    def group_commit_fallback(self) -> None: ...
+
 
 class NullPaymentMetrics:
     def payment_finished(self, payment_type: str, status: str) -> None:
@@ -91,6 +95,12 @@ class NullPaymentMetrics:
         pass
 
     def ledger_posted(self, kind: str, seconds: float) -> None:
+        pass
+
+    def group_commit(self, size: int) -> None:
+        pass
+
+    def group_commit_fallback(self) -> None:
         pass
 
 
@@ -332,10 +342,12 @@ class PaymentsService:
     async def _transfer_batch(self, jobs: list[_TransferJob]) -> list[PaymentResult | Exception]:
         """Group commit of concurrent transfers; falls back to one transaction each if the
         shared transaction fails for any reason (nothing of it was committed then)."""
+        self._metrics.group_commit(len(jobs))
         if len(jobs) > 1:
             try:
                 return await self._transfer_group(jobs)
             except Exception as exc:
+                self._metrics.group_commit_fallback()
                 logger.opt(exception=exc).warning("group commit failed; retrying one by one", size=len(jobs))
         results: list[PaymentResult | Exception] = []
         for job in jobs:

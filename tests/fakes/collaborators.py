@@ -90,3 +90,9 @@ class RecordingPaymentMetrics:
 
     def ledger_posted(self, kind: str, seconds: float) -> None:
         self.calls.append(("ledger_posted", (kind, seconds)))
+
+    def group_commit(self, size: int) -> None:
+        self.calls.append(("group_commit", (size,)))
+
+    def group_commit_fallback(self) -> None:
+        self.calls.append(("group_commit_fallback", ()))

@@ -35,6 +35,7 @@ async def test_metrics_cover_routes_and_business_outcomes_without_pii(sqlite_api
     assert "kora_payment_amount_minor_total" in text
     assert "kora_idempotent_replays_total" in text
     assert "kora_auth_failures_total" in text
+    assert "kora_group_commit_batch_size_count" in text
     assert 'le="0.15"' in text  # an SLO threshold is a bucket boundary
     for secret in (alice.phone_number, bob.phone_number, alice.user_id, bob.user_id, alice.wallet_id):
         assert secret not in text

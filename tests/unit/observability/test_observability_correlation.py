@@ -68,3 +68,11 @@ def test_scope_issues_a_new_id_when_none_or_invalid(value: str | None) -> None:
         assert issued != value
         assert is_valid_correlation_id(issued)
         assert get_correlation_id() == issued
+
+
+def test_an_all_digit_correlation_id_is_refused_as_a_possible_phone_number() -> None:
+    from kora.observability import is_valid_correlation_id
+
+    assert not is_valid_correlation_id("2250701020304")
+    assert not is_valid_correlation_id("225-0701-020304")
+    assert is_valid_correlation_id("req-2250701")
