@@ -49,3 +49,17 @@ class AuditRecorder(Protocol):
         """Append several records at once (group commit), in order, inside the caller's open
         transaction: the same guarantees as `record`, with one lock round for all chains."""
         ...
+
+
+async def record_one_by_one(recorder: AuditRecorder, events: Sequence[AuditEvent]) -> None:
+    """`record_many` in its simplest form: each event through `record`, in order (for
+    recorders with nothing to gain from batching, and for test doubles)."""
+    for event in events:
+        await recorder.record(
+            actor=event.actor,
+            action=event.action,
+            subject=event.subject,
+            correlation_id=event.correlation_id,
+            outcome=event.outcome,
+            details=event.details,
+        )

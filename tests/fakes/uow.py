@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from kora.audit import AuditDetail, AuditEvent, AuditRecorder, InMemoryAuditTrail
+from kora.audit.ports import record_one_by_one
 from kora.kernel import Clock
 from kora.ledger import Ledger
 from kora.payments.ports import IdempotencyStore, PaymentRepository
@@ -72,15 +73,7 @@ class StagedAudit:
         self._pending.append(call)
 
     async def record_many(self, events: Sequence[AuditEvent]) -> None:
-        for e in events:
-            await self.record(
-                actor=e.actor,
-                action=e.action,
-                subject=e.subject,
-                correlation_id=e.correlation_id,
-                outcome=e.outcome,
-                details=e.details,
-            )
+        await record_one_by_one(self, events)
 
     async def flush(self) -> None:
         for call in self._pending:

@@ -12,8 +12,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from kora.audit import AuditEvent
-from kora.audit.ports import AuditDetail
+from kora.audit.ports import AuditDetail, AuditEvent, record_one_by_one
 from kora.identity import (
     AccountLocked,
     IdentityService,
@@ -207,15 +206,7 @@ class ListAudit:
         self.sink.append({"actor": actor, "action": action, "outcome": outcome, "details": dict(details or {})})
 
     async def record_many(self, events: Sequence[AuditEvent]) -> None:
-        for e in events:
-            await self.record(
-                actor=e.actor,
-                action=e.action,
-                subject=e.subject,
-                correlation_id=e.correlation_id,
-                outcome=e.outcome,
-                details=e.details,
-            )
+        await record_one_by_one(self, events)
 
 
 class NewWallets:

@@ -19,7 +19,7 @@ from kora.audit.domain.record import (
 )
 from kora.audit.domain.validation import AuditDetail
 from kora.audit.domain.verification import AuditReport, ChainVerifier
-from kora.audit.ports import AuditEvent
+from kora.audit.ports import AuditEvent, record_one_by_one
 from kora.kernel import Clock, SystemClock, new_id
 
 IN_MEMORY_KEY = b"kora-in-memory-audit-key"
@@ -72,15 +72,7 @@ class InMemoryAuditTrail:
         self.records.append(entry)
 
     async def record_many(self, events: Sequence[AuditEvent]) -> None:
-        for e in events:
-            await self.record(
-                actor=e.actor,
-                action=e.action,
-                subject=e.subject,
-                correlation_id=e.correlation_id,
-                outcome=e.outcome,
-                details=e.details,
-            )
+        await record_one_by_one(self, events)
 
     def actions(self) -> list[str]:
         """The recorded actions, in order (handy in assertions)."""

@@ -19,7 +19,7 @@ from kora.audit.domain.record import (
     check_key,
 )
 from kora.audit.domain.validation import AuditDetail
-from kora.audit.ports import AuditEvent
+from kora.audit.ports import AuditEvent, record_one_by_one
 from kora.kernel import Clock, new_id
 
 AUDIT_LOCK_NAMESPACE = 0x4B415544  # "KAUD": first key of pg_advisory_xact_lock(int, int)
@@ -132,15 +132,7 @@ class SqlAuditTrail:
         if not events:
             return
         if len(events) == 1 or self._conn.dialect.name != "postgresql":
-            for event in events:
-                await self.record(
-                    actor=event.actor,
-                    action=event.action,
-                    subject=event.subject,
-                    correlation_id=event.correlation_id,
-                    outcome=event.outcome,
-                    details=event.details,
-                )
+            await record_one_by_one(self, events)
             return
         drafts = [
             (

@@ -19,8 +19,7 @@ from typing import Any, Self
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from kora.audit import AuditEvent
-from kora.audit.ports import AuditDetail
+from kora.audit.ports import AuditDetail, AuditEvent, record_one_by_one
 from kora.identity import IdentityService
 from kora.identity.adapters import (
     AesGcmPiiCipher,
@@ -163,15 +162,7 @@ class FakeAudit:
         )
 
     async def record_many(self, events: Sequence[AuditEvent]) -> None:
-        for e in events:
-            await self.record(
-                actor=e.actor,
-                action=e.action,
-                subject=e.subject,
-                correlation_id=e.correlation_id,
-                outcome=e.outcome,
-                details=e.details,
-            )
+        await record_one_by_one(self, events)
 
 
 class FakeUnitOfWork:
