@@ -3,6 +3,8 @@ HTTP layer and the CLI a `Kora` container. Nothing is built at import time."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import uuid
 from datetime import timedelta
@@ -167,6 +169,25 @@ class Kora:
     async def verify_audit(self) -> AuditReport:
         async with self.engine.connect() as conn:
             return await verify_audit_chain(conn, key=self._audit_key, chains=self.settings.audit_chains)
+
+    async def sweep_pending(self) -> dict[str, int]:
+        """One pass of the pending-payment sweeper (status queries for ambiguous outcomes)."""
+        return await self.payments.sweep_pending(
+            older_than=timedelta(seconds=self.settings.pending_min_age_seconds),
+            give_up_after=timedelta(seconds=self.settings.pending_max_age_seconds),
+        )
+
+    async def run_sweeper(self, stop: asyncio.Event) -> None:
+        """Sweep every `sweep_interval_seconds` until `stop` is set (run by the API process).
+        Several processes may sweep at once: finishing a payment is idempotent under its row lock."""
+        interval = self.settings.sweep_interval_seconds
+        while interval > 0 and not stop.is_set():
+            try:
+                await self.sweep_pending()
+            except Exception as exc:
+                logger.opt(exception=exc).error("pending-payment sweep failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
 
     async def database_ready(self) -> bool:
         try:

@@ -130,6 +130,23 @@ def ledger_rebuild(account_id: str | None) -> None:
 
 
 @main.group()
+def payments() -> None:
+    """Payment operations."""
+
+
+@payments.command("sweep")
+def payments_sweep() -> None:
+    """Resolve pending provider payments now: status query for each, late answers recorded,
+    the undecided past KORA_PENDING_MAX_AGE_SECONDS ended FAILED (the API process also does this
+    every KORA_SWEEP_INTERVAL_SECONDS)."""
+
+    async def work(kora: Any) -> Any:
+        return await kora.sweep_pending()
+
+    click.echo(json.dumps(_run_with_kora(work), indent=2))
+
+
+@main.group()
 def audit() -> None:
     """Audit trail operations."""
 

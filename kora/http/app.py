@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -37,9 +38,15 @@ def create_app(kora: Kora, *, manage_lifecycle: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if manage_lifecycle:
-            await kora.aclose()
+        stop = asyncio.Event()
+        sweeper = asyncio.create_task(kora.run_sweeper(stop), name="pending-payment-sweeper")
+        try:
+            yield
+        finally:
+            stop.set()
+            await sweeper
+            if manage_lifecycle:
+                await kora.aclose()
 
     app = FastAPI(
         title="Kora payment API",

@@ -43,6 +43,10 @@ class LedgerStore(Protocol):
 
     async def add_hold(self, hold: Hold) -> None: ...
 
+    async def active_hold_for_payment(self, payment_id: uuid.UUID) -> Hold | None:
+        """The payment's hold that is still active, if any."""
+        ...
+
     async def close_hold(self, hold_id: uuid.UUID, *, status: str, at: datetime) -> Hold:
         """Mark an active hold captured/released/expired; raises HoldNotActive otherwise."""
         ...

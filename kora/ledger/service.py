@@ -167,6 +167,9 @@ class Ledger:
         await self._store.add_hold(hold)
         return hold
 
+    async def active_hold_for_payment(self, payment_id: uuid.UUID) -> Hold | None:
+        return await self._store.active_hold_for_payment(payment_id)
+
     async def release_hold(self, hold_id: uuid.UUID) -> Hold:
         return await self._store.close_hold(hold_id, status="released", at=self._clock.now())
 

@@ -142,6 +142,12 @@ class KoraMetrics:
             "Group-commit transactions that failed and were retried one transfer at a time.",
             registry=registry,
         )
+        self._late_confirmations = Counter(
+            "kora_provider_late_confirmations",
+            "Provider payments confirmed by a status query after their request had ended.",
+            ("type",),
+            registry=registry,
+        )
         self._invariant_violations = Gauge(
             "kora_ledger_invariant_violations",
             "Violations found by the last ledger verification run, by check.",
@@ -207,6 +213,10 @@ class KoraMetrics:
     def group_commit(self, size: int) -> None:
         """One group-commit transaction written with ``size`` transfers."""
         self._group_commit_batch.observe(size)
+
+    def late_confirmation(self, payment_type: str) -> None:
+        """A pending provider payment confirmed late (by the sweeper's status query)."""
+        self._late_confirmations.labels(safe_label(payment_type)).inc()
 
     def group_commit_fallback(self) -> None:
         """A group-commit transaction failed; its transfers were retried one by one."""

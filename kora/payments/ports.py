@@ -30,6 +30,11 @@ class PaymentRepository(Protocol):
 
     async def get(self, payment_id: uuid.UUID, *, for_update: bool = False) -> Payment | None: ...
 
+    async def find_unresolved(self, *, updated_before: datetime, limit: int) -> list[Payment]:
+        """Provider payments still INITIATED or AUTHORIZED, last changed before `updated_before`,
+        oldest first: the sweeper's work list."""
+        ...
+
     async def list_for_user(self, user_id: uuid.UUID, *, limit: int, before_id: uuid.UUID | None) -> list[Payment]:
         """Payments the user is a party to, newest first."""
         ...
@@ -39,6 +44,10 @@ class IdempotencyStore(Protocol):
     async def get(self, scope: str, key: str) -> IdempotencyRecord | None: ...
 
     async def delete(self, scope: str, key: str) -> None: ...
+
+    async def find_by_payment(self, payment_id: uuid.UUID) -> IdempotencyRecord | None:
+        """The key whose request created this payment, if any."""
+        ...
 
     async def insert(
         self,

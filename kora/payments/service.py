@@ -60,7 +60,7 @@ from kora.payments.ports import (
     RecipientDirectory,
 )
 from kora.platform.group_commit import GroupCommit
-from kora.providers import ProviderGateway, ProviderOutcome, ProviderRequest, ProviderResult
+from kora.providers import ProviderGateway, ProviderOperation, ProviderOutcome, ProviderRequest, ProviderResult
 
 _tracer = trace.get_tracer("kora.payments")
 
@@ -79,6 +79,8 @@ class PaymentMetrics(Protocol):
     def group_commit(self, size: int) -> None: ...
 
     def group_commit_fallback(self) -> None: ...
+
+    def late_confirmation(self, payment_type: str) -> None: ...
 
 
 class NullPaymentMetrics:
@@ -101,6 +103,9 @@ class NullPaymentMetrics:
         pass
 
     def group_commit_fallback(self) -> None:
+        pass
+
+    def late_confirmation(self, payment_type: str) -> None:
         pass
 
 
@@ -647,38 +652,96 @@ class PaymentsService:
         payment_id: uuid.UUID,
         hold_id: uuid.UUID | None,
         result: ProviderResult,
-        idem: IdempotencyRequest,
+        idem: IdempotencyRequest | None,
         actor: str,
         correlation_id: str | None,
+        *,
+        give_up: bool = False,
     ) -> PaymentResult:
-        provider_actor = "provider"
+        """Record a provider's answer on a payment it was asked to move. Idempotent: a payment
+        already in a definite state is left as it is (the request and the sweeper may both get
+        an answer). With `give_up`, a payment still PENDING past its maximum age ends FAILED
+        (`provider_unresolved`), its hold released; reconciliation will catch a late success."""
         async with self._uow() as uow:
             payment = await uow.payments.get(payment_id, for_update=True)
             if payment is None:  # pragma: no cover - committed just before
                 raise PaymentNotFound(str(payment_id))
             provider_actor = f"provider:{payment.provider}"
             at = self._clock.now()
-            payment.provider_ref = result.provider_ref
-            if result.outcome is ProviderOutcome.SUCCEEDED:
-                await self._capture_and_settle(uow, payment, hold_id, provider_actor, correlation_id)
-            elif result.outcome is ProviderOutcome.FAILED:
-                if hold_id is not None:
-                    await uow.ledger.release_hold(hold_id)
-                payment.fail(at=at, code=result.failure_code or "provider_declined", actor=provider_actor)
-            await uow.payments.save(payment)
+            if idem is None:  # the sweeper: find the key of the request that created it
+                record = await uow.idempotency.find_by_payment(payment.id)
+                idem = None if record is None else IdempotencyRequest(record.scope, record.key, record.fingerprint)
+            if payment.status in (PaymentStatus.INITIATED, PaymentStatus.AUTHORIZED):
+                if hold_id is None:
+                    hold = await uow.ledger.active_hold_for_payment(payment.id)
+                    hold_id = None if hold is None else hold.id
+                payment.provider_ref = result.provider_ref or payment.provider_ref
+                if result.outcome is ProviderOutcome.SUCCEEDED:
+                    await self._capture_and_settle(uow, payment, hold_id, provider_actor, correlation_id)
+                elif result.outcome is ProviderOutcome.FAILED or give_up:
+                    if hold_id is not None:
+                        await uow.ledger.release_hold(hold_id)
+                    code = result.failure_code or "provider_declined"
+                    if result.outcome is not ProviderOutcome.FAILED:
+                        code, provider_actor = "provider_unresolved", "system"
+                    payment.fail(at=at, code=code, actor=provider_actor)
+                await uow.payments.save(payment)
+                await uow.audit.record(
+                    actor=provider_actor,
+                    action=f"payment.{payment.type.value}.{payment.status.value.lower()}",
+                    subject=f"payment:{payment.id}",
+                    correlation_id=correlation_id,
+                    outcome="failure" if payment.failure_code else "success",
+                    details={"amount": payment.money.amount, "currency": payment.money.currency},
+                )
             view = payment.view()
-            await uow.idempotency.complete(idem, outcome=Outcome.SUCCEEDED, body=view)
-            await uow.audit.record(
-                actor=provider_actor,
-                action=f"payment.{payment.type.value}.{payment.status.value.lower()}",
-                subject=f"payment:{payment.id}",
-                correlation_id=correlation_id,
-                outcome="failure" if payment.status is PaymentStatus.FAILED else "success",
-                details={"amount": payment.money.amount, "currency": payment.money.currency},
-            )
+            if idem is not None:
+                await uow.idempotency.complete(idem, outcome=Outcome.SUCCEEDED, body=view)
             await uow.commit()
         self._finished(payment)
         return PaymentResult(Outcome.SUCCEEDED, view)
+
+    async def sweep_pending(
+        self, *, older_than: timedelta, give_up_after: timedelta, limit: int = 500
+    ) -> dict[str, int]:
+        """Resolve provider payments left INITIATED/AUTHORIZED (a timeout, a crash between the
+        two transactions, a provider still deciding): ask the provider for the status of each
+        (never guess, never re-send), record the answer, and end those still undecided after
+        `give_up_after` as FAILED. Returns counts by what happened."""
+        now = self._clock.now()
+        async with self._uow() as uow:
+            pending = await uow.payments.find_unresolved(updated_before=now - older_than, limit=limit)
+        counts = {"settled": 0, "failed": 0, "still_pending": 0, "gave_up": 0, "errors": 0}
+        for payment in pending:
+            gateway = self._providers.get(payment.provider or "")
+            operation = ProviderOperation.COLLECT if payment.type is PaymentType.CASH_IN else ProviderOperation.DISBURSE
+            request = ProviderRequest(
+                payment.id, payment.money, account_ref=str(payment.initiated_by), correlation_id=payment.correlation_id
+            )
+            try:
+                if gateway is None:
+                    raise UnknownProvider(f"provider {payment.provider!r} is not configured")
+                with _tracer.start_as_current_span(f"provider.{gateway.name}.status"):
+                    result = await gateway.status(request, operation)
+            except Exception as exc:
+                logger.opt(exception=exc).warning("status query failed", payment_id=str(payment.id))
+                counts["errors"] += 1
+                result = ProviderResult(ProviderOutcome.PENDING)
+            expired = now - payment.created_at >= give_up_after
+            if result.outcome is ProviderOutcome.PENDING and not expired:
+                counts["still_pending"] += 1
+                continue
+            finished = await self._finish_provider_move(
+                payment.id, None, result, None, "system", payment.correlation_id, give_up=expired
+            )
+            status = finished.body.get("status")
+            if result.outcome is ProviderOutcome.SUCCEEDED:
+                self._metrics.late_confirmation(payment.type.value)
+            key = "settled" if status == PaymentStatus.SETTLED.value else "failed"
+            counts["gave_up" if result.outcome is ProviderOutcome.PENDING else key] += 1
+        if pending:
+            logger.info("pending payments swept", **counts)
+        return counts
 
     async def _capture_and_settle(
         self,

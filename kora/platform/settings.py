@@ -71,6 +71,10 @@ class Settings:
     audit_chains: int = 16
     session_check_seconds: int = 5
     group_commit_max: int = 64
+    # The pending-payment sweeper (status queries): how often, from what age, and when to give up.
+    sweep_interval_seconds: int = 30
+    pending_min_age_seconds: int = 60
+    pending_max_age_seconds: int = 24 * 3600
     otel_sample_ratio: float = 1.0
     argon2_memory_kib: int = 65536
 
@@ -128,6 +132,9 @@ class Settings:
             audit_chains=int(env.get("KORA_AUDIT_CHAINS", 16)),
             session_check_seconds=int(env.get("KORA_SESSION_CHECK_SECONDS", 5)),
             group_commit_max=int(env.get("KORA_GROUP_COMMIT_MAX", 64)),
+            sweep_interval_seconds=int(env.get("KORA_SWEEP_INTERVAL_SECONDS", 30)),
+            pending_min_age_seconds=int(env.get("KORA_PENDING_MIN_AGE_SECONDS", 60)),
+            pending_max_age_seconds=int(env.get("KORA_PENDING_MAX_AGE_SECONDS", 24 * 3600)),
             otel_sample_ratio=float(env.get("KORA_OTEL_SAMPLE_RATIO", 1.0)),
             argon2_memory_kib=int(env.get("KORA_ARGON2_MEMORY_KIB", 65536)),
         )

@@ -1,10 +1,17 @@
 """The providers module's public interface: the provider port and the configured gateways."""
 
-from kora.providers.ports import ProviderGateway, ProviderOutcome, ProviderRequest, ProviderResult
+from kora.providers.ports import (
+    ProviderGateway,
+    ProviderOperation,
+    ProviderOutcome,
+    ProviderRequest,
+    ProviderResult,
+)
 from kora.providers.registry import StaticProviderRegistry
 
 __all__ = [
     "ProviderGateway",
+    "ProviderOperation",
     "ProviderOutcome",
     "ProviderRequest",
     "ProviderResult",

@@ -14,6 +14,11 @@ from typing import Protocol
 from kora.kernel import Money
 
 
+class ProviderOperation(enum.StrEnum):
+    COLLECT = "collect"
+    DISBURSE = "disburse"
+
+
 class ProviderOutcome(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -46,4 +51,10 @@ class ProviderGateway(Protocol):
 
     async def disburse(self, request: ProviderRequest) -> ProviderResult:
         """Push money from ours to the customer's mobile-money account (cash-out)."""
+        ...
+
+    async def status(self, request: ProviderRequest, operation: ProviderOperation) -> ProviderResult:
+        """What the provider knows of an earlier request with this payment id: how an ambiguous
+        outcome (a timeout, a lost answer) is resolved. PENDING when it is still undecided; FAILED
+        with `failure_code="not_found"` when the provider never received it."""
         ...

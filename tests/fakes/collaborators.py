@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
-from kora.providers import ProviderOutcome, ProviderRequest, ProviderResult
+from kora.providers import ProviderOperation, ProviderOutcome, ProviderRequest, ProviderResult
 
 
 class FakeDirectory:
@@ -52,6 +52,9 @@ class ScriptedGateway:
         self.name = name
         self._answers = list(answers)
         self.calls: list[tuple[str, ProviderRequest]] = []
+        # What status queries answer (the sweeper's late confirmations); PENDING unless set.
+        self.status_answers: list[ScriptedAnswer] = [ProviderResult(ProviderOutcome.PENDING)]
+        self.status_calls: list[tuple[str, ProviderRequest]] = []
 
     def _answer(self, operation: str, request: ProviderRequest) -> ProviderResult:
         self.calls.append((operation, request))
@@ -65,6 +68,13 @@ class ScriptedGateway:
 
     async def disburse(self, request: ProviderRequest) -> ProviderResult:
         return self._answer("disburse", request)
+
+    async def status(self, request: ProviderRequest, operation: ProviderOperation) -> ProviderResult:
+        self.status_calls.append((operation.value, request))
+        answer = self.status_answers.pop(0) if len(self.status_answers) > 1 else self.status_answers[0]
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
 
 
 @dataclass
@@ -96,3 +106,6 @@ class RecordingPaymentMetrics:
 
     def group_commit_fallback(self) -> None:
         self.calls.append(("group_commit_fallback", ()))
+
+    def late_confirmation(self, payment_type: str) -> None:
+        self.calls.append(("late_confirmation", (payment_type,)))

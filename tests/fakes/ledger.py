@@ -180,6 +180,12 @@ class InMemoryLedgerStore:
         self.state.holds[hold_id] = replace(row, status=status, closed_at=at)
         return row.hold
 
+    async def active_hold_for_payment(self, payment_id: uuid.UUID) -> Hold | None:
+        for row in self.state.holds.values():
+            if row.hold.payment_id == payment_id and row.status == "active":
+                return row.hold
+        return None
+
     def hold_status(self, hold_id: uuid.UUID) -> str | None:
         row = self.state.holds.get(hold_id)
         return row.status if row else None

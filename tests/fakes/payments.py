@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from kora.payments import Outcome, Payment
+from kora.payments import Outcome, Payment, PaymentStatus
 from kora.payments.domain.idempotency import IdempotencyRecord, IdempotencyRequest
 
 
@@ -76,6 +76,17 @@ class InMemoryPaymentRepository:
         mine.sort(key=lambda p: p.id, reverse=True)
         return [copy.deepcopy(p) for p in mine[:limit]]
 
+    async def find_unresolved(self, *, updated_before: datetime, limit: int) -> list[Payment]:
+        pending = [
+            p
+            for p in self.state.payments.values()
+            if p.provider is not None
+            and p.status in (PaymentStatus.INITIATED, PaymentStatus.AUTHORIZED)
+            and p.updated_at < updated_before
+        ]
+        pending.sort(key=lambda p: p.updated_at)
+        return [copy.deepcopy(p) for p in pending[:limit]]
+
 
 @dataclass(frozen=True, slots=True)
 class IdempotencyRow:
@@ -121,6 +132,12 @@ class InMemoryIdempotencyStore:
             created_at=row.created_at,
             expires_at=row.expires_at,
         )
+
+    async def find_by_payment(self, payment_id: uuid.UUID) -> IdempotencyRecord | None:
+        for (scope, key), row in self.state.rows.items():
+            if row.payment_id == payment_id:
+                return await self.get(scope, key)
+        return None
 
     async def delete(self, scope: str, key: str) -> None:
         self.state.rows.pop((scope, key), None)

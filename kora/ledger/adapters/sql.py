@@ -233,6 +233,17 @@ class SqlLedgerStore:
             )
         )
 
+    async def active_hold_for_payment(self, payment_id: uuid.UUID) -> Hold | None:
+        h = ledger_holds
+        row = (
+            await self._conn.execute(sa.select(h).where(h.c.payment_id == payment_id, h.c.status == "active"))
+        ).first()
+        if row is None:
+            return None
+        return Hold(
+            row.id, row.account_id, Money(row.amount, row.currency), row.payment_id, row.created_at, row.expires_at
+        )
+
     async def close_hold(self, hold_id: uuid.UUID, *, status: str, at: datetime) -> Hold:
         h = ledger_holds
         row = (

@@ -267,6 +267,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("idempotency_keys", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_idempotency_keys_expires_at"), ["expires_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_idempotency_keys_payment_id"), ["payment_id"], unique=False)
 
     op.create_table(
         "ledger_accounts",
@@ -355,6 +356,7 @@ def upgrade() -> None:
     with op.batch_alter_table("payments", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_payments_correlation_id"), ["correlation_id"], unique=False)
         batch_op.create_index("ix_payments_initiated_by", ["initiated_by", "id"], unique=False)
+        batch_op.create_index("ix_payments_status_updated", ["status", "updated_at"], unique=False)
         batch_op.create_index("ix_payments_payee_user", ["payee_user_id", "id"], unique=False)
         batch_op.create_index("ix_payments_payer_user", ["payer_user_id", "id"], unique=False)
 

@@ -81,6 +81,23 @@ class SqlPaymentRepository:
         history = await self._history([payment_id])
         return _payment(row, history.get(payment_id, []))
 
+    async def find_unresolved(self, *, updated_before: datetime, limit: int) -> list[Payment]:
+        p = payments
+        rows = (
+            await self._conn.execute(
+                sa.select(p)
+                .where(
+                    p.c.status.in_(("INITIATED", "AUTHORIZED")),
+                    p.c.provider.is_not(None),
+                    p.c.updated_at < updated_before,
+                )
+                .order_by(p.c.updated_at)
+                .limit(limit)
+            )
+        ).all()
+        history = await self._history([r.id for r in rows])
+        return [_payment(r, history.get(r.id, [])) for r in rows]
+
     async def list_for_user(self, user_id: uuid.UUID, *, limit: int, before_id: uuid.UUID | None) -> list[Payment]:
         p = payments
         query = sa.select(p).where(
@@ -172,6 +189,11 @@ class SqlIdempotencyStore:
             created_at=row.created_at,
             expires_at=row.expires_at,
         )
+
+    async def find_by_payment(self, payment_id: uuid.UUID) -> IdempotencyRecord | None:
+        k = idempotency_keys
+        row = (await self._conn.execute(sa.select(k.c.scope, k.c.key).where(k.c.payment_id == payment_id))).first()
+        return None if row is None else await self.get(row.scope, row.key)
 
     async def delete(self, scope: str, key: str) -> None:
         k = idempotency_keys

@@ -34,6 +34,8 @@ payments = sa.Table(
     sa.Index("ix_payments_payer_user", "payer_user_id", "id"),
     sa.Index("ix_payments_payee_user", "payee_user_id", "id"),
     sa.Index("ix_payments_initiated_by", "initiated_by", "id"),
+    # The sweeper's work list: unresolved provider payments, oldest first.
+    sa.Index("ix_payments_status_updated", "status", "updated_at"),
 )
 
 payment_status_history = sa.Table(
@@ -55,7 +57,7 @@ idempotency_keys = sa.Table(
     sa.Column("fingerprint", sa.String(64), nullable=False),
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Column("body", sa.Text, nullable=True),
-    sa.Column("payment_id", sa.Uuid, nullable=True),
+    sa.Column("payment_id", sa.Uuid, nullable=True, index=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("expires_at", UtcDateTime, nullable=False, index=True),
     sa.CheckConstraint("outcome IN ('in_flight','succeeded','failed')", name="outcome_known"),

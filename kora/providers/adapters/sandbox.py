@@ -4,7 +4,7 @@ simulator adapters."""
 
 from __future__ import annotations
 
-from kora.providers.ports import ProviderOutcome, ProviderRequest, ProviderResult
+from kora.providers.ports import ProviderOperation, ProviderOutcome, ProviderRequest, ProviderResult
 
 
 class SandboxGateway:
@@ -15,3 +15,8 @@ class SandboxGateway:
 
     async def disburse(self, request: ProviderRequest) -> ProviderResult:
         return ProviderResult(ProviderOutcome.SUCCEEDED, provider_ref=f"sbx-out-{request.payment_id.hex}")
+
+    async def status(self, request: ProviderRequest, operation: ProviderOperation) -> ProviderResult:
+        # The sandbox confirms every request at once, so any request it was sent succeeded.
+        prefix = "sbx-in" if operation is ProviderOperation.COLLECT else "sbx-out"
+        return ProviderResult(ProviderOutcome.SUCCEEDED, provider_ref=f"{prefix}-{request.payment_id.hex}")
