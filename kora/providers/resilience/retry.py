@@ -12,7 +12,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from kora.providers.resilience.errors import (
     BREAKER_OPEN,
@@ -98,10 +98,10 @@ async def retry_call(
             last = exc
             last_attempt = index + 1 >= policy.max_attempts
             if last_attempt or not is_retryable(exc, idempotent_safe=idempotent_safe):
-                raise _final_error(exc, ambiguous_before=ambiguous) from exc
+                _raise_final(exc, ambiguous)
             delay = full_jitter_delay(policy, index, rng)
             if clock() - started + delay >= policy.deadline:
-                raise _final_error(exc, ambiguous_before=ambiguous) from exc
+                _raise_final(exc, ambiguous)
             if isinstance(exc, ProviderTimeout) and ambiguous is None:
                 ambiguous = exc
             if on_retry is not None:
@@ -109,4 +109,11 @@ async def retry_call(
             await sleep(delay)
     if last is None:
         raise ProviderUnavailable("deadline")
-    raise _final_error(last, ambiguous_before=ambiguous) from last
+    _raise_final(last, ambiguous)
+
+
+def _raise_final(exc: ProviderError, ambiguous: ProviderTimeout | None) -> NoReturn:
+    final = _final_error(exc, ambiguous_before=ambiguous)
+    if final is exc:
+        raise exc
+    raise final from exc
