@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
 import httpx
@@ -139,7 +139,7 @@ class ProviderGuards:
 
     def __init__(
         self,
-        policies: dict[str, ProviderPolicy] | None = None,
+        policies: Mapping[str, ProviderPolicy] | None = None,
         *,
         default: ProviderPolicy | None = None,
         metrics: ProviderMetrics | None = None,
