@@ -142,6 +142,46 @@ class KoraMetrics:
             "Group-commit transactions that failed and were retried one transfer at a time.",
             registry=registry,
         )
+        self._provider_requests = Counter(
+            "kora_provider_requests",
+            "Provider call attempts, by provider, operation and outcome.",
+            ("provider", "operation", "outcome"),
+            registry=registry,
+        )
+        self._provider_duration = Histogram(
+            "kora_provider_request_duration_seconds",
+            "Time of one provider call attempt.",
+            ("provider", "operation"),
+            buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10),
+            registry=registry,
+        )
+        self._provider_retries = Counter(
+            "kora_provider_retries", "Provider call retries.", ("provider", "operation", "reason"), registry=registry
+        )
+        self._breaker_state = Gauge(
+            "kora_provider_breaker_state",
+            "Circuit breaker state per provider: 0 closed, 1 half-open, 2 open.",
+            ("provider",),
+            registry=registry,
+        )
+        self._breaker_transitions = Counter(
+            "kora_provider_breaker_transitions",
+            "Circuit breaker state changes.",
+            ("provider", "from_state", "to_state"),
+            registry=registry,
+        )
+        self._bulkhead_rejections = Counter(
+            "kora_provider_bulkhead_rejections", "Calls refused by a full bulkhead.", ("provider",), registry=registry
+        )
+        self._provider_in_flight = Gauge(
+            "kora_provider_in_flight", "Provider calls in flight.", ("provider",), registry=registry
+        )
+        self._provider_fallbacks = Counter(
+            "kora_provider_fallbacks",
+            "Requests routed past a provider that certainly did not accept them.",
+            ("operation", "from_provider", "reason"),
+            registry=registry,
+        )
         self._late_confirmations = Counter(
             "kora_provider_late_confirmations",
             "Provider payments confirmed by a status query after their request had ended.",
@@ -213,6 +253,33 @@ class KoraMetrics:
     def group_commit(self, size: int) -> None:
         """One group-commit transaction written with ``size`` transfers."""
         self._group_commit_batch.observe(size)
+
+    # -- providers (the resilience toolkit's ProviderMetrics) --------------------------------
+    def provider_request(self, provider: str, operation: str, outcome: str, seconds: float) -> None:
+        exemplar = _exemplar()
+        self._provider_requests.labels(safe_label(provider), safe_label(operation), safe_label(outcome)).inc(
+            exemplar=exemplar
+        )
+        self._provider_duration.labels(safe_label(provider), safe_label(operation)).observe(seconds, exemplar=exemplar)
+
+    def provider_retry(self, provider: str, operation: str, reason: str) -> None:
+        self._provider_retries.labels(safe_label(provider), safe_label(operation), safe_label(reason)).inc()
+
+    def provider_breaker_state(self, provider: str, state: str) -> None:
+        value = {"closed": 0, "half-open": 1, "open": 2}.get(state, 2)
+        self._breaker_state.labels(safe_label(provider)).set(value)
+
+    def provider_breaker_transition(self, provider: str, from_state: str, to_state: str) -> None:
+        self._breaker_transitions.labels(safe_label(provider), safe_label(from_state), safe_label(to_state)).inc()
+
+    def provider_bulkhead_rejected(self, provider: str) -> None:
+        self._bulkhead_rejections.labels(safe_label(provider)).inc()
+
+    def provider_in_flight(self, provider: str, in_flight: int) -> None:
+        self._provider_in_flight.labels(safe_label(provider)).set(in_flight)
+
+    def provider_fallback(self, operation: str, from_provider: str, reason: str) -> None:
+        self._provider_fallbacks.labels(safe_label(operation), safe_label(from_provider), safe_label(reason)).inc()
 
     def late_confirmation(self, payment_type: str) -> None:
         """A pending provider payment confirmed late (by the sweeper's status query)."""
