@@ -62,8 +62,10 @@ def build_router(state: SimulatorState) -> APIRouter:
         provider = state.provider(name)
         if provider is None:
             return _not_found("provider")
-        for field, value in patch.model_dump(exclude_unset=True).items():
-            setattr(provider, field, getattr(patch, field) if value is not None else value)
+        for field in patch.model_fields_set:
+            value = getattr(patch, field)
+            if value is not None or field == "webhook_url":  # null clears only the webhook URL
+                setattr(provider, field, value)
         return JSONResponse(provider.model_dump(mode="json", exclude={"webhook_secret"}))
 
     @router.post("/providers/{name}/outage")
