@@ -57,6 +57,23 @@ def serve(host: str, port: int, workers: int, migrate: bool) -> None:
     )
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8090, show_default=True, type=int)
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option("--zero-latency", is_flag=True, help="test settings: no latency, short holds")
+def simulator(host: str, port: int, config_path: str | None, zero_latency: bool) -> None:
+    """Run the provider simulator (MoMo-like, Wave-like, card acquirer) as its own HTTP service."""
+    from kora.simulator.__main__ import main as run
+
+    args = ["--host", host, "--port", str(port)]
+    if config_path:
+        args += ["--config", config_path]
+    if zero_latency:
+        args.append("--zero-latency")
+    run(args)
+
+
 @main.group()
 def db() -> None:
     """Database schema (Alembic migrations)."""
