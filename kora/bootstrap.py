@@ -104,6 +104,9 @@ class IdentityDirectory:
     async def user_for_phone(self, phone_number: str) -> uuid.UUID | None:
         return await self._identity.resolve_user_by_phone(phone_number)
 
+    async def mobile_money_number(self, user_id: uuid.UUID) -> str:
+        return (await self._identity.profile(user_id)).phone_number
+
 
 class Kora:
     """Everything the entrypoints need, built once per process (or per test)."""

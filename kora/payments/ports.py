@@ -113,6 +113,11 @@ class RecipientDirectory(Protocol):
         """The user registered with this phone number, if any (no hint otherwise)."""
         ...
 
+    async def mobile_money_number(self, user_id: uuid.UUID) -> str:
+        """The customer's own mobile-money number (E.164), where a provider collects from or
+        pays out to. PII: it goes to the provider and nowhere else (no log, no event)."""
+        ...
+
 
 class ProviderRegistry(Protocol):
     def get(self, name: str) -> ProviderGateway | None: ...

@@ -576,9 +576,8 @@ class PaymentsService:
             if isinstance(started, PaymentResult):
                 return started
             payment, hold_id = started
-            request = ProviderRequest(
-                payment.id, money, account_ref=str(cmd.user_id), correlation_id=cmd.correlation_id
-            )
+            account = await self._directory.mobile_money_number(cmd.user_id)
+            request = ProviderRequest(payment.id, money, account_ref=account, correlation_id=cmd.correlation_id)
             # Once the intent is committed, the call and its outcome run to the end even if the
             # client goes away (shielded): the payment must not be left half-done by a disconnect.
             return await asyncio.shield(
@@ -715,10 +714,11 @@ class PaymentsService:
         for payment in pending:
             gateway = self._providers.get(payment.provider or "")
             operation = ProviderOperation.COLLECT if payment.type is PaymentType.CASH_IN else ProviderOperation.DISBURSE
-            request = ProviderRequest(
-                payment.id, payment.money, account_ref=str(payment.initiated_by), correlation_id=payment.correlation_id
-            )
             try:
+                account = await self._directory.mobile_money_number(payment.initiated_by)
+                request = ProviderRequest(
+                    payment.id, payment.money, account_ref=account, correlation_id=payment.correlation_id
+                )
                 if gateway is None:
                     raise UnknownProvider(f"provider {payment.provider!r} is not configured")
                 with _tracer.start_as_current_span(f"provider.{gateway.name}.status"):

@@ -25,6 +25,12 @@ class FakeDirectory:
         self.lookups += 1
         return self._users.get(phone_number)
 
+    async def mobile_money_number(self, user_id: uuid.UUID) -> str:
+        for phone, known in self._users.items():
+            if known == user_id:
+                return phone
+        return "+2250700" + f"{user_id.int % 10**6:06d}"
+
 
 def succeeded(*, provider_ref: str = "scripted-ref") -> ProviderResult:
     return ProviderResult(ProviderOutcome.SUCCEEDED, provider_ref=provider_ref)

@@ -3,7 +3,6 @@ funds held; a late confirmation found by the status query captures it exactly on
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from kora.bootstrap import Kora
 from kora.kernel import FixedClock
 from kora.payments import ProviderMoveCommand
 from tests.fakes import ScriptedGateway, failed, succeeded
+from tests.support.api import new_phone
 from tests.support.api import test_settings as settings_for
 
 
@@ -19,7 +19,8 @@ async def test_late_answers_are_recorded_once(migrated_url: str, tmp_path: Path)
     gateway = ScriptedGateway(answers=[succeeded(), TimeoutError(), TimeoutError()])
     kora = Kora(settings_for(migrated_url, tmp_path), clock=clock, providers=[gateway])
     try:
-        user = uuid.uuid4()
+        registered = await kora.identity.register(phone_number=new_phone(), password="sweeper-pass-phrase-1")
+        user = registered.user_id
 
         def command(amount: int, key: str) -> ProviderMoveCommand:
             return ProviderMoveCommand(user_id=user, amount=amount, currency="XOF", idempotency_key=key)

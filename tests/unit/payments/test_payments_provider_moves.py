@@ -188,7 +188,7 @@ async def test_the_request_names_our_payment_and_the_money() -> None:
     assert operation == "collect"
     assert str(request.payment_id) == result.body["id"]
     assert (request.money.amount, request.money.currency) == (700, "XOF")
-    assert request.account_ref == str(alice)
+    assert request.account_ref == await h.directory.mobile_money_number(alice)  # where the provider collects from
     assert request.correlation_id == "corr-p"
     assert h.stored_payments()[0].provider_ref == "mtn-123"
 
