@@ -11,6 +11,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Self
 
+import httpx
 import sqlalchemy as sa
 from loguru import logger
 from prometheus_client import CollectorRegistry
@@ -35,7 +36,9 @@ from kora.platform.db import create_engine
 from kora.platform.settings import Settings
 from kora.platform.uow import SqlUnitOfWork
 from kora.providers import ProviderGateway, StaticProviderRegistry
+from kora.providers.adapters.momo import HttpMomoGateway
 from kora.providers.adapters.sandbox import SandboxGateway
+from kora.providers.resilience import ProviderGuard
 
 
 class LedgerWalletOpener:
@@ -133,8 +136,10 @@ class Kora:
             settings=settings,
             **adapters,
         )
-        gateways = providers or [SandboxGateway()]
-        self.providers = StaticProviderRegistry(gateways, default=gateways[0].name)
+        self._http_client: httpx.AsyncClient | None = None
+        gateways = providers or self._configured_gateways(settings)
+        default = gateways[0].name if providers else settings.default_provider
+        self.providers = StaticProviderRegistry(gateways, default=default)
         self.payments = PaymentsService(
             uow_factory=self.unit_of_work,
             directory=IdentityDirectory(self.identity),
@@ -146,6 +151,15 @@ class Kora:
             ),
             metrics=self.metrics,
         )
+
+    def _configured_gateways(self, settings: Settings) -> list[ProviderGateway]:
+        """The sandbox always; a MoMo-style HTTP provider when KORA_PROVIDER_MOMO_URL is set."""
+        gateways: list[ProviderGateway] = [SandboxGateway()]
+        if settings.provider_momo_url:
+            self._http_client = httpx.AsyncClient()
+            guard = ProviderGuard("momo", metrics=self.metrics)
+            gateways.append(HttpMomoGateway("momo", settings.provider_momo_url, client=self._http_client, guard=guard))
+        return gateways
 
     def unit_of_work(self, *, snapshot: bool = False) -> KoraUnitOfWork:
         return KoraUnitOfWork(
@@ -205,4 +219,6 @@ class Kora:
         return render_metrics(self.registry, accept)
 
     async def aclose(self) -> None:
+        if self._http_client is not None:
+            await self._http_client.aclose()
         await self.engine.dispose()

@@ -73,6 +73,9 @@ class Settings:
     group_commit_max: int = 64
     # The pending-payment sweeper (status queries): how often, from what age, and when to give up.
     sweep_interval_seconds: int = 30
+    # A MoMo-style provider (e.g. `kora simulator`) at this base URL, registered as `momo`.
+    provider_momo_url: str | None = None
+    default_provider: str = "sandbox"
     pending_min_age_seconds: int = 60
     pending_max_age_seconds: int = 24 * 3600
     otel_sample_ratio: float = 1.0
@@ -133,6 +136,8 @@ class Settings:
             session_check_seconds=int(env.get("KORA_SESSION_CHECK_SECONDS", 5)),
             group_commit_max=int(env.get("KORA_GROUP_COMMIT_MAX", 64)),
             sweep_interval_seconds=int(env.get("KORA_SWEEP_INTERVAL_SECONDS", 30)),
+            provider_momo_url=env.get("KORA_PROVIDER_MOMO_URL") or None,
+            default_provider=env.get("KORA_DEFAULT_PROVIDER", "sandbox"),
             pending_min_age_seconds=int(env.get("KORA_PENDING_MIN_AGE_SECONDS", 60)),
             pending_max_age_seconds=int(env.get("KORA_PENDING_MAX_AGE_SECONDS", 24 * 3600)),
             otel_sample_ratio=float(env.get("KORA_OTEL_SAMPLE_RATIO", 1.0)),

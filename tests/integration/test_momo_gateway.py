@@ -168,3 +168,18 @@ def test_amounts_go_out_in_major_units() -> None:
     assert major_units(1500, "XOF") == "1500"
     assert major_units(1250, "EUR") == "12.50"
     assert major_units(5, "GHS") == "0.05"
+
+
+async def test_the_momo_provider_is_configured_from_the_environment(
+    simulator: RunningServer, migrated_sqlite_url: str, tmp_path: Path
+) -> None:
+    kora = Kora(settings_for(migrated_sqlite_url, tmp_path, KORA_PROVIDER_MOMO_URL=simulator.url))
+    try:
+        assert kora.providers.names == ("sandbox", "momo")
+        assert kora.providers.default == "sandbox"
+        registered = await kora.identity.register(phone_number="+2250712000000", password="momo-pass-phrase-42")
+        base = ProviderMoveCommand(user_id=registered.user_id, amount=0, currency="XOF", idempotency_key="x" * 8)
+        funded = await kora.payments.cash_in(move(base, 3_000, "momo-in-000007"))
+        assert (funded.body["provider"], funded.body["status"]) == ("momo", "SETTLED")
+    finally:
+        await kora.aclose()
