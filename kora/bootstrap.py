@@ -33,7 +33,7 @@ from kora.observability import KoraMetrics, render_metrics
 from kora.payments import PaymentsConfig, PaymentsService
 from kora.payments.adapters.sql import SqlIdempotencyStore, SqlPaymentRepository
 from kora.platform.db import create_engine
-from kora.platform.settings import Settings
+from kora.platform.settings import ConfigurationError, Settings
 from kora.platform.uow import SqlUnitOfWork
 from kora.providers import ProviderGateway, StaticProviderRegistry
 from kora.providers.adapters.momo import HttpMomoGateway
@@ -139,6 +139,10 @@ class Kora:
         self._http_client: httpx.AsyncClient | None = None
         gateways = providers or self._configured_gateways(settings)
         default = gateways[0].name if providers else settings.default_provider
+        if not any(g.name == default for g in gateways):
+            raise ConfigurationError(
+                f"default provider {default!r} is not configured (KORA_DEFAULT_PROVIDER, KORA_PROVIDER_*_URL)"
+            )
         self.providers = StaticProviderRegistry(gateways, default=default)
         self.payments = PaymentsService(
             uow_factory=self.unit_of_work,
@@ -153,8 +157,9 @@ class Kora:
         )
 
     def _configured_gateways(self, settings: Settings) -> list[ProviderGateway]:
-        """The sandbox always; a MoMo-style HTTP provider when KORA_PROVIDER_MOMO_URL is set."""
-        gateways: list[ProviderGateway] = [SandboxGateway()]
+        """A MoMo-style HTTP provider when KORA_PROVIDER_MOMO_URL is set; the sandbox (which
+        confirms anything) only outside production, so no client can pick it there."""
+        gateways: list[ProviderGateway] = [] if settings.is_production else [SandboxGateway()]
         if settings.provider_momo_url:
             self._http_client = httpx.AsyncClient()
             guard = ProviderGuard("momo", metrics=self.metrics)

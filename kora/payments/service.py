@@ -60,7 +60,14 @@ from kora.payments.ports import (
     RecipientDirectory,
 )
 from kora.platform.group_commit import GroupCommit
-from kora.providers import ProviderGateway, ProviderOperation, ProviderOutcome, ProviderRequest, ProviderResult
+from kora.providers import (
+    STATUS_UNREACHABLE,
+    ProviderGateway,
+    ProviderOperation,
+    ProviderOutcome,
+    ProviderRequest,
+    ProviderResult,
+)
 
 _tracer = trace.get_tracer("kora.payments")
 
@@ -693,6 +700,23 @@ class PaymentsService:
                     outcome="failure" if payment.failure_code else "success",
                     details={"amount": payment.money.amount, "currency": payment.money.currency},
                 )
+            elif _contradicts(payment.status, result.outcome):
+                # The provider now says the opposite of what we recorded (e.g. a success after we
+                # gave up): never silently ignored — it needs a person (and reconciliation).
+                logger.error(
+                    "provider answer contradicts a definite payment",
+                    payment_id=str(payment.id),
+                    recorded=payment.status.value,
+                    provider_outcome=result.outcome.value,
+                )
+                await uow.audit.record(
+                    actor=provider_actor,
+                    action=f"payment.{payment.type.value}.conflicting_answer",
+                    subject=f"payment:{payment.id}",
+                    correlation_id=correlation_id,
+                    outcome="denied",
+                    details={"recorded": payment.status.value, "provider_outcome": result.outcome.value},
+                )
             view = payment.view()
             if idem is not None:
                 await uow.idempotency.complete(idem, outcome=Outcome.SUCCEEDED, body=view)
@@ -712,36 +736,39 @@ class PaymentsService:
             pending = await uow.payments.find_unresolved(updated_before=now - older_than, limit=limit)
         counts = {"settled": 0, "failed": 0, "still_pending": 0, "gave_up": 0, "errors": 0}
         for payment in pending:
-            gateway = self._providers.get(payment.provider or "")
-            operation = ProviderOperation.COLLECT if payment.type is PaymentType.CASH_IN else ProviderOperation.DISBURSE
             try:
-                account = await self._directory.mobile_money_number(payment.initiated_by)
-                request = ProviderRequest(
-                    payment.id, payment.money, account_ref=account, correlation_id=payment.correlation_id
-                )
-                if gateway is None:
-                    raise UnknownProvider(f"provider {payment.provider!r} is not configured")
-                with _tracer.start_as_current_span(f"provider.{gateway.name}.status"):
-                    result = await gateway.status(request, operation)
-            except Exception as exc:
-                logger.opt(exception=exc).warning("status query failed", payment_id=str(payment.id))
+                counts[await self._sweep_one(payment, now, give_up_after)] += 1
+            except Exception as exc:  # one bad payment must not starve the others
+                logger.opt(exception=exc).error("sweeping a pending payment failed", payment_id=str(payment.id))
                 counts["errors"] += 1
-                result = ProviderResult(ProviderOutcome.PENDING)
-            expired = now - payment.created_at >= give_up_after
-            if result.outcome is ProviderOutcome.PENDING and not expired:
-                counts["still_pending"] += 1
-                continue
-            finished = await self._finish_provider_move(
-                payment.id, None, result, None, "system", payment.correlation_id, give_up=expired
-            )
-            status = finished.body.get("status")
-            if result.outcome is ProviderOutcome.SUCCEEDED:
-                self._metrics.late_confirmation(payment.type.value)
-            key = "settled" if status == PaymentStatus.SETTLED.value else "failed"
-            counts["gave_up" if result.outcome is ProviderOutcome.PENDING else key] += 1
         if pending:
             logger.info("pending payments swept", **counts)
         return counts
+
+    async def _sweep_one(self, payment: Payment, now: datetime, give_up_after: timedelta) -> str:
+        gateway = self._providers.get(payment.provider or "")
+        if gateway is None:
+            raise UnknownProvider(f"provider {payment.provider!r} is not configured")
+        operation = ProviderOperation.COLLECT if payment.type is PaymentType.CASH_IN else ProviderOperation.DISBURSE
+        account = await self._directory.mobile_money_number(payment.initiated_by)
+        request = ProviderRequest(payment.id, payment.money, account_ref=account, correlation_id=payment.correlation_id)
+        with _tracer.start_as_current_span(f"provider.{gateway.name}.status"):
+            result = await gateway.status(request, operation)
+        if result.outcome is ProviderOutcome.PENDING:
+            # Give up only on what the provider itself said (still pending, or never heard of
+            # it) past the maximum age — never because it could not be asked.
+            expired = now - payment.created_at >= give_up_after
+            if not expired or result.failure_code == STATUS_UNREACHABLE:
+                return "still_pending" if result.failure_code != STATUS_UNREACHABLE else "errors"
+            await self._finish_provider_move(
+                payment.id, None, result, None, "system", payment.correlation_id, give_up=True
+            )
+            return "gave_up"
+        finished = await self._finish_provider_move(payment.id, None, result, None, "system", payment.correlation_id)
+        if finished.body.get("status") == PaymentStatus.SETTLED.value and result.outcome is ProviderOutcome.SUCCEEDED:
+            self._metrics.late_confirmation(payment.type.value)
+            return "settled"
+        return "failed"
 
     async def _capture_and_settle(
         self,
@@ -896,3 +923,11 @@ def _refusal_event(job: _TransferJob, code: str) -> AuditEvent:
         outcome="failure",
         details={"code": code},
     )
+
+
+def _contradicts(recorded: PaymentStatus, outcome: ProviderOutcome) -> bool:
+    if outcome is ProviderOutcome.SUCCEEDED:
+        return recorded is PaymentStatus.FAILED
+    if outcome is ProviderOutcome.FAILED:
+        return recorded in (PaymentStatus.CAPTURED, PaymentStatus.SETTLED)
+    return False

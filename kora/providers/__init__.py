@@ -1,6 +1,7 @@
 """The providers module's public interface: the provider port and the configured gateways."""
 
 from kora.providers.ports import (
+    STATUS_UNREACHABLE,
     ProviderGateway,
     ProviderOperation,
     ProviderOutcome,
@@ -10,6 +11,7 @@ from kora.providers.ports import (
 from kora.providers.registry import StaticProviderRegistry
 
 __all__ = [
+    "STATUS_UNREACHABLE",
     "ProviderGateway",
     "ProviderOperation",
     "ProviderOutcome",

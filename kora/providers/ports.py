@@ -13,6 +13,10 @@ from typing import Protocol
 
 from kora.kernel import Money
 
+# `ProviderResult.failure_code` of a PENDING status answer when the provider could not be asked
+# at all (down, timed out): nothing was learnt, so nobody may conclude from it.
+STATUS_UNREACHABLE = "status_unreachable"
+
 
 class ProviderOperation(enum.StrEnum):
     COLLECT = "collect"

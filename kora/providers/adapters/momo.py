@@ -15,7 +15,13 @@ import httpx
 
 from kora.kernel import currency
 from kora.observability import inject_context
-from kora.providers.ports import ProviderOperation, ProviderOutcome, ProviderRequest, ProviderResult
+from kora.providers.ports import (
+    STATUS_UNREACHABLE,
+    ProviderOperation,
+    ProviderOutcome,
+    ProviderRequest,
+    ProviderResult,
+)
 from kora.providers.resilience import (
     ProviderDeclined,
     ProviderError,
@@ -65,21 +71,24 @@ class HttpMomoGateway:
         return await self._move(request, ProviderOperation.DISBURSE)
 
     async def status(self, request: ProviderRequest, operation: ProviderOperation) -> ProviderResult:
-        """The provider's answer for our reference; FAILED `not_found` if it never got it."""
+        """The provider's answer for our reference; PENDING (`failure_code="not_found"`) while
+        it does not know it, PENDING too when it cannot be asked (the answer is unknown)."""
         path, _ = _PATHS[operation]
         url = f"{self._base}/{path}/{request.payment_id}"
 
         async def query() -> ProviderResult:
             response = await self._client.get(url, headers=self._headers(request))
             if response.status_code == 404:
-                return ProviderResult(ProviderOutcome.FAILED, failure_code="not_found")
+                # Not (yet) known there: a create may still be landing, or a route may be wrong.
+                # Never a failure by itself; the sweeper ends it after the maximum age.
+                return ProviderResult(ProviderOutcome.PENDING, failure_code="not_found")
             self._raise_for_transport(response)
             return _result(response.json())
 
         try:
             return await self._guard.call(f"{operation.value}.status", query, idempotent_safe=True)
         except ProviderError:
-            return ProviderResult(ProviderOutcome.PENDING)
+            return ProviderResult(ProviderOutcome.PENDING, failure_code=STATUS_UNREACHABLE)
 
     async def _move(self, request: ProviderRequest, operation: ProviderOperation) -> ProviderResult:
         path, party = _PATHS[operation]

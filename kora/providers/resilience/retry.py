@@ -51,15 +51,12 @@ def is_retryable(exc: ProviderError, *, idempotent_safe: bool) -> bool:
 
 def _final_error(exc: ProviderError, *, ambiguous_before: ProviderTimeout | None) -> ProviderError:
     """The error to report once retrying stops. If an earlier attempt was ambiguous, the
-    request may already be accepted: an "unavailable" now must not let anybody send it
-    elsewhere, so it is reported as that ambiguous outcome; a decline stands (the provider
-    deduplicates, so it speaks of the same request) but is no longer retryable elsewhere."""
+    request may already be accepted, and nothing said by a later attempt proves otherwise: a
+    decline of the retry (an authentication error, a gateway's 404...) may speak of the retry
+    alone while the first attempt goes through. So the whole call stays ambiguous — resolved
+    by a status query, never by releasing funds or sending the request elsewhere."""
     if ambiguous_before is None or isinstance(exc, ProviderTimeout):
         return exc
-    if isinstance(exc, ProviderDeclined):
-        if not exc.retryable_elsewhere:
-            return exc
-        return ProviderDeclined(exc.code, retryable_elsewhere=False, provider=exc.provider)
     return ProviderTimeout(ambiguous_before.reason, provider=ambiguous_before.provider)
 
 

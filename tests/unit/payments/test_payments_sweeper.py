@@ -10,6 +10,7 @@ from datetime import timedelta
 from kora.kernel import FixedClock
 from kora.ledger import AccountKind
 from kora.payments import Outcome, PaymentsService, PaymentStatus, ProviderMoveCommand
+from kora.providers import STATUS_UNREACHABLE, ProviderOutcome, ProviderResult
 from tests.fakes import Harness, ScriptedAnswer, ScriptedGateway, failed, make_service, pending, succeeded
 
 OLDER = timedelta(minutes=1)
@@ -112,3 +113,24 @@ async def test_a_late_cash_in_credits_the_wallet_through_clearing() -> None:
     assert clearing is not None
     assert clearing.posted == 0
     assert h.verify().ok
+
+
+async def test_it_never_gives_up_because_the_provider_could_not_be_asked() -> None:
+    service, h, gateway, alice = await pending_cash_out()
+    gateway.status_answers = [ProviderResult(ProviderOutcome.PENDING, failure_code=STATUS_UNREACHABLE)]
+    h.clock.advance(GIVE_UP * 2)
+    counts = await service.sweep_pending(older_than=OLDER, give_up_after=GIVE_UP)
+    assert (counts["gave_up"], counts["errors"]) == (0, 1)
+    balance = await h.wallet_balance(alice)
+    assert balance is not None
+    assert balance.available == 6_000  # still held: the money may have left
+    (payment,) = h.stored_payments()
+    assert payment.status is PaymentStatus.AUTHORIZED
+
+
+async def test_one_failing_payment_does_not_stop_the_sweep() -> None:
+    service, h, gateway, _ = await pending_cash_out()
+    gateway.status_answers = [RuntimeError("provider adapter bug")]
+    h.clock.advance(OLDER * 2)
+    counts = await service.sweep_pending(older_than=OLDER, give_up_after=GIVE_UP)
+    assert counts["errors"] == 1
