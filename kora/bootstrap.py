@@ -38,7 +38,7 @@ from kora.platform.uow import SqlUnitOfWork
 from kora.providers import ProviderGateway, StaticProviderRegistry
 from kora.providers.adapters.momo import HttpMomoGateway
 from kora.providers.adapters.sandbox import SandboxGateway
-from kora.providers.resilience import ProviderGuard
+from kora.providers.resilience import ProviderGuard, ProviderPolicy
 
 
 class LedgerWalletOpener:
@@ -161,8 +161,10 @@ class Kora:
         confirms anything) only outside production, so no client can pick it there."""
         gateways: list[ProviderGateway] = [] if settings.is_production else [SandboxGateway()]
         if settings.provider_momo_url:
-            self._http_client = httpx.AsyncClient()
-            guard = ProviderGuard("momo", metrics=self.metrics)
+            policy = ProviderPolicy()
+            # The client's own timeouts are the policy's, so a slow connect reads as "not sent".
+            self._http_client = httpx.AsyncClient(timeout=policy.default_timeout.httpx_timeout())
+            guard = ProviderGuard("momo", policy, metrics=self.metrics)
             gateways.append(HttpMomoGateway("momo", settings.provider_momo_url, client=self._http_client, guard=guard))
         return gateways
 
@@ -192,11 +194,12 @@ class Kora:
         async with self.engine.connect() as conn:
             return await verify_audit_chain(conn, key=self._audit_key, chains=self.settings.audit_chains)
 
-    async def sweep_pending(self) -> dict[str, int]:
+    async def sweep_pending(self, stop: asyncio.Event | None = None) -> dict[str, int]:
         """One pass of the pending-payment sweeper (status queries for ambiguous outcomes)."""
         return await self.payments.sweep_pending(
             older_than=timedelta(seconds=self.settings.pending_min_age_seconds),
             give_up_after=timedelta(seconds=self.settings.pending_max_age_seconds),
+            stop=stop,
         )
 
     async def run_sweeper(self, stop: asyncio.Event) -> None:
@@ -205,7 +208,7 @@ class Kora:
         interval = self.settings.sweep_interval_seconds
         while interval > 0 and not stop.is_set():
             try:
-                await self.sweep_pending()
+                await self.sweep_pending(stop)
             except Exception as exc:
                 logger.opt(exception=exc).error("pending-payment sweep failed")
             with contextlib.suppress(TimeoutError):

@@ -725,17 +725,25 @@ class PaymentsService:
         return PaymentResult(Outcome.SUCCEEDED, view)
 
     async def sweep_pending(
-        self, *, older_than: timedelta, give_up_after: timedelta, limit: int = 500
+        self,
+        *,
+        older_than: timedelta,
+        give_up_after: timedelta,
+        limit: int = 500,
+        stop: asyncio.Event | None = None,
     ) -> dict[str, int]:
         """Resolve provider payments left INITIATED/AUTHORIZED (a timeout, a crash between the
         two transactions, a provider still deciding): ask the provider for the status of each
         (never guess, never re-send), record the answer, and end those still undecided after
-        `give_up_after` as FAILED. Returns counts by what happened."""
+        `give_up_after` as FAILED. Stops between payments once `stop` is set. Returns counts by
+        what happened."""
         now = self._clock.now()
         async with self._uow() as uow:
             pending = await uow.payments.find_unresolved(updated_before=now - older_than, limit=limit)
         counts = {"settled": 0, "failed": 0, "still_pending": 0, "gave_up": 0, "errors": 0}
         for payment in pending:
+            if stop is not None and stop.is_set():  # shutting down: the rest waits for the next pass
+                break
             try:
                 counts[await self._sweep_one(payment, now, give_up_after)] += 1
             except Exception as exc:  # one bad payment must not starve the others

@@ -4,6 +4,7 @@ and ends a payment still undecided after its maximum age as FAILED with its hold
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 
@@ -134,3 +135,14 @@ async def test_one_failing_payment_does_not_stop_the_sweep() -> None:
     h.clock.advance(OLDER * 2)
     counts = await service.sweep_pending(older_than=OLDER, give_up_after=GIVE_UP)
     assert counts["errors"] == 1
+
+
+async def test_a_sweep_stops_between_payments_on_shutdown() -> None:
+    service, h, gateway, _ = await pending_cash_out()
+    gateway.status_answers = [succeeded()]
+    h.clock.advance(OLDER * 2)
+    stop = asyncio.Event()
+    stop.set()
+    counts = await service.sweep_pending(older_than=OLDER, give_up_after=GIVE_UP, stop=stop)
+    assert sum(counts.values()) == 0
+    assert gateway.status_calls == []
