@@ -18,6 +18,7 @@ from kora.simulator.engine import SimulatorState
 from kora.simulator.records import Action, Movement, Operation, Status, iso
 
 _M = TypeVar("_M", bound=BaseModel)
+_A = TypeVar("_A", bound="_OnAuthorization")
 
 
 class AuthorizationRequest(BaseModel):
@@ -28,20 +29,20 @@ class AuthorizationRequest(BaseModel):
     merchant_reference: str = Field(min_length=1, max_length=64)
 
 
-class CaptureRequest(BaseModel):
+class _OnAuthorization(BaseModel):
     model_config = ConfigDict(extra="forbid")
     authorization_id: str
+
+
+class CaptureRequest(_OnAuthorization):
     amount: int | None = Field(default=None, gt=0)
 
 
-class VoidRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    authorization_id: str
+class VoidRequest(_OnAuthorization):
+    pass
 
 
-class RefundRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    authorization_id: str
+class RefundRequest(_OnAuthorization):
     amount: int = Field(gt=0)
 
 
@@ -100,6 +101,17 @@ def build_router(name: str, state: SimulatorState) -> APIRouter:
     def find(authorization_id: str) -> Operation | None:
         operation = state.ledger.get(name, authorization_id)
         return operation if operation is not None and operation.kind == "authorization" else None
+
+    async def on_authorization(request: Request, model: type[_A]) -> tuple[_A, Operation] | JSONResponse:
+        """The request's body and the authorization it names, or the error to answer."""
+        state.advance()
+        body = await body_of(request, model)
+        if isinstance(body, JSONResponse):
+            return body
+        operation = find(body.authorization_id)
+        if operation is None:
+            return _error(404, "not_found", "no such authorization")
+        return body, operation
 
     @router.post("/authorizations", status_code=201)
     async def authorize(request: Request) -> Response:
@@ -170,13 +182,10 @@ def build_router(name: str, state: SimulatorState) -> APIRouter:
 
     @router.post("/captures", status_code=201)
     async def capture(request: Request) -> Response:
-        state.advance()
-        body = await body_of(request, CaptureRequest)
-        if isinstance(body, JSONResponse):
-            return body
-        operation = find(body.authorization_id)
-        if operation is None:
-            return _error(404, "not_found", "no such authorization")
+        found = await on_authorization(request, CaptureRequest)
+        if isinstance(found, JSONResponse):
+            return found
+        body, operation = found
         if operation.status is not Status.AUTHORIZED:
             return _error(409, f"authorization_{operation.status}", f"the authorization is {operation.status}")
         amount = body.amount if body.amount is not None else operation.amount
@@ -200,13 +209,10 @@ def build_router(name: str, state: SimulatorState) -> APIRouter:
 
     @router.post("/voids", status_code=201)
     async def void(request: Request) -> Response:
-        state.advance()
-        body = await body_of(request, VoidRequest)
-        if isinstance(body, JSONResponse):
-            return body
-        operation = find(body.authorization_id)
-        if operation is None:
-            return _error(404, "not_found", "no such authorization")
+        found = await on_authorization(request, VoidRequest)
+        if isinstance(found, JSONResponse):
+            return found
+        _, operation = found
         if operation.status is not Status.AUTHORIZED:
             return _error(409, f"authorization_{operation.status}", f"the authorization is {operation.status}")
         await state.answer_delay(config())
@@ -219,13 +225,10 @@ def build_router(name: str, state: SimulatorState) -> APIRouter:
 
     @router.post("/refunds", status_code=201)
     async def refund(request: Request) -> Response:
-        state.advance()
-        body = await body_of(request, RefundRequest)
-        if isinstance(body, JSONResponse):
-            return body
-        operation = find(body.authorization_id)
-        if operation is None:
-            return _error(404, "not_found", "no such authorization")
+        found = await on_authorization(request, RefundRequest)
+        if isinstance(found, JSONResponse):
+            return found
+        body, operation = found
         if operation.status is not Status.CAPTURED:
             return _error(409, "not_captured", "only a captured authorization can be refunded")
         refundable = operation.captured_amount - operation.refunded_amount - operation.chargeback_amount
