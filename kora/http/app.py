@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from kora import __version__
 from kora.bootstrap import Kora
+from kora.http.container import Services
 from kora.http.problems import Problem, install_problem_handlers
 from kora.http.routes import auth, money, ops
 from kora.identity import IdentityError
@@ -56,7 +57,8 @@ def create_app(kora: Kora, *, manage_lifecycle: bool = True) -> FastAPI:
         # Kora's own middleware traces requests (by route template, without the query string).
         telemetry=fastapi_telemetry_off(),
     )
-    app.state.kora = kora
+    exposed: Services = kora  # the composition root must offer what the routes use
+    app.state.kora = exposed
     install_problem_handlers(app, (PaymentError, LedgerError, IdentityError, InvalidAmount, UnknownCurrency))
     app.include_router(auth.router)
     app.include_router(money.router)

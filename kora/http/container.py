@@ -3,7 +3,7 @@ composition root. Routes depend on this, never on adapters."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from fastapi import Request
 
@@ -28,5 +28,5 @@ class Services(Protocol):
     def render_metrics(self, accept: str | None) -> tuple[bytes, str]: ...
 
 
-def services(request: Request) -> Any:
-    return request.app.state.kora
+def services(request: Request) -> Services:
+    return cast("Services", request.app.state.kora)

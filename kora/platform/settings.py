@@ -52,7 +52,6 @@ class Settings:
     secrets: Mapping[str, str] = field(default_factory=dict)
     generated_secrets: tuple[str, ...] = ()
     idempotency_ttl_seconds: int = 24 * 3600
-    idempotency_lock_seconds: int = 30
     access_token_ttl_seconds: int = 600
     refresh_token_ttl_seconds: int = 30 * 24 * 3600
     jwt_issuer: str = "kora"
