@@ -1,0 +1,108 @@
+"""Payment use cases: P2P transfers, cash-in and cash-out, the pending sweeper, reads.
+
+Each use case owns its unit of work: the payment row, its status history, its ledger
+postings, its audit record and its idempotency record commit together or not at all. A
+provider is never called while a transaction is open: cash-in/out commit the intent first,
+call the provider, then record the outcome in a second transaction.
+
+`PaymentsService` is the module's one entry point; it composes the use-case classes, each in
+its own file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from kora.kernel import Clock
+from kora.payments.ports import PaymentsUnitOfWorkFactory, ProviderRegistry, RecipientDirectory
+from kora.payments.service.base import NullPaymentMetrics, PaymentMetrics, PaymentResult, PaymentsConfig
+from kora.payments.service.provider_moves import ProviderMoveCommand, ProviderMoves
+from kora.payments.service.queries import PaymentQueries
+from kora.payments.service.sweeper import PendingSweeper
+from kora.payments.service.transfers import TransferCommand, Transfers
+
+__all__ = [
+    "PaymentMetrics",
+    "PaymentResult",
+    "PaymentsConfig",
+    "PaymentsService",
+    "ProviderMoveCommand",
+    "TransferCommand",
+]
+
+
+class PaymentsService:
+    def __init__(
+        self,
+        *,
+        uow_factory: PaymentsUnitOfWorkFactory,
+        directory: RecipientDirectory,
+        providers: ProviderRegistry,
+        clock: Clock,
+        config: PaymentsConfig | None = None,
+        metrics: PaymentMetrics | None = None,
+    ) -> None:
+        metrics = metrics or NullPaymentMetrics()
+        deps: dict[str, Any] = {
+            "uow_factory": uow_factory,
+            "directory": directory,
+            "providers": providers,
+            "clock": clock,
+            "config": config or PaymentsConfig(),
+            "metrics": metrics,
+        }
+        self.transfers = Transfers(**deps)
+        self.provider_moves = ProviderMoves(**deps)
+        self.sweeper = PendingSweeper(
+            self.provider_moves,
+            providers=providers,
+            directory=directory,
+            clock=clock,
+            uow_factory=uow_factory,
+            metrics=metrics,
+        )
+        self.queries = PaymentQueries(**deps)
+
+    async def transfer(self, cmd: TransferCommand) -> PaymentResult:
+        """Move money between two customer wallets at once (settles immediately)."""
+        return await self.transfers.transfer(cmd)
+
+    async def cash_in(self, cmd: ProviderMoveCommand) -> PaymentResult:
+        """Fund the wallet from the customer's mobile-money account through a provider."""
+        return await self.provider_moves.cash_in(cmd)
+
+    async def cash_out(self, cmd: ProviderMoveCommand) -> PaymentResult:
+        """Withdraw to the customer's mobile-money account (funds held until the provider answers)."""
+        return await self.provider_moves.cash_out(cmd)
+
+    async def sweep_pending(
+        self,
+        *,
+        older_than: timedelta,
+        give_up_after: timedelta,
+        limit: int = 500,
+        stop: asyncio.Event | None = None,
+    ) -> dict[str, int]:
+        """One pass of the pending-payment sweeper; see `PendingSweeper.sweep_pending`."""
+        return await self.sweeper.sweep_pending(
+            older_than=older_than, give_up_after=give_up_after, limit=limit, stop=stop
+        )
+
+    async def get_payment(self, payment_id: uuid.UUID, *, viewer: uuid.UUID, privileged: bool) -> dict[str, Any]:
+        return await self.queries.get_payment(payment_id, viewer=viewer, privileged=privileged)
+
+    async def list_payments(
+        self, user_id: uuid.UUID, *, limit: int, cursor: uuid.UUID | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        return await self.queries.list_payments(user_id, limit=limit, cursor=cursor)
+
+    async def wallet(self, user_id: uuid.UUID) -> dict[str, Any]:
+        return await self.queries.wallet(user_id)
+
+    async def wallet_entries(
+        self, user_id: uuid.UUID, *, limit: int, cursor: int | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        return await self.queries.wallet_entries(user_id, limit=limit, cursor=cursor)

@@ -1,0 +1,260 @@
+"""Shared plumbing of the payment use cases: dependencies, idempotency, validation, metrics."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Protocol
+
+from loguru import logger
+from opentelemetry import trace
+
+from kora.kernel import Clock, InvalidAmount, Money, UnknownCurrency
+from kora.ledger import (
+    InsufficientFunds,
+    LedgerError,
+    LedgerStorageRefused,
+)
+from kora.payments.domain.errors import (
+    FundsUnavailable,
+    InvalidPaymentAmount,
+    WrongCurrency,
+)
+from kora.payments.domain.idempotency import (
+    IdempotencyRequest,
+    IdempotencyRequestInProgress,
+    Outcome,
+    decide,
+)
+from kora.payments.domain.model import (
+    Payment,
+    PaymentError,
+    PaymentStatus,
+    PaymentType,
+)
+from kora.payments.ports import (
+    PaymentsUnitOfWork,
+    PaymentsUnitOfWorkFactory,
+    ProviderRegistry,
+    RecipientDirectory,
+)
+
+_tracer = trace.get_tracer("kora.payments")
+
+
+class PaymentMetrics(Protocol):
+    def payment_finished(self, payment_type: str, status: str) -> None: ...
+
+    def amount_moved(self, payment_type: str, currency: str, amount: int) -> None: ...
+
+    def idempotent_replay(self, route: str) -> None: ...
+
+    def idempotency_conflict(self, reason: str) -> None: ...
+
+    def ledger_posted(self, kind: str, seconds: float) -> None: ...
+
+    def group_commit(self, size: int) -> None: ...
+
+    def group_commit_fallback(self) -> None: ...
+
+    def late_confirmation(self, payment_type: str) -> None: ...
+
+
+class NullPaymentMetrics:
+    def payment_finished(self, payment_type: str, status: str) -> None:
+        pass
+
+    def amount_moved(self, payment_type: str, currency: str, amount: int) -> None:
+        pass
+
+    def idempotent_replay(self, route: str) -> None:
+        pass
+
+    def idempotency_conflict(self, reason: str) -> None:
+        pass
+
+    def ledger_posted(self, kind: str, seconds: float) -> None:
+        pass
+
+    def group_commit(self, size: int) -> None:
+        pass
+
+    def group_commit_fallback(self) -> None:
+        pass
+
+    def late_confirmation(self, payment_type: str) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentResult:
+    """The answer to a money-moving request: the payment view on success, or the stored
+    failure `{code, detail}`; `replayed` when it comes from an earlier request's record."""
+
+    outcome: Outcome
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+class DuplicateInFlight(Exception):
+    """A concurrent request with the same key committed first."""
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentsConfig:
+    wallet_currency: str = "XOF"
+    idempotency_ttl: timedelta = timedelta(hours=24)
+    # Concurrent transfers share one transaction (group commit), at most this many at once;
+    # 0 (the default here; the service's settings turn it on) means one transaction each.
+    group_commit_max: int = 0
+
+
+class PaymentsBase:
+    """The dependencies and helpers every payment use case shares."""
+
+    def __init__(
+        self,
+        *,
+        uow_factory: PaymentsUnitOfWorkFactory,
+        directory: RecipientDirectory,
+        providers: ProviderRegistry,
+        clock: Clock,
+        config: PaymentsConfig | None = None,
+        metrics: PaymentMetrics | None = None,
+    ) -> None:
+        self._uow = uow_factory
+        self._directory = directory
+        self._providers = providers
+        self._clock = clock
+        self._config = config or PaymentsConfig()
+        self._metrics: PaymentMetrics = metrics or NullPaymentMetrics()
+
+    # ----------------------------------------------------------------- validation helpers
+    def _money(self, amount: int, code: str) -> Money:
+        try:
+            money = Money.payable(amount, code)
+        except UnknownCurrency as exc:
+            raise WrongCurrency(str(exc)) from exc
+        except InvalidAmount as exc:
+            raise InvalidPaymentAmount(str(exc)) from exc
+        if money.currency != self._config.wallet_currency:
+            raise WrongCurrency(f"wallets are held in {self._config.wallet_currency}; {money.currency} is refused")
+        return money
+
+    async def _wallet_id(self, uow: PaymentsUnitOfWork, user_id: uuid.UUID) -> uuid.UUID:
+        account = await uow.ledger.open_wallet(user_id, self._config.wallet_currency)
+        return account.id
+
+    # ----------------------------------------------------------------- idempotency plumbing
+    async def _start(
+        self, uow: PaymentsUnitOfWork, idem: IdempotencyRequest, payment_id: uuid.UUID
+    ) -> PaymentResult | None:
+        """Inside the use case's transaction: replay a known key, or claim it (in flight)."""
+        now = self._clock.now()
+
+        async def claim() -> bool:
+            return await uow.idempotency.insert(
+                idem,
+                outcome=Outcome.IN_FLIGHT,
+                body=None,
+                payment_id=payment_id,
+                at=now,
+                expires_at=now + self._config.idempotency_ttl,
+            )
+
+        # Claim first (the common case, one statement); on PostgreSQL a concurrent claim of the
+        # same key waits here until the other transaction ends.
+        if await claim():
+            return None
+        record = await uow.idempotency.get(idem.scope, idem.key)
+        if record is None:
+            raise DuplicateInFlight
+        if record.is_expired(now) and record.outcome is not Outcome.IN_FLIGHT:
+            # An in-flight key never expires: its payment may still be moving at a provider.
+            await uow.idempotency.delete(idem.scope, idem.key)
+            if await claim():
+                return None
+            raise DuplicateInFlight
+        return self._replay(decide(record, idem))
+
+    def _replay(self, stored: Any) -> PaymentResult:
+        self._metrics.idempotent_replay("money")
+        return PaymentResult(stored.outcome, stored.body, replayed=True)
+
+    async def _replay_after_race(self, idem: IdempotencyRequest) -> PaymentResult:
+        async with self._uow() as uow:
+            record = await uow.idempotency.get(idem.scope, idem.key)
+        if record is None:  # the other request failed and released the key; tell the caller to retry
+            raise IdempotencyRequestInProgress("a concurrent request with this key did not complete")
+        try:
+            return self._replay(decide(record, idem))
+        except PaymentError as exc:
+            self._metrics.idempotency_conflict(exc.code)
+            raise
+
+    async def _store_failure(
+        self,
+        idem: IdempotencyRequest,
+        exc: Exception,
+        *,
+        payment_type: PaymentType,
+        actor: str,
+        correlation_id: str | None,
+    ) -> PaymentResult:
+        code = getattr(exc, "code", "payment_failed")
+        body = {"code": code, "detail": str(exc)}
+        now = self._clock.now()
+        async with self._uow() as uow:
+            inserted = await uow.idempotency.insert(
+                idem,
+                outcome=Outcome.FAILED,
+                body=body,
+                payment_id=None,
+                at=now,
+                expires_at=now + self._config.idempotency_ttl,
+            )
+            if not inserted:
+                return await self._replay_after_race(idem)
+            await uow.audit.record(
+                actor=actor,
+                action=f"payment.{payment_type.value}.refused",
+                subject=actor,
+                correlation_id=correlation_id,
+                outcome="failure",
+                details={"code": code},
+            )
+            await uow.commit()
+        self._metrics.payment_finished(payment_type.value, "REFUSED")
+        logger.info("payment refused", payment_type=payment_type.value, code=code)
+        return PaymentResult(Outcome.FAILED, body)
+
+    def _finished(self, payment: Payment) -> None:
+        self._metrics.payment_finished(payment.type.value, payment.status.value)
+        if payment.status is PaymentStatus.SETTLED:
+            self._metrics.amount_moved(payment.type.value, payment.money.currency, payment.money.amount)
+        logger.info(
+            "payment {status}",
+            status=payment.status.value,
+            payment_id=str(payment.id),
+            payment_type=payment.type.value,
+            amount=payment.money.amount,
+            currency=payment.money.currency,
+        )
+
+
+def business_error(exc: Exception) -> PaymentError:
+    """Ledger refusals are reported in the payment's words. A refusal by the database itself
+    (a guard tripped: a bug or corruption, never the customer's doing) is not a business
+    outcome: it propagates, nothing is stored against the key, and the caller gets a 500."""
+    if isinstance(exc, LedgerStorageRefused):
+        raise exc
+    if isinstance(exc, PaymentError):
+        return exc
+    if isinstance(exc, InsufficientFunds):
+        return FundsUnavailable("the wallet's available balance does not cover this payment")
+    if isinstance(exc, LedgerError):
+        error = PaymentError(str(exc) or "the ledger refused the posting")
+        error.code = "ledger_refused"
+        return error
+    raise exc

@@ -1,0 +1,306 @@
+"""Cash-in and cash-out through mobile-money providers (ADR 0011 for ambiguous outcomes)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from loguru import logger
+from opentelemetry import trace
+
+from kora.kernel import Money
+from kora.ledger import (
+    AccountKind,
+    Direction,
+    LedgerError,
+    Leg,
+)
+from kora.payments.domain.errors import (
+    PaymentNotFound,
+    UnknownProvider,
+    WalletNotFound,
+)
+from kora.payments.domain.idempotency import (
+    IdempotencyRequest,
+    Outcome,
+    fingerprint,
+    validate_key,
+)
+from kora.payments.domain.model import (
+    Payment,
+    PaymentError,
+    PaymentStatus,
+    PaymentType,
+)
+from kora.payments.ports import (
+    PaymentsUnitOfWork,
+)
+from kora.payments.service.base import (
+    DuplicateInFlight,
+    PaymentResult,
+    PaymentsBase,
+    business_error,
+)
+from kora.providers import (
+    ProviderGateway,
+    ProviderOutcome,
+    ProviderRequest,
+    ProviderResult,
+)
+
+_tracer = trace.get_tracer("kora.payments")
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderMoveCommand:
+    user_id: uuid.UUID
+    amount: int
+    currency: str
+    idempotency_key: str | None
+    provider: str | None = None
+    correlation_id: str | None = None
+
+    def fingerprint_body(self) -> dict[str, Any]:
+        return {"amount": self.amount, "currency": self.currency, "provider": self.provider}
+
+
+class ProviderMoves(PaymentsBase):
+    """Cash-in and cash-out through a provider: commit the intent, call the provider with no
+    transaction open, record its answer in a second transaction."""
+
+    # ----------------------------------------------------------------- cash-in / cash-out
+    async def cash_in(self, cmd: ProviderMoveCommand) -> PaymentResult:
+        """Fund the wallet from the customer's mobile-money account through a provider."""
+        return await self._provider_move(cmd, PaymentType.CASH_IN)
+
+    async def cash_out(self, cmd: ProviderMoveCommand) -> PaymentResult:
+        """Withdraw from the wallet to the customer's mobile-money account; funds are held
+        (AUTHORIZED) before the provider is called and captured when it confirms."""
+        return await self._provider_move(cmd, PaymentType.CASH_OUT)
+
+    def _gateway(self, name: str | None) -> ProviderGateway:
+        chosen = name or self._providers.default
+        gateway = self._providers.get(chosen)
+        if gateway is None:
+            raise UnknownProvider(f"provider {chosen!r} is not configured")
+        return gateway
+
+    async def _provider_move(self, cmd: ProviderMoveCommand, kind: PaymentType) -> PaymentResult:
+        money = self._money(cmd.amount, cmd.currency)
+        gateway = self._gateway(cmd.provider)
+        op = kind.value
+        idem = IdempotencyRequest(
+            f"user:{cmd.user_id}", validate_key(cmd.idempotency_key), fingerprint(op, cmd.fingerprint_body())
+        )
+        actor = f"user:{cmd.user_id}"
+        with _tracer.start_as_current_span(f"payments.{op}", attributes={"kora.provider": gateway.name}):
+            try:
+                started = await self._begin_provider_move(cmd, kind, money, gateway.name, idem, actor)
+            except DuplicateInFlight:
+                return await self._replay_after_race(idem)
+            except (LedgerError, WalletNotFound) as exc:
+                return await self._store_failure(
+                    idem,
+                    business_error(exc),
+                    payment_type=kind,
+                    actor=actor,
+                    correlation_id=cmd.correlation_id,
+                )
+            except PaymentError as exc:
+                self._metrics.idempotency_conflict(exc.code)
+                raise
+            if isinstance(started, PaymentResult):
+                return started
+            payment, hold_id = started
+            account = await self._directory.mobile_money_number(cmd.user_id)
+            request = ProviderRequest(payment.id, money, account_ref=account, correlation_id=cmd.correlation_id)
+            # Once the intent is committed, the call and its outcome run to the end even if the
+            # client goes away (shielded): the payment must not be left half-done by a disconnect.
+            return await asyncio.shield(
+                self._call_provider_and_finish(gateway, kind, request, hold_id, idem, actor, cmd.correlation_id)
+            )
+
+    async def _call_provider_and_finish(
+        self,
+        gateway: ProviderGateway,
+        kind: PaymentType,
+        request: ProviderRequest,
+        hold_id: uuid.UUID | None,
+        idem: IdempotencyRequest,
+        actor: str,
+        correlation_id: str | None,
+    ) -> PaymentResult:
+        with _tracer.start_as_current_span(f"provider.{gateway.name}.{kind.value}"):
+            try:
+                result = await (gateway.collect(request) if kind is PaymentType.CASH_IN else gateway.disburse(request))
+            except Exception as exc:  # an ambiguous outcome: never guess, keep it pending
+                logger.opt(exception=exc).warning("provider call ended without an answer", provider=gateway.name)
+                result = ProviderResult(ProviderOutcome.PENDING)
+        return await self.record_answer(request.payment_id, hold_id, result, idem, actor, correlation_id)
+
+    async def _begin_provider_move(
+        self,
+        cmd: ProviderMoveCommand,
+        kind: PaymentType,
+        money: Money,
+        provider: str,
+        idem: IdempotencyRequest,
+        actor: str,
+    ) -> PaymentResult | tuple[Payment, uuid.UUID | None]:
+        async with self._uow() as uow:
+            at = self._clock.now()
+            wallet = await self._wallet_id(uow, cmd.user_id)
+            payment = Payment.initiate(
+                type=kind,
+                money=money,
+                at=at,
+                initiated_by=cmd.user_id,
+                actor=actor,
+                payer_wallet_id=wallet if kind is PaymentType.CASH_OUT else None,
+                payee_wallet_id=wallet if kind is PaymentType.CASH_IN else None,
+                payer_user_id=cmd.user_id if kind is PaymentType.CASH_OUT else None,
+                payee_user_id=cmd.user_id if kind is PaymentType.CASH_IN else None,
+                provider=provider,
+                correlation_id=cmd.correlation_id,
+            )
+            replay = await self._start(uow, idem, payment.id)
+            if replay is not None:
+                return replay
+            hold_id: uuid.UUID | None = None
+            if kind is PaymentType.CASH_OUT:
+                hold = await uow.ledger.place_hold(wallet, money, payment_id=payment.id)
+                hold_id = hold.id
+                payment.transition(PaymentStatus.AUTHORIZED, at=at, reason="funds held", actor=actor)
+            await uow.payments.add(payment)
+            await uow.audit.record(
+                actor=actor,
+                action=f"payment.{kind.value}.{payment.status.value.lower()}",
+                subject=f"payment:{payment.id}",
+                correlation_id=cmd.correlation_id,
+                details={"amount": money.amount, "currency": money.currency, "provider": provider},
+            )
+            await uow.commit()
+        return payment, hold_id
+
+    async def record_answer(
+        self,
+        payment_id: uuid.UUID,
+        hold_id: uuid.UUID | None,
+        result: ProviderResult,
+        idem: IdempotencyRequest | None,
+        actor: str,
+        correlation_id: str | None,
+        *,
+        give_up: bool = False,
+    ) -> PaymentResult:
+        """Record a provider's answer on a payment it was asked to move. Idempotent: a payment
+        already in a definite state is left as it is (the request and the sweeper may both get
+        an answer). With `give_up`, a payment still PENDING past its maximum age ends FAILED
+        (`provider_unresolved`), its hold released; reconciliation will catch a late success."""
+        async with self._uow() as uow:
+            payment = await uow.payments.get(payment_id, for_update=True)
+            if payment is None:  # pragma: no cover - committed just before
+                raise PaymentNotFound(str(payment_id))
+            provider_actor = f"provider:{payment.provider}"
+            at = self._clock.now()
+            if idem is None:  # the sweeper: find the key of the request that created it
+                record = await uow.idempotency.find_by_payment(payment.id)
+                idem = None if record is None else IdempotencyRequest(record.scope, record.key, record.fingerprint)
+            if payment.status in (PaymentStatus.INITIATED, PaymentStatus.AUTHORIZED):
+                if hold_id is None:
+                    hold = await uow.ledger.active_hold_for_payment(payment.id)
+                    hold_id = None if hold is None else hold.id
+                payment.provider_ref = result.provider_ref or payment.provider_ref
+                if result.outcome is ProviderOutcome.SUCCEEDED:
+                    await self._capture_and_settle(uow, payment, hold_id, provider_actor, correlation_id)
+                elif result.outcome is ProviderOutcome.FAILED or give_up:
+                    if hold_id is not None:
+                        await uow.ledger.release_hold(hold_id)
+                    code = result.failure_code or "provider_declined"
+                    if result.outcome is not ProviderOutcome.FAILED:
+                        code, provider_actor = "provider_unresolved", "system"
+                    payment.fail(at=at, code=code, actor=provider_actor)
+                await uow.payments.save(payment)
+                await uow.audit.record(
+                    actor=provider_actor,
+                    action=f"payment.{payment.type.value}.{payment.status.value.lower()}",
+                    subject=f"payment:{payment.id}",
+                    correlation_id=correlation_id,
+                    outcome="failure" if payment.failure_code else "success",
+                    details={"amount": payment.money.amount, "currency": payment.money.currency},
+                )
+            elif _contradicts(payment.status, result.outcome):
+                # The provider now says the opposite of what we recorded (e.g. a success after we
+                # gave up): never silently ignored — it needs a person (and reconciliation).
+                logger.error(
+                    "provider answer contradicts a definite payment",
+                    payment_id=str(payment.id),
+                    recorded=payment.status.value,
+                    provider_outcome=result.outcome.value,
+                )
+                await uow.audit.record(
+                    actor=provider_actor,
+                    action=f"payment.{payment.type.value}.conflicting_answer",
+                    subject=f"payment:{payment.id}",
+                    correlation_id=correlation_id,
+                    outcome="denied",
+                    details={"recorded": payment.status.value, "provider_outcome": result.outcome.value},
+                )
+            view = payment.view()
+            if idem is not None:
+                await uow.idempotency.complete(idem, outcome=Outcome.SUCCEEDED, body=view)
+            await uow.commit()
+        self._finished(payment)
+        return PaymentResult(Outcome.SUCCEEDED, view)
+
+    async def _capture_and_settle(
+        self,
+        uow: PaymentsUnitOfWork,
+        payment: Payment,
+        hold_id: uuid.UUID | None,
+        actor: str,
+        correlation_id: str | None,
+    ) -> None:
+        at = self._clock.now()
+        provider = payment.provider or "unknown"
+        money = payment.money
+        clearing = await uow.ledger.system_account(AccountKind.PROVIDER_CLEARING, money.currency, provider)
+        bank = await uow.ledger.system_account(AccountKind.SETTLEMENT_BANK, money.currency, provider)
+        if payment.type is PaymentType.CASH_IN:
+            assert payment.payee_wallet_id is not None
+            payment.transition(PaymentStatus.AUTHORIZED, at=at, reason="provider confirmed collection", actor=actor)
+            capture = [
+                Leg(clearing.id, Direction.DEBIT, money),
+                Leg(payment.payee_wallet_id, Direction.CREDIT, money),
+            ]
+            settle = [Leg(bank.id, Direction.DEBIT, money), Leg(clearing.id, Direction.CREDIT, money)]
+        else:
+            assert payment.payer_wallet_id is not None
+            capture = [
+                Leg(payment.payer_wallet_id, Direction.DEBIT, money),
+                Leg(clearing.id, Direction.CREDIT, money),
+            ]
+            settle = [Leg(clearing.id, Direction.DEBIT, money), Leg(bank.id, Direction.CREDIT, money)]
+        kind = payment.type.value
+        await uow.ledger.post(
+            kind=f"{kind}.capture",
+            legs=capture,
+            payment_id=payment.id,
+            correlation_id=correlation_id,
+            capture_holds=[hold_id] if hold_id else (),
+        )
+        payment.transition(PaymentStatus.CAPTURED, at=at, reason="provider confirmed", actor=actor)
+        await uow.ledger.post(
+            kind=f"{kind}.settlement", legs=settle, payment_id=payment.id, correlation_id=correlation_id
+        )
+        payment.transition(PaymentStatus.SETTLED, at=at, reason="sandbox provider settles at once", actor=actor)
+
+
+def _contradicts(recorded: PaymentStatus, outcome: ProviderOutcome) -> bool:
+    if outcome is ProviderOutcome.SUCCEEDED:
+        return recorded is PaymentStatus.FAILED
+    if outcome is ProviderOutcome.FAILED:
+        return recorded in (PaymentStatus.CAPTURED, PaymentStatus.SETTLED)
+    return False

@@ -1,0 +1,111 @@
+"""The pending-payment sweeper: status queries for ambiguous provider outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from loguru import logger
+from opentelemetry import trace
+
+from kora.kernel import Clock
+from kora.payments.domain.errors import (
+    UnknownProvider,
+)
+from kora.payments.domain.model import (
+    Payment,
+    PaymentStatus,
+    PaymentType,
+)
+from kora.payments.ports import (
+    PaymentsUnitOfWorkFactory,
+    ProviderRegistry,
+    RecipientDirectory,
+)
+from kora.payments.service.base import (
+    PaymentMetrics,
+)
+from kora.payments.service.provider_moves import ProviderMoves
+from kora.providers import (
+    STATUS_UNREACHABLE,
+    ProviderOperation,
+    ProviderOutcome,
+    ProviderRequest,
+)
+
+_tracer = trace.get_tracer("kora.payments")
+
+
+class PendingSweeper:
+    """Resolves provider payments left pending, by status query (late confirmations)."""
+
+    def __init__(
+        self,
+        moves: ProviderMoves,
+        *,
+        providers: ProviderRegistry,
+        directory: RecipientDirectory,
+        clock: Clock,
+        uow_factory: PaymentsUnitOfWorkFactory,
+        metrics: PaymentMetrics,
+    ) -> None:
+        self._moves = moves
+        self._providers = providers
+        self._directory = directory
+        self._clock = clock
+        self._uow = uow_factory
+        self._metrics = metrics
+
+    async def sweep_pending(
+        self,
+        *,
+        older_than: timedelta,
+        give_up_after: timedelta,
+        limit: int = 500,
+        stop: asyncio.Event | None = None,
+    ) -> dict[str, int]:
+        """Resolve provider payments left INITIATED/AUTHORIZED (a timeout, a crash between the
+        two transactions, a provider still deciding): ask the provider for the status of each
+        (never guess, never re-send), record the answer, and end those still undecided after
+        `give_up_after` as FAILED. Stops between payments once `stop` is set. Returns counts by
+        what happened."""
+        now = self._clock.now()
+        async with self._uow() as uow:
+            pending = await uow.payments.find_unresolved(updated_before=now - older_than, limit=limit)
+        counts = {"settled": 0, "failed": 0, "still_pending": 0, "gave_up": 0, "errors": 0}
+        for payment in pending:
+            if stop is not None and stop.is_set():  # shutting down: the rest waits for the next pass
+                break
+            try:
+                counts[await self._sweep_one(payment, now, give_up_after)] += 1
+            except Exception as exc:  # one bad payment must not starve the others
+                logger.opt(exception=exc).error("sweeping a pending payment failed", payment_id=str(payment.id))
+                counts["errors"] += 1
+        if pending:
+            logger.info("pending payments swept", **counts)
+        return counts
+
+    async def _sweep_one(self, payment: Payment, now: datetime, give_up_after: timedelta) -> str:
+        gateway = self._providers.get(payment.provider or "")
+        if gateway is None:
+            raise UnknownProvider(f"provider {payment.provider!r} is not configured")
+        operation = ProviderOperation.COLLECT if payment.type is PaymentType.CASH_IN else ProviderOperation.DISBURSE
+        account = await self._directory.mobile_money_number(payment.initiated_by)
+        request = ProviderRequest(payment.id, payment.money, account_ref=account, correlation_id=payment.correlation_id)
+        with _tracer.start_as_current_span(f"provider.{gateway.name}.status"):
+            result = await gateway.status(request, operation)
+        if result.outcome is ProviderOutcome.PENDING:
+            # Give up only on what the provider itself said (still pending, or never heard of
+            # it) past the maximum age — never because it could not be asked.
+            expired = now - payment.created_at >= give_up_after
+            if not expired or result.failure_code == STATUS_UNREACHABLE:
+                return "still_pending" if result.failure_code != STATUS_UNREACHABLE else "errors"
+            await self._moves.record_answer(
+                payment.id, None, result, None, "system", payment.correlation_id, give_up=True
+            )
+            return "gave_up"
+        finished = await self._moves.record_answer(payment.id, None, result, None, "system", payment.correlation_id)
+        if finished.body.get("status") == PaymentStatus.SETTLED.value and result.outcome is ProviderOutcome.SUCCEEDED:
+            self._metrics.late_confirmation(payment.type.value)
+            return "settled"
+        return "failed"
