@@ -19,10 +19,13 @@ from kora.payments.domain.idempotency import (
 )
 from kora.payments.domain.model import (
     IllegalTransition,
+    InvalidCapture,
+    InvalidFee,
     Payment,
     PaymentError,
     PaymentStatus,
     PaymentType,
+    RefundNotAllowed,
 )
 from kora.payments.service import (
     PaymentResult,
@@ -39,6 +42,8 @@ __all__ = [
     "IdempotencyKeyReused",
     "IdempotencyRequestInProgress",
     "IllegalTransition",
+    "InvalidCapture",
+    "InvalidFee",
     "InvalidPaymentAmount",
     "Outcome",
     "Payment",
@@ -51,6 +56,7 @@ __all__ = [
     "PaymentsService",
     "ProviderMoveCommand",
     "RecipientNotFound",
+    "RefundNotAllowed",
     "SameWallet",
     "TransferCommand",
     "UnknownProvider",

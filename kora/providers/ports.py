@@ -41,9 +41,14 @@ class ProviderRequest:
 
 @dataclass(frozen=True, slots=True)
 class ProviderResult:
+    """A provider's answer. `not_accepted` marks a FAILED result where the provider certainly
+    did not take the request (connection refused, breaker open, bulkhead full, or a decline
+    that policy marks as retryable elsewhere): only then may routing try the next provider."""
+
     outcome: ProviderOutcome
     provider_ref: str | None = None
     failure_code: str | None = None
+    not_accepted: bool = False
 
 
 class ProviderGateway(Protocol):

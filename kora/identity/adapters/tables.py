@@ -32,7 +32,7 @@ user_roles = sa.Table(
     sa.Column("user_id", sa.Uuid, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("role", sa.String(16), primary_key=True),
     sa.Column("granted_at", UtcDateTime, nullable=False),
-    sa.CheckConstraint("role IN ('customer', 'support', 'admin')", name="role_known"),
+    sa.CheckConstraint("role IN ('customer', 'support', 'admin', 'merchant')", name="role_known"),
 )
 
 # One row per login on one device; `id` is the session id (`sid` claim) and the family of the

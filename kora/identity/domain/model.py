@@ -23,6 +23,7 @@ class Role(enum.StrEnum):
     CUSTOMER = "customer"
     SUPPORT = "support"
     ADMIN = "admin"
+    MERCHANT = "merchant"  # may receive merchant payments and refund them
 
 
 @dataclass(frozen=True, slots=True)

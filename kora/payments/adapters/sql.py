@@ -46,9 +46,14 @@ class SqlPaymentRepository:
             .where(payments.c.id == payment.id)
             .values(
                 status=payment.status.value,
+                provider=payment.provider,
                 provider_ref=payment.provider_ref,
                 failure_code=payment.failure_code,
                 updated_at=payment.updated_at,
+                refunded_amount=payment.refunded_amount,
+                captured_amount=payment.captured_amount,
+                captured_at=payment.captured_at,
+                settlement_due=payment.settlement_due,
             )
         )
         await self._append_changes(payment)
@@ -138,6 +143,12 @@ def _payment_row(payment: Payment) -> dict[str, Any]:
         "failure_code": payment.failure_code,
         "created_at": payment.created_at,
         "updated_at": payment.updated_at,
+        "fee": payment.fee,
+        "parent_id": payment.parent_id,
+        "refunded_amount": payment.refunded_amount,
+        "captured_amount": payment.captured_amount,
+        "captured_at": payment.captured_at,
+        "settlement_due": payment.settlement_due,
     }
 
 
@@ -158,6 +169,12 @@ def _payment(row: Any, history: list[StatusChange]) -> Payment:
         provider_ref=row.provider_ref,
         correlation_id=row.correlation_id,
         failure_code=row.failure_code,
+        fee=row.fee,
+        parent_id=row.parent_id,
+        refunded_amount=row.refunded_amount,
+        captured_amount=row.captured_amount,
+        captured_at=row.captured_at,
+        settlement_due=row.settlement_due,
         history=history,
     )
 

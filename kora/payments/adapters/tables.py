@@ -26,9 +26,23 @@ payments = sa.Table(
     sa.Column("failure_code", sa.String(64), nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("fee", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("parent_id", sa.Uuid, sa.ForeignKey("payments.id"), nullable=True, index=True),
+    sa.Column("refunded_amount", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("captured_amount", sa.BigInteger, nullable=True),
+    sa.Column("captured_at", UtcDateTime, nullable=True),
+    sa.Column("settlement_due", UtcDateTime, nullable=True),
     sa.CheckConstraint("amount > 0", name="amount_positive"),
     sa.CheckConstraint(
-        "status IN ('INITIATED','AUTHORIZED','CAPTURED','SETTLED','FAILED','REVERSED')", name="status_known"
+        "status IN ('INITIATED','AUTHORIZED','CAPTURED','SETTLED','FAILED','REVERSED','CHARGED_BACK')",
+        name="status_known",
+    ),
+    sa.CheckConstraint("fee >= 0 AND fee < amount", name="fee_within_amount"),
+    sa.CheckConstraint(
+        "captured_amount IS NULL OR (captured_amount > 0 AND captured_amount <= amount)", name="captured_within_amount"
+    ),
+    sa.CheckConstraint(
+        "refunded_amount >= 0 AND refunded_amount <= COALESCE(captured_amount, amount)", name="refunds_within_capture"
     ),
     # "My payments" pages: by party, newest first (ids are time-ordered uuid7).
     sa.Index("ix_payments_payer_user", "payer_user_id", "id"),
@@ -36,6 +50,8 @@ payments = sa.Table(
     sa.Index("ix_payments_initiated_by", "initiated_by", "id"),
     # The sweeper's work list: unresolved provider payments, oldest first.
     sa.Index("ix_payments_status_updated", "status", "updated_at"),
+    # The settlement step's work list: a provider's captured payments due by a date.
+    sa.Index("ix_payments_provider_status_due", "provider", "status", "settlement_due"),
 )
 
 payment_status_history = sa.Table(

@@ -110,9 +110,11 @@ class HttpMomoGateway:
         try:
             await self._guard.call(operation.value, create, idempotent_safe=True)
         except ProviderDeclined as exc:
-            return ProviderResult(ProviderOutcome.FAILED, failure_code=exc.code)
+            return ProviderResult(ProviderOutcome.FAILED, failure_code=exc.code, not_accepted=exc.retryable_elsewhere)
         except ProviderUnavailable as exc:  # certainly not accepted: safe to call it failed
-            return ProviderResult(ProviderOutcome.FAILED, failure_code=f"provider_unavailable:{exc.reason}")
+            return ProviderResult(
+                ProviderOutcome.FAILED, failure_code=f"provider_unavailable:{exc.reason}", not_accepted=True
+            )
         except ProviderTimeout:
             return ProviderResult(ProviderOutcome.PENDING)
         for attempt in range(self._poll_attempts):

@@ -12,20 +12,29 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kora.kernel import Money
-from kora.payments import IllegalTransition, Payment, PaymentStatus, PaymentType
+from kora.payments import (
+    IllegalTransition,
+    InvalidCapture,
+    InvalidFee,
+    Payment,
+    PaymentStatus,
+    PaymentType,
+    RefundNotAllowed,
+)
 
 S = PaymentStatus
 AT = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
-# Written out from the design (docs: INITIATED → AUTHORIZED → CAPTURED → SETTLED, plus FAILED
-# and REVERSED), independently of the module's own table.
+# Written out from the design (docs: INITIATED → AUTHORIZED → CAPTURED → SETTLED, plus FAILED,
+# REVERSED and card chargebacks), independently of the module's own table.
 ALLOWED: dict[PaymentStatus, set[PaymentStatus]] = {
     S.INITIATED: {S.AUTHORIZED, S.FAILED},
     S.AUTHORIZED: {S.CAPTURED, S.FAILED},
-    S.CAPTURED: {S.SETTLED, S.REVERSED},
-    S.SETTLED: {S.REVERSED},
+    S.CAPTURED: {S.SETTLED, S.REVERSED, S.CHARGED_BACK},
+    S.SETTLED: {S.REVERSED, S.CHARGED_BACK},
     S.FAILED: set(),
     S.REVERSED: set(),
+    S.CHARGED_BACK: set(),
 }
 ALLOWED_PAIRS = [(a, b) for a, targets in ALLOWED.items() for b in sorted(targets)]
 REFUSED_PAIRS = [(a, b) for a, b in itertools.product(S, S) if b not in ALLOWED[a]]
@@ -37,6 +46,7 @@ PATH_TO: dict[PaymentStatus, list[PaymentStatus]] = {
     S.SETTLED: [S.AUTHORIZED, S.CAPTURED, S.SETTLED],
     S.FAILED: [S.FAILED],
     S.REVERSED: [S.AUTHORIZED, S.CAPTURED, S.REVERSED],
+    S.CHARGED_BACK: [S.AUTHORIZED, S.CAPTURED, S.SETTLED, S.CHARGED_BACK],
 }
 
 
@@ -75,8 +85,8 @@ def test_a_new_payment_is_initiated_and_says_by_whom() -> None:
     assert payment.failure_code is None
 
 
-def test_there_are_exactly_seven_allowed_moves() -> None:
-    assert len(ALLOWED_PAIRS) == 7
+def test_there_are_exactly_nine_allowed_moves() -> None:
+    assert len(ALLOWED_PAIRS) == 9
     assert len(ALLOWED_PAIRS) + len(REFUSED_PAIRS) == len(S) ** 2
 
 
@@ -147,18 +157,18 @@ def test_random_walks_record_each_accepted_change(attempts: list[tuple[PaymentSt
     # Time only moves forward along the history, and the payment's clock follows it.
     assert [c.at for c in payment.history] == sorted(c.at for c in payment.history)
     assert payment.updated_at == payment.history[-1].at
-    # FAILED and REVERSED end the walk: nothing is ever recorded after them.
+    # FAILED, REVERSED and CHARGED_BACK end the walk: nothing is ever recorded after them.
     statuses = [c.status for c in payment.history]
-    for dead_end in (S.FAILED, S.REVERSED):
+    for dead_end in (S.FAILED, S.REVERSED, S.CHARGED_BACK):
         assert dead_end not in statuses[:-1]
 
 
 @pytest.mark.parametrize("status", list(S))
 def test_final_states(status: PaymentStatus) -> None:
-    assert status.is_final is (status in (S.SETTLED, S.FAILED, S.REVERSED))
+    assert status.is_final is (status in (S.SETTLED, S.FAILED, S.REVERSED, S.CHARGED_BACK))
 
 
-@pytest.mark.parametrize("status", [S.FAILED, S.REVERSED])
+@pytest.mark.parametrize("status", [S.FAILED, S.REVERSED, S.CHARGED_BACK])
 def test_failed_and_reversed_are_dead_ends(status: PaymentStatus) -> None:
     payment = a_payment_in(status)
     for target in S:
@@ -175,7 +185,7 @@ def test_fail_records_the_code_as_reason(source: PaymentStatus) -> None:
     assert (payment.history[-1].reason, payment.history[-1].actor) == ("provider_declined", "provider:orange")
 
 
-@pytest.mark.parametrize("source", [S.CAPTURED, S.SETTLED, S.FAILED, S.REVERSED])
+@pytest.mark.parametrize("source", [S.CAPTURED, S.SETTLED, S.FAILED, S.REVERSED, S.CHARGED_BACK])
 def test_fail_is_refused_once_money_moved_or_the_payment_ended(source: PaymentStatus) -> None:
     payment = a_payment_in(source)
     with pytest.raises(IllegalTransition):
@@ -208,3 +218,49 @@ def test_the_view_is_json_ready_and_carries_the_history() -> None:
     assert view["id"] == str(payment.id)
     # Actors (user ids) stay internal; the client sees status, time and reason.
     assert all(set(c) == {"status", "at", "reason"} for c in view["status_history"])
+
+
+def test_capture_records_amount_time_and_due_date_and_refuses_more_than_authorized() -> None:
+    payment = a_payment_in(S.AUTHORIZED)
+    with pytest.raises(InvalidCapture):
+        payment.capture(at=AT, reason="r", actor="a", settlement_due=None, amount=payment.money.amount + 1)
+    with pytest.raises(InvalidCapture):
+        payment.capture(at=AT, reason="r", actor="a", settlement_due=None, amount=0)
+    assert payment.status is S.AUTHORIZED
+    due = AT + timedelta(days=1)
+    payment.capture(at=AT, reason="r", actor="a", settlement_due=due, amount=payment.money.amount - 1)
+    assert (payment.status, payment.captured_amount, payment.captured_at, payment.settlement_due) == (
+        S.CAPTURED,
+        payment.money.amount - 1,
+        AT,
+        due,
+    )
+
+
+def test_refunds_add_up_to_at_most_what_was_captured() -> None:
+    payment = a_payment_in(S.SETTLED)
+    total = payment.money.amount
+    payment.record_refund(total - 1)
+    assert payment.refundable == 1
+    with pytest.raises(RefundNotAllowed):
+        payment.record_refund(2)
+    payment.record_refund(1)
+    assert (payment.refunded_amount, payment.refundable) == (total, 0)
+    with pytest.raises(RefundNotAllowed):
+        payment.record_refund(1)
+
+
+@pytest.mark.parametrize("status", [S.INITIATED, S.AUTHORIZED, S.FAILED, S.REVERSED, S.CHARGED_BACK])
+def test_nothing_is_refundable_before_capture_or_after_the_end(status: PaymentStatus) -> None:
+    payment = a_payment_in(status)
+    assert payment.refundable == 0
+    with pytest.raises(RefundNotAllowed):
+        payment.record_refund(1)
+
+
+@pytest.mark.parametrize("fee", [-1, 10])
+def test_a_fee_is_below_the_amount(fee: int) -> None:
+    with pytest.raises(InvalidFee):
+        Payment.initiate(
+            type=PaymentType.MERCHANT, money=Money(10, "XOF"), at=AT, initiated_by=uuid.uuid4(), actor="a", fee=fee
+        )
