@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from datetime import timedelta
@@ -39,6 +40,7 @@ from kora.providers import ProviderGateway, StaticProviderRegistry
 from kora.providers.adapters.momo import HttpMomoGateway
 from kora.providers.adapters.sandbox import SandboxGateway
 from kora.providers.resilience import ProviderGuard, ProviderPolicy
+from kora.providers.routing import RoutingTable
 
 
 class LedgerWalletOpener:
@@ -143,7 +145,12 @@ class Kora:
             raise ConfigurationError(
                 f"default provider {default!r} is not configured (KORA_DEFAULT_PROVIDER, KORA_PROVIDER_*_URL)"
             )
-        self.providers = StaticProviderRegistry(gateways, default=default)
+        self.providers = StaticProviderRegistry(
+            gateways,
+            default=default,
+            routing=_routing_table(settings),
+            settlement_days=_settlement_days(settings),
+        )
         self.payments = PaymentsService(
             uow_factory=self.unit_of_work,
             directory=IdentityDirectory(self.identity),
@@ -230,3 +237,26 @@ class Kora:
         if self._http_client is not None:
             await self._http_client.aclose()
         await self.engine.dispose()
+
+
+def _routing_table(settings: Settings) -> RoutingTable | None:
+    if not settings.provider_routing:
+        return None
+    try:
+        return RoutingTable.from_json(settings.provider_routing)
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError too
+        raise ConfigurationError(f"KORA_PROVIDER_ROUTING: {exc}") from exc
+
+
+def _settlement_days(settings: Settings) -> dict[str, int]:
+    if not settings.provider_settlement_days:
+        return {}
+    try:
+        data = json.loads(settings.provider_settlement_days)
+        if not isinstance(data, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) and 0 <= v <= 30 for k, v in data.items()
+        ):
+            raise ValueError("expected {provider: days (0..30)}")
+    except ValueError as exc:
+        raise ConfigurationError(f"KORA_PROVIDER_SETTLEMENT_DAYS: {exc}") from exc
+    return data

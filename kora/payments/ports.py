@@ -124,3 +124,11 @@ class ProviderRegistry(Protocol):
 
     @property
     def default(self) -> str: ...
+
+    def route(self, operation: str, currency: str) -> tuple[str, ...]:
+        """Providers to try in order; the next only when the previous certainly did not accept."""
+        ...
+
+    def settlement_days(self, name: str) -> int:
+        """J+N: how many days after confirmation the provider settles."""
+        ...

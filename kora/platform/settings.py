@@ -75,6 +75,10 @@ class Settings:
     # A MoMo-style provider (e.g. `kora simulator`) at this base URL, registered as `momo`.
     provider_momo_url: str | None = None
     default_provider: str = "sandbox"
+    # Routing and fallback: JSON {"collect"|"disburse": {"XOF"|"*": ["provider", ...]}}; unset: the default.
+    provider_routing: str | None = None
+    # Settlement lag per provider, JSON {"momo": 1}; J+1 for any provider not listed.
+    provider_settlement_days: str | None = None
     pending_min_age_seconds: int = 60
     pending_max_age_seconds: int = 24 * 3600
     otel_sample_ratio: float = 1.0
@@ -137,6 +141,8 @@ class Settings:
             sweep_interval_seconds=int(env.get("KORA_SWEEP_INTERVAL_SECONDS", 30)),
             provider_momo_url=env.get("KORA_PROVIDER_MOMO_URL") or None,
             default_provider=env.get("KORA_DEFAULT_PROVIDER", "sandbox"),
+            provider_routing=env.get("KORA_PROVIDER_ROUTING") or None,
+            provider_settlement_days=env.get("KORA_PROVIDER_SETTLEMENT_DAYS") or None,
             pending_min_age_seconds=int(env.get("KORA_PENDING_MIN_AGE_SECONDS", 60)),
             pending_max_age_seconds=int(env.get("KORA_PENDING_MAX_AGE_SECONDS", 24 * 3600)),
             otel_sample_ratio=float(env.get("KORA_OTEL_SAMPLE_RATIO", 1.0)),

@@ -102,7 +102,7 @@ def test_walkthrough_then_operator_checks(server: Server) -> None:
             "/v1/cash-ins", json={"amount": 10_000}, headers={**auth, "Idempotency-Key": "cash-in-0001"}
         )
         assert cash_in.status_code == 201
-        assert cash_in.json()["status"] == "SETTLED"
+        assert cash_in.json()["status"] == "CAPTURED"  # settled by the provider J+1
         body = {"recipient_phone_number": bob_phone, "amount": 2_500}
         sent = client.post("/v1/transfers", json=body, headers={**auth, "Idempotency-Key": "transfer-0001"})
         again = client.post("/v1/transfers", json=body, headers={**auth, "Idempotency-Key": "transfer-0001"})

@@ -58,9 +58,14 @@ class InMemoryPaymentRepository:
             raise LookupError(f"payment {payment.id} does not exist")
         stored = _stored(existing)
         stored.status = payment.status
+        stored.provider = payment.provider
         stored.provider_ref = payment.provider_ref
         stored.failure_code = payment.failure_code
         stored.updated_at = payment.updated_at
+        stored.refunded_amount = payment.refunded_amount
+        stored.captured_amount = payment.captured_amount
+        stored.captured_at = payment.captured_at
+        stored.settlement_due = payment.settlement_due
         stored.history = [*existing.history, *payment.new_changes]
         self.state.payments[payment.id] = stored
         payment.new_changes.clear()

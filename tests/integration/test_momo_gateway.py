@@ -79,12 +79,12 @@ def move(base: ProviderMoveCommand, amount: int, key: str) -> ProviderMoveComman
     )
 
 
-async def test_cash_in_and_cash_out_settle_through_the_simulator(world: World) -> None:
+async def test_cash_in_and_cash_out_are_captured_through_the_simulator(world: World) -> None:
     ok = await customer(world, "00")
     cash_in = await world.kora.payments.cash_in(move(ok, 10_000, "momo-in-000001"))
-    assert cash_in.body["status"] == "SETTLED"
+    assert cash_in.body["status"] == "CAPTURED"
     cash_out = await world.kora.payments.cash_out(move(ok, 4_000, "momo-out-00001"))
-    assert cash_out.body["status"] == "SETTLED"
+    assert cash_out.body["status"] == "CAPTURED"
     wallet = await world.kora.payments.wallet(ok.user_id)
     assert (wallet["balance"], wallet["available_balance"]) == (6_000, 6_000)
     async with httpx.AsyncClient() as admin:
@@ -108,7 +108,7 @@ async def test_a_decline_fails_the_payment_and_releases_the_hold(world: World) -
     assert (await world.kora.payments.wallet(poor.user_id))["balance"] == 0
 
 
-async def test_a_late_success_is_pending_then_settled_by_the_sweeper(world: World) -> None:
+async def test_a_late_success_is_pending_then_captured_by_the_sweeper(world: World) -> None:
     late = await customer(world, "20")  # answered after the caller's timeout, but succeeded
     first = await world.kora.payments.cash_in(move(late, 2_500, "momo-in-000004"))
     assert first.body["status"] == "INITIATED"  # ambiguous: never guessed
@@ -116,12 +116,12 @@ async def test_a_late_success_is_pending_then_settled_by_the_sweeper(world: Worl
     world.clock.advance(timedelta(minutes=5))
     for _ in range(40):  # the simulator finishes processing shortly after its hold
         counts = await world.kora.sweep_pending()
-        if counts["settled"]:
+        if counts["confirmed"]:
             break
         await asyncio.sleep(0.1)
     assert (await world.kora.payments.wallet(late.user_id))["balance"] == 2_500
     replay = await world.kora.payments.cash_in(move(late, 2_500, "momo-in-000004"))
-    assert (replay.replayed, replay.body["status"]) == (True, "SETTLED")
+    assert (replay.replayed, replay.body["status"]) == (True, "CAPTURED")
     assert (await world.kora.verify_ledger()).ok
 
 
@@ -180,6 +180,6 @@ async def test_the_momo_provider_is_configured_from_the_environment(
         registered = await kora.identity.register(phone_number="+2250712000000", password="momo-pass-phrase-42")
         base = ProviderMoveCommand(user_id=registered.user_id, amount=0, currency="XOF", idempotency_key="x" * 8)
         funded = await kora.payments.cash_in(move(base, 3_000, "momo-in-000007"))
-        assert (funded.body["provider"], funded.body["status"]) == ("momo", "SETTLED")
+        assert (funded.body["provider"], funded.body["status"]) == ("momo", "CAPTURED")
     finally:
         await kora.aclose()

@@ -26,7 +26,7 @@ async def test_late_answers_are_recorded_once(migrated_url: str, tmp_path: Path)
             return ProviderMoveCommand(user_id=user, amount=amount, currency="XOF", idempotency_key=key)
 
         funded = await kora.payments.cash_in(command(10_000, "sweep-fund-0001"))
-        assert funded.body["status"] == "SETTLED"
+        assert funded.body["status"] == "CAPTURED"
         late_ok = await kora.payments.cash_out(command(3_000, "sweep-out-0001"))
         late_no = await kora.payments.cash_out(command(2_000, "sweep-out-0002"))
         assert late_ok.body["status"] == late_no.body["status"] == "AUTHORIZED"
@@ -35,13 +35,19 @@ async def test_late_answers_are_recorded_once(migrated_url: str, tmp_path: Path)
         gateway.status_answers = [succeeded(provider_ref="late"), failed("APPROVAL_REJECTED")]
         clock.advance(timedelta(minutes=5))
         counts = await kora.sweep_pending()
-        assert (counts["settled"], counts["failed"]) == (1, 1)
-        assert await kora.sweep_pending() == {"settled": 0, "failed": 0, "still_pending": 0, "gave_up": 0, "errors": 0}
+        assert (counts["confirmed"], counts["failed"]) == (1, 1)
+        assert await kora.sweep_pending() == {
+            "confirmed": 0,
+            "failed": 0,
+            "still_pending": 0,
+            "gave_up": 0,
+            "errors": 0,
+        }
 
         wallet = await kora.payments.wallet(user)
         assert (wallet["balance"], wallet["available_balance"]) == (7_000, 7_000)
         replay = await kora.payments.cash_out(command(3_000, "sweep-out-0001"))
-        assert (replay.replayed, replay.body["status"]) == (True, "SETTLED")
+        assert (replay.replayed, replay.body["status"]) == (True, "CAPTURED")
         report = await kora.verify_ledger()
         assert report.ok, report.violations
         assert (await kora.verify_audit()).ok

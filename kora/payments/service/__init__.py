@@ -23,6 +23,7 @@ from kora.payments.service.provider_moves import ProviderMoveCommand, ProviderMo
 from kora.payments.service.queries import PaymentQueries
 from kora.payments.service.sweeper import PendingSweeper
 from kora.payments.service.transfers import TransferCommand, Transfers
+from kora.providers import ProviderResult
 
 __all__ = [
     "PaymentMetrics",
@@ -77,6 +78,20 @@ class PaymentsService:
     async def cash_out(self, cmd: ProviderMoveCommand) -> PaymentResult:
         """Withdraw to the customer's mobile-money account (funds held until the provider answers)."""
         return await self.provider_moves.cash_out(cmd)
+
+    async def record_provider_answer(
+        self,
+        payment_id: uuid.UUID,
+        result: ProviderResult,
+        *,
+        provider: str,
+        correlation_id: str | None = None,
+    ) -> bool:
+        """A provider's word (webhook, or a status it was asked for after a callback) on a
+        cash-in/out; False when it has no such payment. See `ProviderMoves.record_provider_answer`."""
+        return await self.provider_moves.record_provider_answer(
+            payment_id, result, provider=provider, correlation_id=correlation_id
+        )
 
     async def sweep_pending(
         self,

@@ -60,6 +60,8 @@ class PaymentMetrics(Protocol):
 
     def late_confirmation(self, payment_type: str) -> None: ...
 
+    def provider_fallback(self, operation: str, from_provider: str, reason: str) -> None: ...
+
 
 class NullPaymentMetrics:
     def payment_finished(self, payment_type: str, status: str) -> None:
@@ -84,6 +86,9 @@ class NullPaymentMetrics:
         pass
 
     def late_confirmation(self, payment_type: str) -> None:
+        pass
+
+    def provider_fallback(self, operation: str, from_provider: str, reason: str) -> None:
         pass
 
 
@@ -231,7 +236,7 @@ class PaymentsBase:
 
     def _finished(self, payment: Payment) -> None:
         self._metrics.payment_finished(payment.type.value, payment.status.value)
-        if payment.status is PaymentStatus.SETTLED:
+        if payment.status in (PaymentStatus.CAPTURED, PaymentStatus.SETTLED):  # money moved in our books
             self._metrics.amount_moved(payment.type.value, payment.money.currency, payment.money.amount)
         logger.info(
             "payment {status}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from loguru import logger
@@ -45,12 +46,15 @@ from kora.payments.service.base import (
 )
 from kora.providers import (
     ProviderGateway,
+    ProviderOperation,
     ProviderOutcome,
     ProviderRequest,
     ProviderResult,
 )
 
 _tracer = trace.get_tracer("kora.payments")
+
+_OPERATION = {PaymentType.CASH_IN: ProviderOperation.COLLECT, PaymentType.CASH_OUT: ProviderOperation.DISBURSE}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,24 +84,30 @@ class ProviderMoves(PaymentsBase):
         (AUTHORIZED) before the provider is called and captured when it confirms."""
         return await self._provider_move(cmd, PaymentType.CASH_OUT)
 
-    def _gateway(self, name: str | None) -> ProviderGateway:
-        chosen = name or self._providers.default
-        gateway = self._providers.get(chosen)
-        if gateway is None:
-            raise UnknownProvider(f"provider {chosen!r} is not configured")
-        return gateway
+    def _route(self, cmd: ProviderMoveCommand, kind: PaymentType, money: Money) -> list[ProviderGateway]:
+        """The providers to try in order: the one the client named (no fallback: it chose), else
+        the routing table's route for this operation and currency."""
+        operation = _OPERATION[kind]
+        names = (cmd.provider,) if cmd.provider else self._providers.route(operation.value, money.currency)
+        gateways: list[ProviderGateway] = []
+        for name in names:
+            gateway = self._providers.get(name)
+            if gateway is None:
+                raise UnknownProvider(f"provider {name!r} is not configured")
+            gateways.append(gateway)
+        return gateways
 
     async def _provider_move(self, cmd: ProviderMoveCommand, kind: PaymentType) -> PaymentResult:
         money = self._money(cmd.amount, cmd.currency)
-        gateway = self._gateway(cmd.provider)
+        gateways = self._route(cmd, kind, money)
         op = kind.value
         idem = IdempotencyRequest(
             f"user:{cmd.user_id}", validate_key(cmd.idempotency_key), fingerprint(op, cmd.fingerprint_body())
         )
         actor = f"user:{cmd.user_id}"
-        with _tracer.start_as_current_span(f"payments.{op}", attributes={"kora.provider": gateway.name}):
+        with _tracer.start_as_current_span(f"payments.{op}", attributes={"kora.provider": gateways[0].name}):
             try:
-                started = await self._begin_provider_move(cmd, kind, money, gateway.name, idem, actor)
+                started = await self._begin_provider_move(cmd, kind, money, gateways[0].name, idem, actor)
             except DuplicateInFlight:
                 return await self._replay_after_race(idem)
             except (LedgerError, WalletNotFound) as exc:
@@ -119,12 +129,12 @@ class ProviderMoves(PaymentsBase):
             # Once the intent is committed, the call and its outcome run to the end even if the
             # client goes away (shielded): the payment must not be left half-done by a disconnect.
             return await asyncio.shield(
-                self._call_provider_and_finish(gateway, kind, request, hold_id, idem, actor, cmd.correlation_id)
+                self._call_providers_and_finish(gateways, kind, request, hold_id, idem, actor, cmd.correlation_id)
             )
 
-    async def _call_provider_and_finish(
+    async def _call_providers_and_finish(
         self,
-        gateway: ProviderGateway,
+        gateways: list[ProviderGateway],
         kind: PaymentType,
         request: ProviderRequest,
         hold_id: uuid.UUID | None,
@@ -132,13 +142,65 @@ class ProviderMoves(PaymentsBase):
         actor: str,
         correlation_id: str | None,
     ) -> PaymentResult:
-        with _tracer.start_as_current_span(f"provider.{gateway.name}.{kind.value}"):
+        """Call the route's providers in order. Move to the next one only when the last
+        certainly did not accept the request (`not_accepted`); any other answer, including an
+        ambiguous one (PENDING), is recorded and ends the routing — a timeout is resolved by
+        status query at that provider, never by asking another (ADR 0017)."""
+        result = ProviderResult(ProviderOutcome.PENDING)
+        for position, gateway in enumerate(gateways):
+            if position > 0 and not await self._reroute(request.payment_id, gateways[position - 1].name, gateway.name):
+                break  # someone else already resolved the payment: leave it as it is
+            result = await self._call(gateway, kind, request)
+            last = position == len(gateways) - 1
+            if result.outcome is ProviderOutcome.FAILED and result.not_accepted and not last:
+                self._metrics.provider_fallback(_OPERATION[kind].value, gateway.name, result.failure_code or "")
+                logger.warning(
+                    "provider did not accept; trying the next one",
+                    provider=gateway.name,
+                    next_provider=gateways[position + 1].name,
+                    code=result.failure_code,
+                )
+                continue
+            break
+        return await self.record_answer(request.payment_id, hold_id, result, idem, actor, correlation_id)
+
+    async def _call(self, gateway: ProviderGateway, kind: PaymentType, request: ProviderRequest) -> ProviderResult:
+        with _tracer.start_as_current_span(f"provider.{gateway.name}.{kind.value}") as span:
             try:
-                result = await (gateway.collect(request) if kind is PaymentType.CASH_IN else gateway.disburse(request))
+                if kind is PaymentType.CASH_IN:
+                    result = await gateway.collect(request)
+                else:
+                    result = await gateway.disburse(request)
             except Exception as exc:  # an ambiguous outcome: never guess, keep it pending
                 logger.opt(exception=exc).warning("provider call ended without an answer", provider=gateway.name)
                 result = ProviderResult(ProviderOutcome.PENDING)
-        return await self.record_answer(request.payment_id, hold_id, result, idem, actor, correlation_id)
+            span.set_attribute("kora.provider.outcome", result.outcome.value)
+        return result
+
+    async def _reroute(self, payment_id: uuid.UUID, from_provider: str, to_provider: str) -> bool:
+        """Point the payment at the next provider before calling it (committed first, so a
+        crash leaves the sweeper asking the provider that may have it). False when the payment
+        is no longer waiting on `from_provider`."""
+        async with self._uow() as uow:
+            payment = await uow.payments.get(payment_id, for_update=True)
+            if (
+                payment is None
+                or payment.provider != from_provider
+                or payment.status not in (PaymentStatus.INITIATED, PaymentStatus.AUTHORIZED)
+            ):
+                return False
+            payment.provider = to_provider
+            payment.updated_at = self._clock.now()
+            await uow.payments.save(payment)
+            await uow.audit.record(
+                actor="system",
+                action=f"payment.{payment.type.value}.rerouted",
+                subject=f"payment:{payment.id}",
+                correlation_id=payment.correlation_id,
+                details={"from_provider": from_provider, "to_provider": to_provider},
+            )
+            await uow.commit()
+        return True
 
     async def _begin_provider_move(
         self,
@@ -184,6 +246,26 @@ class ProviderMoves(PaymentsBase):
             await uow.commit()
         return payment, hold_id
 
+    async def record_provider_answer(
+        self,
+        payment_id: uuid.UUID,
+        result: ProviderResult,
+        *,
+        provider: str,
+        correlation_id: str | None = None,
+    ) -> bool:
+        """A provider told us (webhook, or the answer to a status query a callback prompted)
+        what became of a payment it was asked to move. False when no cash-in/out of that
+        provider has this id (the caller drops the message). Idempotent: a duplicate answer
+        changes nothing; one that contradicts a definite state is flagged, never applied."""
+        async with self._uow() as uow:
+            payment = await uow.payments.get(payment_id)
+        if payment is None or payment.provider != provider or payment.type not in _OPERATION:
+            return False
+        if result.outcome is not ProviderOutcome.PENDING:
+            await self.record_answer(payment.id, None, result, None, f"provider:{provider}", correlation_id)
+        return True
+
     async def record_answer(
         self,
         payment_id: uuid.UUID,
@@ -196,16 +278,19 @@ class ProviderMoves(PaymentsBase):
         give_up: bool = False,
     ) -> PaymentResult:
         """Record a provider's answer on a payment it was asked to move. Idempotent: a payment
-        already in a definite state is left as it is (the request and the sweeper may both get
-        an answer). With `give_up`, a payment still PENDING past its maximum age ends FAILED
+        already in a definite state is left as it is (the request, the sweeper and a webhook may
+        all get an answer). A success captures the payment (money moves in our books; the
+        provider settles it J+N, see `Settlements`); a failure releases the hold. With
+        `give_up`, a payment still PENDING past its maximum age ends FAILED
         (`provider_unresolved`), its hold released; reconciliation will catch a late success."""
+        changed = False
         async with self._uow() as uow:
             payment = await uow.payments.get(payment_id, for_update=True)
             if payment is None:  # pragma: no cover - committed just before
                 raise PaymentNotFound(str(payment_id))
             provider_actor = f"provider:{payment.provider}"
             at = self._clock.now()
-            if idem is None:  # the sweeper: find the key of the request that created it
+            if idem is None:  # the sweeper or a webhook: find the key of the request that created it
                 record = await uow.idempotency.find_by_payment(payment.id)
                 idem = None if record is None else IdempotencyRequest(record.scope, record.key, record.fingerprint)
             if payment.status in (PaymentStatus.INITIATED, PaymentStatus.AUTHORIZED):
@@ -214,7 +299,8 @@ class ProviderMoves(PaymentsBase):
                     hold_id = None if hold is None else hold.id
                 payment.provider_ref = result.provider_ref or payment.provider_ref
                 if result.outcome is ProviderOutcome.SUCCEEDED:
-                    await self._capture_and_settle(uow, payment, hold_id, provider_actor, correlation_id)
+                    await self._capture(uow, payment, hold_id, provider_actor, correlation_id)
+                    changed = True
                 elif result.outcome is ProviderOutcome.FAILED or give_up:
                     if hold_id is not None:
                         await uow.ledger.release_hold(hold_id)
@@ -222,15 +308,17 @@ class ProviderMoves(PaymentsBase):
                     if result.outcome is not ProviderOutcome.FAILED:
                         code, provider_actor = "provider_unresolved", "system"
                     payment.fail(at=at, code=code, actor=provider_actor)
+                    changed = True
                 await uow.payments.save(payment)
-                await uow.audit.record(
-                    actor=provider_actor,
-                    action=f"payment.{payment.type.value}.{payment.status.value.lower()}",
-                    subject=f"payment:{payment.id}",
-                    correlation_id=correlation_id,
-                    outcome="failure" if payment.failure_code else "success",
-                    details={"amount": payment.money.amount, "currency": payment.money.currency},
-                )
+                if changed:
+                    await uow.audit.record(
+                        actor=provider_actor,
+                        action=f"payment.{payment.type.value}.{payment.status.value.lower()}",
+                        subject=f"payment:{payment.id}",
+                        correlation_id=correlation_id,
+                        outcome="failure" if payment.failure_code else "success",
+                        details={"amount": payment.money.amount, "currency": payment.money.currency},
+                    )
             elif _contradicts(payment.status, result.outcome):
                 # The provider now says the opposite of what we recorded (e.g. a success after we
                 # gave up): never silently ignored — it needs a person (and reconciliation).
@@ -252,10 +340,11 @@ class ProviderMoves(PaymentsBase):
             if idem is not None:
                 await uow.idempotency.complete(idem, outcome=Outcome.SUCCEEDED, body=view)
             await uow.commit()
-        self._finished(payment)
+        if changed or payment.status in (PaymentStatus.INITIATED, PaymentStatus.AUTHORIZED):
+            self._finished(payment)
         return PaymentResult(Outcome.SUCCEEDED, view)
 
-    async def _capture_and_settle(
+    async def _capture(
         self,
         uow: PaymentsUnitOfWork,
         payment: Payment,
@@ -263,39 +352,36 @@ class ProviderMoves(PaymentsBase):
         actor: str,
         correlation_id: str | None,
     ) -> None:
+        """The provider confirmed: post the capture (provider clearing ↔ customer wallet) and
+        set when the provider owes its settlement (J+N). Settling moves clearing to the
+        settlement bank later, on the provider's settlement (ADR 0012)."""
         at = self._clock.now()
         provider = payment.provider or "unknown"
         money = payment.money
         clearing = await uow.ledger.system_account(AccountKind.PROVIDER_CLEARING, money.currency, provider)
-        bank = await uow.ledger.system_account(AccountKind.SETTLEMENT_BANK, money.currency, provider)
         if payment.type is PaymentType.CASH_IN:
             assert payment.payee_wallet_id is not None
             payment.transition(PaymentStatus.AUTHORIZED, at=at, reason="provider confirmed collection", actor=actor)
-            capture = [
-                Leg(clearing.id, Direction.DEBIT, money),
-                Leg(payment.payee_wallet_id, Direction.CREDIT, money),
-            ]
-            settle = [Leg(bank.id, Direction.DEBIT, money), Leg(clearing.id, Direction.CREDIT, money)]
+            legs = [Leg(clearing.id, Direction.DEBIT, money), Leg(payment.payee_wallet_id, Direction.CREDIT, money)]
         else:
             assert payment.payer_wallet_id is not None
-            capture = [
-                Leg(payment.payer_wallet_id, Direction.DEBIT, money),
-                Leg(clearing.id, Direction.CREDIT, money),
-            ]
-            settle = [Leg(clearing.id, Direction.DEBIT, money), Leg(bank.id, Direction.CREDIT, money)]
-        kind = payment.type.value
+            legs = [Leg(payment.payer_wallet_id, Direction.DEBIT, money), Leg(clearing.id, Direction.CREDIT, money)]
         await uow.ledger.post(
-            kind=f"{kind}.capture",
-            legs=capture,
+            kind=f"{payment.type.value}.capture",
+            legs=legs,
             payment_id=payment.id,
             correlation_id=correlation_id,
             capture_holds=[hold_id] if hold_id else (),
         )
-        payment.transition(PaymentStatus.CAPTURED, at=at, reason="provider confirmed", actor=actor)
-        await uow.ledger.post(
-            kind=f"{kind}.settlement", legs=settle, payment_id=payment.id, correlation_id=correlation_id
-        )
-        payment.transition(PaymentStatus.SETTLED, at=at, reason="sandbox provider settles at once", actor=actor)
+        due = settlement_due(at, self._providers.settlement_days(provider))
+        payment.capture(at=at, reason="provider confirmed", actor=actor, settlement_due=due)
+
+
+def settlement_due(captured_at: datetime, days: int) -> datetime:
+    """J+N: the end of the N-th UTC day after the capture (a provider's settlement for day J
+    arrives during J+N; past that the payment is late)."""
+    day = (captured_at.astimezone(UTC) + timedelta(days=days)).date()
+    return datetime.combine(day, time.max, tzinfo=UTC)
 
 
 def _contradicts(recorded: PaymentStatus, outcome: ProviderOutcome) -> bool:

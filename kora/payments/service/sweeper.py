@@ -72,7 +72,7 @@ class PendingSweeper:
         now = self._clock.now()
         async with self._uow() as uow:
             pending = await uow.payments.find_unresolved(updated_before=now - older_than, limit=limit)
-        counts = {"settled": 0, "failed": 0, "still_pending": 0, "gave_up": 0, "errors": 0}
+        counts = {"confirmed": 0, "failed": 0, "still_pending": 0, "gave_up": 0, "errors": 0}
         for payment in pending:
             if stop is not None and stop.is_set():  # shutting down: the rest waits for the next pass
                 break
@@ -105,7 +105,7 @@ class PendingSweeper:
             )
             return "gave_up"
         finished = await self._moves.record_answer(payment.id, None, result, None, "system", payment.correlation_id)
-        if finished.body.get("status") == PaymentStatus.SETTLED.value and result.outcome is ProviderOutcome.SUCCEEDED:
+        if finished.body.get("status") == PaymentStatus.CAPTURED.value and result.outcome is ProviderOutcome.SUCCEEDED:
             self._metrics.late_confirmation(payment.type.value)
-            return "settled"
+            return "confirmed"
         return "failed"

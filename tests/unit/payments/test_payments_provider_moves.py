@@ -5,6 +5,7 @@ ambiguous answer (pending, timeout) is never guessed."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, timedelta
 from typing import Any
 
 import pytest
@@ -81,39 +82,39 @@ class ObservingGateway:
 
 
 # ---------------------------------------------------------------- cash-in
-async def test_cash_in_through_the_sandbox_credits_the_wallet_and_settles() -> None:
+async def test_cash_in_through_the_sandbox_credits_the_wallet_and_waits_for_settlement() -> None:
     service, h = make_service()
     alice = h.new_user()
     result = await service.cash_in(a_command(alice, 5_000))
     assert (result.outcome, result.replayed) == (Outcome.SUCCEEDED, False)
     body = result.body
-    assert (body["status"], body["type"], body["provider"]) == ("SETTLED", "cash_in", "sandbox")
-    assert [c["status"] for c in body["status_history"]] == ["INITIATED", "AUTHORIZED", "CAPTURED", "SETTLED"]
+    assert (body["status"], body["type"], body["provider"]) == ("CAPTURED", "cash_in", "sandbox")
+    assert [c["status"] for c in body["status_history"]] == ["INITIATED", "AUTHORIZED", "CAPTURED"]
     assert body["payee_wallet_id"] == str(h.wallet_id(alice))
     assert body["payer_wallet_id"] is None
+    # J+1: the provider owes the money until the end of the next UTC day.
+    captured_on = h.clock.now().astimezone(UTC).date()
+    assert body["settlement_due"] == f"{captured_on + timedelta(days=1)}T23:59:59.999999+00:00"
 
     assert (await wallet(h, alice)).posted == 5_000
-    # Clearing is debited at capture and credited at settlement; the bank holds the money.
-    assert await posted(h, AccountKind.PROVIDER_CLEARING, "sandbox") == 0
-    assert await posted(h, AccountKind.SETTLEMENT_BANK, "sandbox") == 5_000
-    clearing = h.account_id(AccountKind.PROVIDER_CLEARING, "sandbox")
-    assert clearing is not None
-    assert len(h.db.ledger.entries[clearing]) == 2
+    # Clearing is debited at capture (the provider owes us) until the provider settles.
+    assert await posted(h, AccountKind.PROVIDER_CLEARING, "sandbox") == 5_000
+    assert h.account_id(AccountKind.SETTLEMENT_BANK, "sandbox") is None  # nothing settled yet
 
     (payment,) = h.stored_payments()
-    assert h.transaction_kinds(payment.id) == ["cash_in.capture", "cash_in.settlement"]
+    assert h.transaction_kinds(payment.id) == ["cash_in.capture"]
     assert payment.provider_ref == f"sbx-in-{payment.id.hex}"
+    assert (payment.captured_amount, payment.captured_at) == (5_000, h.clock.now())
     user, provider = f"user:{alice}", "provider:sandbox"
     assert history(h) == [
         ("INITIATED", user),
         ("AUTHORIZED", provider),
         ("CAPTURED", provider),
-        ("SETTLED", provider),
     ]
     assert h.db.commits == 2  # the intent, then the outcome
-    assert h.audit_actions() == ["payment.cash_in.initiated", "payment.cash_in.settled"]
+    assert h.audit_actions() == ["payment.cash_in.initiated", "payment.cash_in.captured"]
     assert h.verify().ok
-    assert h.metrics.named("payment_finished") == [("cash_in", "SETTLED")]
+    assert h.metrics.named("payment_finished") == [("cash_in", "CAPTURED")]
     assert h.metrics.named("amount_moved") == [("cash_in", "XOF", 5_000)]
 
 
@@ -194,34 +195,34 @@ async def test_the_request_names_our_payment_and_the_money() -> None:
 
 
 # ---------------------------------------------------------------- cash-out
-async def test_cash_out_holds_then_captures_and_settles() -> None:
+async def test_cash_out_holds_then_captures() -> None:
     service, h = make_service()
     alice = h.new_user()
     await h.fund(alice, 10_000)
     result = await service.cash_out(a_command(alice, 4_000))
     body = result.body
     assert (body["status"], body["type"], body["payer_wallet_id"]) == (
-        "SETTLED",
+        "CAPTURED",
         "cash_out",
         str(h.wallet_id(alice)),
     )
-    assert [c["status"] for c in body["status_history"]] == ["INITIATED", "AUTHORIZED", "CAPTURED", "SETTLED"]
+    assert [c["status"] for c in body["status_history"]] == ["INITIATED", "AUTHORIZED", "CAPTURED"]
     balance = await wallet(h, alice)
     assert (balance.posted, balance.held, balance.available) == (6_000, 0, 6_000)
     (hold,) = h.db.ledger.holds.values()
     assert hold.status == "captured"
-    assert await posted(h, AccountKind.PROVIDER_CLEARING, "sandbox") == 0
-    assert await posted(h, AccountKind.SETTLEMENT_BANK, "sandbox") == -4_000
+    # We owe the provider what it paid out for us until its settlement.
+    assert await posted(h, AccountKind.PROVIDER_CLEARING, "sandbox") == -4_000
+    assert h.account_id(AccountKind.SETTLEMENT_BANK, "sandbox") is None  # nothing settled yet
     (payment,) = h.stored_payments()
-    assert h.transaction_kinds(payment.id) == ["cash_out.capture", "cash_out.settlement"]
+    assert h.transaction_kinds(payment.id) == ["cash_out.capture"]
     user, provider = f"user:{alice}", "provider:sandbox"
     assert history(h) == [
         ("INITIATED", user),
         ("AUTHORIZED", user),
         ("CAPTURED", provider),
-        ("SETTLED", provider),
     ]
-    assert h.audit_actions()[-2:] == ["payment.cash_out.authorized", "payment.cash_out.settled"]
+    assert h.audit_actions()[-2:] == ["payment.cash_out.authorized", "payment.cash_out.captured"]
     assert h.verify().ok
     assert h.metrics.named("amount_moved") == [("cash_out", "XOF", 4_000)]
 
@@ -284,7 +285,7 @@ async def test_a_pending_cash_out_keeps_its_funds_reserved_from_the_next_one() -
     assert (refused.outcome, refused.body["code"]) == (Outcome.FAILED, "insufficient_funds")
     assert len(gateway.calls) == 1
     ok = await service.cash_out(a_command(alice, 2_000, idempotency_key="provider-key-0003"))
-    assert ok.body["status"] == "SETTLED"
+    assert ok.body["status"] == "CAPTURED"
     balance = await wallet(h, alice)
     assert (balance.posted, balance.held, balance.available) == (8_000, 8_000, 0)
     assert h.verify().ok
@@ -313,8 +314,8 @@ async def test_providers_are_chosen_by_name() -> None:
     result = await service.cash_in(a_command(alice, 100, provider="orange"))
     assert result.body["provider"] == "orange"
     assert len(orange.calls) == 1
-    assert await posted(h, AccountKind.SETTLEMENT_BANK, "orange") == 100
-    assert await posted(h, AccountKind.SETTLEMENT_BANK, "sandbox") is None
+    assert await posted(h, AccountKind.PROVIDER_CLEARING, "orange") == 100
+    assert await posted(h, AccountKind.PROVIDER_CLEARING, "sandbox") is None
 
 
 @pytest.mark.parametrize(

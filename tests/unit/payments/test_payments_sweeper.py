@@ -42,16 +42,16 @@ async def test_a_late_success_is_captured_once_and_the_key_replays_it() -> None:
     gateway.status_answers = [succeeded(provider_ref="late-ref")]
     h.clock.advance(OLDER * 2)
     counts = await service.sweep_pending(older_than=OLDER, give_up_after=GIVE_UP)
-    assert counts["settled"] == 1
+    assert counts["confirmed"] == 1
     assert [op for op, _ in gateway.calls] == ["disburse"]  # never re-sent
     assert [op for op, _ in gateway.status_calls] == ["disburse"]
     balance = await h.wallet_balance(alice)
     assert balance is not None
     assert (balance.posted, balance.available) == (6_000, 6_000)
     replay = await service.cash_out(cash_out(alice, 4_000))
-    assert (replay.replayed, replay.body["status"]) == (True, "SETTLED")
+    assert (replay.replayed, replay.body["status"]) == (True, "CAPTURED")
     again = await service.sweep_pending(older_than=OLDER, give_up_after=GIVE_UP)
-    assert again["settled"] == 0  # nothing left to resolve
+    assert again["confirmed"] == 0  # nothing left to resolve
     assert h.verify().ok
     assert ("late_confirmation", ("cash_out",)) in h.metrics.calls
 
@@ -92,7 +92,7 @@ async def test_still_pending_is_left_alone_until_its_maximum_age_then_failed() -
 async def test_a_young_pending_payment_is_not_queried() -> None:
     service, _h, gateway, _ = await pending_cash_out()
     counts = await service.sweep_pending(older_than=OLDER, give_up_after=GIVE_UP)
-    assert counts == {"settled": 0, "failed": 0, "still_pending": 0, "gave_up": 0, "errors": 0}
+    assert counts == {"confirmed": 0, "failed": 0, "still_pending": 0, "gave_up": 0, "errors": 0}
     assert gateway.status_calls == []
 
 
@@ -112,7 +112,7 @@ async def test_a_late_cash_in_credits_the_wallet_through_clearing() -> None:
     assert balance.posted == 2_500
     clearing = await h.balance_of(h.account_id(AccountKind.PROVIDER_CLEARING, "scripted"))
     assert clearing is not None
-    assert clearing.posted == 0
+    assert clearing.posted == 2_500  # the provider owes it until its settlement
     assert h.verify().ok
 
 
