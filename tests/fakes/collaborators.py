@@ -115,3 +115,6 @@ class RecordingPaymentMetrics:
 
     def late_confirmation(self, payment_type: str) -> None:
         self.calls.append(("late_confirmation", (payment_type,)))
+
+    def provider_fallback(self, operation: str, from_provider: str, reason: str) -> None:
+        self.calls.append(("provider_fallback", (operation, from_provider, reason)))

@@ -22,6 +22,7 @@ from kora.ledger import (
 from kora.payments import Payment, PaymentsConfig, PaymentsService
 from kora.providers import ProviderGateway, StaticProviderRegistry
 from kora.providers.adapters.sandbox import SandboxGateway
+from kora.providers.routing import RoutingTable
 from tests.fakes.collaborators import FakeDirectory, RecordingPaymentMetrics
 from tests.fakes.ledger import HoldRow, InMemoryLedgerStore
 from tests.fakes.payments import IdempotencyRow
@@ -133,6 +134,7 @@ def make_service(
     gateways: Sequence[ProviderGateway] | None = None,
     default_provider: str | None = None,
     config: PaymentsConfig | None = None,
+    routing: RoutingTable | None = None,
 ) -> tuple[PaymentsService, Harness]:
     """A PaymentsService on the in-memory fakes (sandbox provider by default) and its harness."""
     clock = clock or FixedClock()
@@ -144,7 +146,7 @@ def make_service(
         clock=clock,
         uow_factory=InMemoryUnitOfWorkFactory(db),
         directory=FakeDirectory(),
-        providers=StaticProviderRegistry(chosen, default=default_provider or chosen[0].name),
+        providers=StaticProviderRegistry(chosen, default=default_provider or chosen[0].name, routing=routing),
         metrics=RecordingPaymentMetrics(),
         config=config,
     )
