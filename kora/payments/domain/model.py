@@ -6,7 +6,7 @@ any payment's state.
 
 CAPTURED means the money moved in our books (the customer's wallet or the merchant's account);
 SETTLED means the counterparty's money actually reached our settlement account (at once for
-internal payments, J+1 for provider payments). See ADR 0012.
+internal payments, J+1 for provider payments). See ADR 0013.
 """
 
 from __future__ import annotations

@@ -354,7 +354,7 @@ class ProviderMoves(PaymentsBase):
     ) -> None:
         """The provider confirmed: post the capture (provider clearing ↔ customer wallet) and
         set when the provider owes its settlement (J+N). Settling moves clearing to the
-        settlement bank later, on the provider's settlement (ADR 0012)."""
+        settlement bank later, on the provider's settlement (ADR 0013)."""
         at = self._clock.now()
         provider = payment.provider or "unknown"
         money = payment.money
