@@ -58,6 +58,12 @@ class Ledger:
             kind=AccountKind.WALLET, currency=currency, owner_ref=str(owner_id), at=self._clock.now()
         )
 
+    async def open_merchant_account(self, owner_id: uuid.UUID, currency: str) -> Account:
+        """The merchant's account, opened if absent: a liability like a wallet, never overdrawn."""
+        return await self._store.get_or_create_account(
+            kind=AccountKind.MERCHANT, currency=currency, owner_ref=str(owner_id), at=self._clock.now()
+        )
+
     async def system_account(self, kind: AccountKind, currency: str, owner_ref: str = SYSTEM_OWNER) -> Account:
         """Provider clearing/settlement accounts use the provider name as owner_ref."""
         return await self._store.get_or_create_account(

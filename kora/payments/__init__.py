@@ -28,14 +28,20 @@ from kora.payments.domain.model import (
     RefundNotAllowed,
 )
 from kora.payments.service import (
+    FeeSchedule,
+    InvalidReference,
+    MerchantPaymentCommand,
     PaymentResult,
     PaymentsConfig,
     PaymentsService,
     ProviderMoveCommand,
+    RefundCommand,
+    RefundReason,
     TransferCommand,
 )
 
 __all__ = [
+    "FeeSchedule",
     "FundsUnavailable",
     "IdempotencyKeyInvalid",
     "IdempotencyKeyMissing",
@@ -45,6 +51,8 @@ __all__ = [
     "InvalidCapture",
     "InvalidFee",
     "InvalidPaymentAmount",
+    "InvalidReference",
+    "MerchantPaymentCommand",
     "Outcome",
     "Payment",
     "PaymentError",
@@ -56,7 +64,9 @@ __all__ = [
     "PaymentsService",
     "ProviderMoveCommand",
     "RecipientNotFound",
+    "RefundCommand",
     "RefundNotAllowed",
+    "RefundReason",
     "SameWallet",
     "TransferCommand",
     "UnknownProvider",

@@ -19,6 +19,14 @@ from typing import Any
 from kora.kernel import Clock
 from kora.payments.ports import PaymentsUnitOfWorkFactory, ProviderRegistry, RecipientDirectory
 from kora.payments.service.base import NullPaymentMetrics, PaymentMetrics, PaymentResult, PaymentsConfig
+from kora.payments.service.merchant import (
+    FeeSchedule,
+    InvalidReference,
+    MerchantPaymentCommand,
+    MerchantPayments,
+    RefundCommand,
+    RefundReason,
+)
 from kora.payments.service.provider_moves import ProviderMoveCommand, ProviderMoves
 from kora.payments.service.queries import PaymentQueries
 from kora.payments.service.sweeper import PendingSweeper
@@ -26,11 +34,16 @@ from kora.payments.service.transfers import TransferCommand, Transfers
 from kora.providers import ProviderResult
 
 __all__ = [
+    "FeeSchedule",
+    "InvalidReference",
+    "MerchantPaymentCommand",
     "PaymentMetrics",
     "PaymentResult",
     "PaymentsConfig",
     "PaymentsService",
     "ProviderMoveCommand",
+    "RefundCommand",
+    "RefundReason",
     "TransferCommand",
 ]
 
@@ -45,6 +58,7 @@ class PaymentsService:
         clock: Clock,
         config: PaymentsConfig | None = None,
         metrics: PaymentMetrics | None = None,
+        merchant_fees: FeeSchedule | None = None,
     ) -> None:
         metrics = metrics or NullPaymentMetrics()
         deps: dict[str, Any] = {
@@ -66,6 +80,7 @@ class PaymentsService:
             metrics=metrics,
         )
         self.queries = PaymentQueries(**deps)
+        self.merchant = MerchantPayments(**deps, fees=merchant_fees)
 
     async def transfer(self, cmd: TransferCommand) -> PaymentResult:
         """Move money between two customer wallets at once (settles immediately)."""
@@ -105,6 +120,25 @@ class PaymentsService:
         return await self.sweeper.sweep_pending(
             older_than=older_than, give_up_after=give_up_after, limit=limit, stop=stop
         )
+
+    async def pay_merchant(self, cmd: MerchantPaymentCommand) -> PaymentResult:
+        """Pay a merchant from the customer's wallet, less a fee; settles at once."""
+        return await self.merchant.pay_merchant(cmd)
+
+    async def refund(self, cmd: RefundCommand) -> PaymentResult:
+        """A merchant refunds (part of) a payment it received; settles at once."""
+        return await self.merchant.refund(cmd)
+
+    async def open_merchant_account(self, merchant_user_id: uuid.UUID) -> uuid.UUID:
+        return await self.merchant.open_merchant_account(merchant_user_id)
+
+    async def merchant_balance(self, merchant_user_id: uuid.UUID) -> dict[str, Any]:
+        return await self.merchant.merchant_balance(merchant_user_id)
+
+    async def merchant_payments(
+        self, merchant_user_id: uuid.UUID, *, limit: int, cursor: uuid.UUID | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        return await self.merchant.merchant_payments(merchant_user_id, limit=limit, cursor=cursor)
 
     async def get_payment(self, payment_id: uuid.UUID, *, viewer: uuid.UUID, privileged: bool) -> dict[str, Any]:
         return await self.queries.get_payment(payment_id, viewer=viewer, privileged=privileged)
