@@ -31,7 +31,7 @@ from kora.kernel import Clock, SystemClock
 from kora.ledger import InvariantReport, Ledger
 from kora.ledger.adapters.sql import AccountCache, SqlLedgerStore
 from kora.observability import KoraMetrics, render_metrics
-from kora.payments import PaymentsConfig, PaymentsService
+from kora.payments import FeeSchedule, PaymentsConfig, PaymentsService
 from kora.payments.adapters.sql import SqlIdempotencyStore, SqlPaymentRepository
 from kora.platform.db import create_engine
 from kora.platform.settings import ConfigurationError, Settings
@@ -161,6 +161,7 @@ class Kora:
                 group_commit_max=settings.group_commit_max,
             ),
             metrics=self.metrics,
+            merchant_fees=_merchant_fees(settings),
         )
 
     def _configured_gateways(self, settings: Settings) -> list[ProviderGateway]:
@@ -260,3 +261,10 @@ def _settlement_days(settings: Settings) -> dict[str, int]:
     except ValueError as exc:
         raise ConfigurationError(f"KORA_PROVIDER_SETTLEMENT_DAYS: {exc}") from exc
     return data
+
+
+def _merchant_fees(settings: Settings) -> FeeSchedule:
+    try:
+        return FeeSchedule(bps=settings.merchant_fee_bps, minimum=settings.merchant_fee_min)
+    except ValueError as exc:
+        raise ConfigurationError(f"KORA_MERCHANT_FEE_BPS / KORA_MERCHANT_FEE_MIN: {exc}") from exc

@@ -198,6 +198,28 @@ def admin_create(phone_number: str, password: str) -> None:
     click.echo(f"admin created: user_id={getattr(result, 'user_id', result)}")
 
 
+@admin.command("grant-role")
+@click.option("--phone-number", required=True, help="the customer's E.164 number, e.g. +2250700000001")
+@click.argument("role", type=click.Choice(["merchant"]))
+def admin_grant_role(phone_number: str, role: str) -> None:
+    """Grant a customer the merchant role (audited) and open its merchant account."""
+    from kora.identity import Role
+
+    async def work(kora: Any) -> Any:
+        user_id = await kora.identity.resolve_user_by_phone(phone_number)
+        if user_id is None:
+            return None
+        granted = await kora.identity.grant_role(user_id, Role(role), actor="cli")
+        return user_id, granted, await kora.payments.open_merchant_account(user_id)
+
+    result = _run_with_kora(work)
+    if result is None:
+        click.echo("no customer with this phone number", err=True)
+        sys.exit(1)
+    user_id, granted, merchant_id = result
+    click.echo(f"{role} role {'granted' if granted else 'already held'}: user_id={user_id} merchant_id={merchant_id}")
+
+
 @main.command()
 @click.option("--url", default="http://127.0.0.1:8000", show_default=True)
 @click.option("--concurrency", default=32, show_default=True, type=int)

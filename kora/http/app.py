@@ -13,7 +13,7 @@ from kora import __version__
 from kora.bootstrap import Kora
 from kora.http.container import Services
 from kora.http.problems import Problem, install_problem_handlers
-from kora.http.routes import auth, money, ops
+from kora.http.routes import auth, merchant, money, ops
 from kora.identity import IdentityError
 from kora.kernel import InvalidAmount, UnknownCurrency
 from kora.ledger import LedgerError
@@ -62,6 +62,7 @@ def create_app(kora: Kora, *, manage_lifecycle: bool = True) -> FastAPI:
     install_problem_handlers(app, (PaymentError, LedgerError, IdentityError, InvalidAmount, UnknownCurrency))
     app.include_router(auth.router)
     app.include_router(money.router)
+    app.include_router(merchant.router)
     app.include_router(ops.router)
     if kora.settings.cors_origins:
         app.add_middleware(

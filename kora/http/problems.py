@@ -36,6 +36,7 @@ STATUS_BY_CODE: dict[str, tuple[int, str]] = {
     "invalid_fee": (422, "Invalid fee"),
     "invalid_capture": (422, "Invalid capture amount"),
     "refund_not_allowed": (422, "This payment cannot be refunded by that amount"),
+    "invalid_reference": (422, "Invalid merchant reference"),
     "invalid_credentials": (401, "Invalid credentials"),
     "not_authenticated": (401, "Authentication required"),
     "invalid_token": (401, "Invalid or expired token"),

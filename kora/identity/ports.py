@@ -17,6 +17,7 @@ from kora.identity.domain import (
     PasswordPolicy,
     PhoneNumber,
     RefreshTokenRecord,
+    Role,
     ThrottleState,
     UserRecord,
 )
@@ -102,6 +103,10 @@ class UserRepository(Protocol):
     async def get_by_phone_index(self, phone_index: bytes) -> UserRecord | None: ...
 
     async def update_password_hash(self, user_id: uuid.UUID, password_hash: str, *, at: datetime) -> None: ...
+
+    async def grant_role(self, user_id: uuid.UUID, role: Role, *, at: datetime) -> bool:
+        """Give the user `role`; False (and nothing written) when the user already holds it."""
+        ...
 
 
 class RefreshTokenStore(Protocol):

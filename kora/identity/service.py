@@ -160,6 +160,31 @@ class IdentityService:
             await uow.commit()
         return user.id
 
+    async def grant_role(
+        self, user_id: uuid.UUID, role: Role, *, actor: str, correlation_id: str | None = None
+    ) -> bool:
+        """Grant a customer the merchant role (the only role granted this way: staff accounts are
+        made by the CLI, customers register). Audited; False when the user already held it. It
+        shows in the access tokens issued after (the next login or refresh). Raises UserNotFound
+        when `user_id` is not a customer."""
+        if role is not Role.MERCHANT:
+            raise ValueError("only the merchant role is granted to an existing user")
+        async with self._uow() as uow:
+            user = await uow.users.get(user_id)
+            if user is None or Role.CUSTOMER not in user.roles:
+                raise UserNotFound()
+            granted = await uow.users.grant_role(user_id, role, at=self._clock.now())
+            if granted:
+                await uow.audit.record(
+                    actor=actor,
+                    action="auth.role.granted",
+                    subject=_actor(user_id),
+                    correlation_id=correlation_id,
+                    details={"role": role.value},
+                )
+            await uow.commit()
+        return granted
+
     async def _new_user(
         self, phone_number: str, password: str, display_name: str | None, roles: frozenset[Role]
     ) -> UserRecord:

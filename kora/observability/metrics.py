@@ -101,6 +101,12 @@ class KoraMetrics:
             ("type", "currency"),
             registry=registry,
         )
+        self._fee_revenue = Counter(
+            "kora_merchant_fee_revenue_minor",
+            "Fees kept on merchant payments (credited to fee revenue), in minor units of the currency.",
+            ("currency",),
+            registry=registry,
+        )
         self._idempotent_replays = Counter(
             "kora_idempotent_replays",
             "Requests answered from a stored response (same Idempotency-Key, same request).",
@@ -231,6 +237,12 @@ class KoraMetrics:
         if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
             raise ValueError("amount must be a non-negative int of minor units")
         self._amount_moved.labels(safe_label(type), safe_label(currency)).inc(amount, exemplar=_exemplar())
+
+    def fee_collected(self, currency: str, amount: int) -> None:
+        """``amount`` minor units of ``currency`` credited to fee revenue by a merchant payment."""
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+            raise ValueError("amount must be a non-negative int of minor units")
+        self._fee_revenue.labels(safe_label(currency)).inc(amount, exemplar=_exemplar())
 
     def idempotent_replay(self, route: str) -> None:
         self._idempotent_replays.labels(safe_label(route)).inc(exemplar=_exemplar())

@@ -83,6 +83,10 @@ class Settings:
     pending_max_age_seconds: int = 24 * 3600
     otel_sample_ratio: float = 1.0
     argon2_memory_kib: int = 65536
+    # Merchant payments: the fee in basis points of the amount (100 = 1 %), rounded half up to a
+    # whole minor unit, and never below the minimum (minor units).
+    merchant_fee_bps: int = 100
+    merchant_fee_min: int = 0
 
     @property
     def is_production(self) -> bool:
@@ -147,6 +151,8 @@ class Settings:
             pending_max_age_seconds=int(env.get("KORA_PENDING_MAX_AGE_SECONDS", 24 * 3600)),
             otel_sample_ratio=float(env.get("KORA_OTEL_SAMPLE_RATIO", 1.0)),
             argon2_memory_kib=int(env.get("KORA_ARGON2_MEMORY_KIB", 65536)),
+            merchant_fee_bps=int(env.get("KORA_MERCHANT_FEE_BPS", 100)),
+            merchant_fee_min=int(env.get("KORA_MERCHANT_FEE_MIN", 0)),
         )
 
 

@@ -96,3 +96,47 @@ class Api:
         assert response.status_code == 200, response.text
         result: dict[str, Any] = response.json()
         return result
+
+    # -- merchants ---------------------------------------------------------------------------
+    async def admin(self) -> Customer:
+        """A new administrator (made as the CLI does), logged in; it has no wallet."""
+        phone, password = new_phone(), "admin-pass-" + uuid.uuid4().hex[:10]
+        user_id = await self.kora.identity.create_admin(phone, password)  # type: ignore[attr-defined]
+        admin = Customer(phone, password, "admin-" + uuid.uuid4().hex[:8], str(user_id), "")
+        assert (await self.login(admin)).status_code == 200
+        return admin
+
+    async def merchant(self, *, admin: Customer | None = None) -> Merchant:
+        """A customer granted the merchant role by an admin, logged in again so its token has it."""
+        admin = admin or await self.admin()
+        customer = await self.customer()
+        granted = await self.client.post(
+            f"/v1/admin/users/{customer.user_id}/roles", json={"role": "merchant"}, headers=admin.headers()
+        )
+        assert granted.status_code == 200, granted.text
+        merchant = Merchant(**vars(customer), merchant_id=granted.json()["merchant_id"])
+        assert (await self.login(merchant)).status_code == 200
+        return merchant
+
+    async def pay_merchant(
+        self, customer: Customer, merchant_id: str, amount: int, *, key: str | None = None, **body: Any
+    ) -> httpx.Response:
+        return await self.client.post(
+            "/v1/merchant-payments",
+            json={"merchant_id": merchant_id, "amount": amount, **body},
+            headers=customer.headers(key=key or uuid.uuid4().hex),
+        )
+
+    async def refund(
+        self, merchant: Customer, payment_id: str, amount: int, *, key: str | None = None, **body: Any
+    ) -> httpx.Response:
+        return await self.client.post(
+            f"/v1/merchant/payments/{payment_id}/refunds",
+            json={"amount": amount, **body},
+            headers=merchant.headers(key=key or uuid.uuid4().hex),
+        )
+
+
+@dataclass
+class Merchant(Customer):
+    merchant_id: str = ""  # the merchant's account id: what customers pay to

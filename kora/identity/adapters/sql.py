@@ -64,6 +64,15 @@ class SqlUserRepository:
             users.update().where(users.c.id == user_id).values(password_hash=password_hash, password_changed_at=at)
         )
 
+    async def grant_role(self, user_id: uuid.UUID, role: Role, *, at: datetime) -> bool:
+        insert = (postgresql.insert if self._conn.dialect.name == "postgresql" else sqlite.insert)(user_roles)
+        result = await self._conn.execute(
+            insert.values(user_id=user_id, role=role.value, granted_at=at)
+            .on_conflict_do_nothing(index_elements=["user_id", "role"])
+            .returning(user_roles.c.role)
+        )
+        return result.first() is not None
+
     async def _one(self, condition: sa.ColumnElement[bool]) -> UserRecord | None:
         row = (await self._conn.execute(sa.select(users).where(condition))).one_or_none()
         if row is None:
