@@ -1,7 +1,8 @@
 """`kora bench`: a P2P load against a running Kora server, over HTTP like a real client.
 
 It registers and funds a pool of wallets, then `concurrency` workers send transfers between
-random pairs for `duration` seconds, each with its own Idempotency-Key, and reports
+random pairs for `duration` seconds, each with its own Idempotency-Key and anti-replay
+timestamp and nonce, and reports
 throughput, latency percentiles and the error rate. Only for servers on this machine.
 """
 
@@ -108,6 +109,9 @@ async def run_bench(
                     "Authorization": f"Bearer {sender.token}",
                     "X-Device-ID": sender.device_id,
                     "Idempotency-Key": uuid.uuid4().hex,
+                    # Anti-replay (ADR 0012), as a real client sends them on every debit.
+                    "X-Request-Timestamp": str(int(time.time())),
+                    "X-Request-Nonce": secrets.token_hex(16),
                 }
                 body = {"recipient_wallet_id": recipient.wallet_id, "amount": rng.randint(1, 500)}
                 started = time.perf_counter()

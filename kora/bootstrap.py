@@ -26,6 +26,7 @@ import kora.payments.adapters.tables  # noqa: F401
 from kora.audit import SqlAuditTrail, audit_key_from_secret, verify_audit_chain
 from kora.audit.domain import AuditReport
 from kora.identity import IdentityService, build_identity_adapters
+from kora.identity.adapters.nonces import SqlRequestNonceStore
 from kora.identity.adapters.sql import SqlLoginThrottle, SqlRefreshTokenStore, SqlUserRepository
 from kora.kernel import Clock, SystemClock
 from kora.ledger import InvariantReport, Ledger
@@ -64,6 +65,7 @@ class KoraUnitOfWork(SqlUnitOfWork):
     refresh_tokens: SqlRefreshTokenStore
     throttle: SqlLoginThrottle
     wallets: LedgerWalletOpener
+    request_nonces: SqlRequestNonceStore
 
     def __init__(
         self,
@@ -92,6 +94,7 @@ class KoraUnitOfWork(SqlUnitOfWork):
         self.refresh_tokens = SqlRefreshTokenStore(conn)
         self.throttle = SqlLoginThrottle(conn)
         self.wallets = LedgerWalletOpener(self.ledger)
+        self.request_nonces = SqlRequestNonceStore(conn)
         return self
 
     async def __aexit__(
@@ -219,8 +222,20 @@ class Kora:
                 await self.sweep_pending(stop)
             except Exception as exc:
                 logger.opt(exception=exc).error("pending-payment sweep failed")
+            await self.purge_request_nonces()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
+
+    async def purge_request_nonces(self) -> int:
+        """Housekeeping, piggybacked on the sweeper's loop: drop anti-replay nonces whose
+        timestamps would be refused anyway. A failure is logged and retried next pass."""
+        try:
+            purged = await self.identity.purge_request_nonces()
+        except Exception as exc:
+            logger.opt(exception=exc).error("request nonce purge failed")
+            return 0
+        self.metrics.request_nonces_purged(purged)
+        return purged
 
     async def database_ready(self) -> bool:
         try:

@@ -30,6 +30,9 @@ Kora's payment API: wallets, P2P transfers, cash-in and cash-out on a double-ent
   `application/problem+json` with a stable `code`.
 * Authenticate with `Authorization: Bearer <access token>` and the `X-Device-ID` the token was
   issued to.
+* Transfers, cash-outs and refunds also need `X-Request-Timestamp` (Unix seconds) and
+  `X-Request-Nonce` (a new random value per request): a stale timestamp or a nonce already
+  used in the session is refused. A retry sends a fresh pair with the same `Idempotency-Key`.
 """
 
 
@@ -75,6 +78,8 @@ def create_app(kora: Kora, *, manage_lifecycle: bool = True) -> FastAPI:
                 "Idempotency-Key",
                 "X-Correlation-ID",
                 "X-Device-ID",
+                "X-Request-Timestamp",
+                "X-Request-Nonce",
             ],
             expose_headers=["X-Correlation-ID", "Idempotent-Replayed"],
         )

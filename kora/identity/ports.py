@@ -149,6 +149,26 @@ class LoginThrottle(Protocol):
     async def clear(self, key: str) -> None: ...
 
 
+class RequestNonceStore(Protocol):
+    """The nonces each session has used on its sensitive requests (anti-replay)."""
+
+    async def add(self, session_id: uuid.UUID, nonce: str, *, expires_at: datetime) -> bool:
+        """Record that the session used `nonce`, in one conditional insert. False when the
+        session already used it (the row exists): of concurrent twins, exactly one gets True."""
+        ...
+
+    async def relax_durability(self) -> None:
+        """Let this transaction's commit return before it is flushed to disk (PostgreSQL's
+        `synchronous_commit = off`; nothing to do on SQLite). Only for a transaction that
+        writes nonces and nothing else: a database crash may forget the last fraction of a
+        second of them, never corrupt anything."""
+        ...
+
+    async def purge(self, *, expired_before: datetime) -> int:
+        """Delete the rows that expired before `expired_before`; returns how many."""
+        ...
+
+
 class IdentityUnitOfWork(Protocol):
     """One transaction. `async with` opens it; `commit()` makes it durable; leaving the block
     without committing rolls back."""
@@ -167,6 +187,9 @@ class IdentityUnitOfWork(Protocol):
 
     @property
     def audit(self) -> AuditRecorder: ...
+
+    @property
+    def request_nonces(self) -> RequestNonceStore: ...
 
     async def commit(self) -> None: ...
 
@@ -201,6 +224,11 @@ class IdentitySettings(Protocol):
     @property
     def session_check_seconds(self) -> int:
         """How long a session seen active is trusted before it is read again (0: every request)."""
+        ...
+
+    @property
+    def replay_window_seconds(self) -> int:
+        """How far a sensitive request's X-Request-Timestamp may be from the server's clock."""
         ...
 
 

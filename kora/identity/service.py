@@ -46,6 +46,7 @@ from kora.identity.ports import (
     PiiCipher,
     TokenSigner,
 )
+from kora.identity.replay import ReplayGuard
 from kora.identity.tokens import TokenIssuer, hash_refresh_token
 from kora.kernel import Clock, new_id
 from kora.kernel.money import DEFAULT_CURRENCY
@@ -97,6 +98,7 @@ class IdentityService:
         self._wallet_currency = wallet_currency
         self._tokens = TokenIssuer(signer=signer, settings=settings)
         self._guard = LoginGuard(index=index, clock=clock, settings=settings)
+        self._replay = ReplayGuard(uow_factory=uow_factory, clock=clock, settings=settings)
         # Sessions recently seen active, until when: spares a database read per request.
         # Revocation in this process is immediate (the entry is dropped); other processes see
         # it within `session_check_seconds`.
@@ -441,6 +443,26 @@ class IdentityService:
             device_id=claims.device_id,
             session_id=claims.session_id,
         )
+
+    # -- anti-replay (ADR 0012) ------------------------------------------------------------
+
+    async def consume_request_nonce(
+        self,
+        principal: Principal,
+        *,
+        nonce: str | None,
+        timestamp: str | None,
+        correlation_id: str | None = None,
+    ) -> None:
+        """Accept a sensitive request's X-Request-Nonce and X-Request-Timestamp (raw header
+        values) once per session. Raises a ReplayRefused: RequestTimestampMissing,
+        RequestTimestampInvalid, RequestNonceMissing, RequestNonceInvalid, RequestStale,
+        RequestReplayed."""
+        await self._replay.consume(principal, nonce=nonce, timestamp=timestamp, correlation_id=correlation_id)
+
+    async def purge_request_nonces(self) -> int:
+        """Delete nonces too old to matter (their timestamps would be refused anyway)."""
+        return await self._replay.purge()
 
     # -- lookups ---------------------------------------------------------------------------
 

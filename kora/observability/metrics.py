@@ -208,6 +208,15 @@ class KoraMetrics:
         self._audit_records = Counter(
             "kora_audit_records", "Audit records written, by action.", ("action",), registry=registry
         )
+        self._replay_refusals = Counter(
+            "kora_request_replay_refusals",
+            "Sensitive requests refused by the anti-replay check (timestamp and nonce), by reason.",
+            ("reason",),
+            registry=registry,
+        )
+        self._request_nonces_purged = Counter(
+            "kora_request_nonces_purged", "Expired request nonces deleted by housekeeping.", registry=registry
+        )
 
     # HTTP -----------------------------------------------------------------------------
     def http_request_started(self) -> None:
@@ -310,6 +319,14 @@ class KoraMetrics:
 
     def audit_recorded(self, action: str) -> None:
         self._audit_records.labels(safe_label(action)).inc()
+
+    def replay_refused(self, reason: str) -> None:
+        """A sensitive request refused by the anti-replay check (``reason``: stale, replayed,
+        nonce_missing, nonce_invalid, timestamp_missing, timestamp_invalid)."""
+        self._replay_refusals.labels(safe_label(reason)).inc(exemplar=_exemplar())
+
+    def request_nonces_purged(self, count: int) -> None:
+        self._request_nonces_purged.inc(count)
 
 
 def render_metrics(registry: CollectorRegistry, accept_header: str | None) -> tuple[bytes, str]:

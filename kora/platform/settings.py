@@ -87,6 +87,8 @@ class Settings:
     # whole minor unit, and never below the minimum (minor units).
     merchant_fee_bps: int = 100
     merchant_fee_min: int = 0
+    # Anti-replay (ADR 0012): how far a debit request's X-Request-Timestamp may be from our clock.
+    replay_window_seconds: int = 300
 
     @property
     def is_production(self) -> bool:
@@ -153,6 +155,7 @@ class Settings:
             argon2_memory_kib=int(env.get("KORA_ARGON2_MEMORY_KIB", 65536)),
             merchant_fee_bps=int(env.get("KORA_MERCHANT_FEE_BPS", 100)),
             merchant_fee_min=int(env.get("KORA_MERCHANT_FEE_MIN", 0)),
+            replay_window_seconds=int(env.get("KORA_REPLAY_WINDOW_SECONDS", 300)),
         )
 
 

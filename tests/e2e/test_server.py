@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.api import fresh_request_headers
+
 pytestmark = pytest.mark.e2e
 
 
@@ -104,18 +106,29 @@ def test_walkthrough_then_operator_checks(server: Server) -> None:
         assert cash_in.status_code == 201
         assert cash_in.json()["status"] == "CAPTURED"  # settled by the provider J+1
         body = {"recipient_phone_number": bob_phone, "amount": 2_500}
-        sent = client.post("/v1/transfers", json=body, headers={**auth, "Idempotency-Key": "transfer-0001"})
-        again = client.post("/v1/transfers", json=body, headers={**auth, "Idempotency-Key": "transfer-0001"})
+        # Debits carry a timestamp and a new nonce; a retry is a new request with the same key.
+        first = {**auth, "Idempotency-Key": "transfer-0001", **fresh_request_headers()}
+        sent = client.post("/v1/transfers", json=body, headers=first)
+        replayed = client.post("/v1/transfers", json=body, headers=first)
+        assert replayed.status_code == 409
+        assert replayed.json()["code"] == "request_replayed"
+        again = client.post(
+            "/v1/transfers", json=body, headers={**auth, "Idempotency-Key": "transfer-0001", **fresh_request_headers()}
+        )
         assert sent.status_code == again.status_code == 201
         assert again.headers["Idempotent-Replayed"] == "true"
-        out = client.post("/v1/cash-outs", json={"amount": 1_000}, headers={**auth, "Idempotency-Key": "cash-out-0001"})
+        out = client.post(
+            "/v1/cash-outs",
+            json={"amount": 1_000},
+            headers={**auth, "Idempotency-Key": "cash-out-0001", **fresh_request_headers()},
+        )
         assert out.status_code == 201
         wallet = client.get("/v1/wallet", headers=auth).json()
         assert wallet["balance"] == wallet["available_balance"] == 6_500
         refused = client.post(
             "/v1/transfers",
             json={"recipient_phone_number": bob_phone, "amount": 999_999},
-            headers={**auth, "Idempotency-Key": "transfer-0002"},
+            headers={**auth, "Idempotency-Key": "transfer-0002", **fresh_request_headers()},
         )
         assert refused.status_code == 422
         assert refused.headers["content-type"] == "application/problem+json"

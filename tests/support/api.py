@@ -4,6 +4,8 @@ real socket)."""
 from __future__ import annotations
 
 import itertools
+import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,15 @@ def test_settings(database_url: str, tmp_path: Path, **extra: str) -> Settings:
     return Settings.from_env(env)
 
 
+def fresh_request_headers(*, timestamp: int | None = None, nonce: str | None = None) -> dict[str, str]:
+    """The anti-replay headers of a sensitive request: now (or `timestamp`, Unix seconds) and a
+    new random nonce (or `nonce`)."""
+    return {
+        "X-Request-Timestamp": str(int(time.time()) if timestamp is None else timestamp),
+        "X-Request-Nonce": secrets.token_hex(16) if nonce is None else nonce,
+    }
+
+
 def new_phone() -> str:
     """A unique, valid Côte d'Ivoire mobile number (E.164)."""
     return f"+22507{next(_numbers) + uuid.uuid4().int % 10_000_000:08d}"[:14]
@@ -44,8 +55,13 @@ class Customer:
     access_token: str = ""
     refresh_token: str = ""
 
-    def headers(self, *, key: str | None = None, **extra: str) -> dict[str, str]:
-        headers = {"Authorization": f"Bearer {self.access_token}", "X-Device-ID": self.device_id, **extra}
+    def headers(self, *, key: str | None = None, fresh: bool = True, **extra: str) -> dict[str, str]:
+        """Bearer token and device id, plus fresh anti-replay headers unless `fresh=False`
+        (headers in `extra`, e.g. `**{"X-Request-Nonce": n}`, replace the generated ones)."""
+        headers = {"Authorization": f"Bearer {self.access_token}", "X-Device-ID": self.device_id}
+        if fresh:
+            headers.update(fresh_request_headers())
+        headers.update(extra)
         if key is not None:
             headers["Idempotency-Key"] = key
         return headers
@@ -88,8 +104,35 @@ class Api:
         assert response.status_code == 201, response.text
         return response
 
-    async def transfer(self, sender: Customer, *, key: str | None = None, **body: Any) -> httpx.Response:
-        return await self.client.post("/v1/transfers", json=body, headers=sender.headers(key=key or uuid.uuid4().hex))
+    async def transfer(
+        self,
+        sender: Customer,
+        *,
+        key: str | None = None,
+        nonce: str | None = None,
+        timestamp: int | None = None,
+        **body: Any,
+    ) -> httpx.Response:
+        """POST /v1/transfers with a new Idempotency-Key (or `key`) and fresh anti-replay
+        headers (or the given `nonce` / `timestamp`)."""
+        headers = sender.headers(key=key or uuid.uuid4().hex, **fresh_request_headers(timestamp=timestamp, nonce=nonce))
+        return await self.client.post("/v1/transfers", json=body, headers=headers)
+
+    async def cash_out(
+        self,
+        customer: Customer,
+        amount: int,
+        *,
+        key: str | None = None,
+        nonce: str | None = None,
+        timestamp: int | None = None,
+        **body: Any,
+    ) -> httpx.Response:
+        """POST /v1/cash-outs, like `transfer` (the status is the caller's to check)."""
+        headers = customer.headers(
+            key=key or uuid.uuid4().hex, **fresh_request_headers(timestamp=timestamp, nonce=nonce)
+        )
+        return await self.client.post("/v1/cash-outs", json={"amount": amount, **body}, headers=headers)
 
     async def balance(self, customer: Customer) -> dict[str, Any]:
         response = await self.client.get("/v1/wallet", headers=customer.headers())

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from kora.http.antireplay import FreshRequestRequired, with_anti_replay_errors
 from kora.http.container import services
 from kora.http.problems import problem_response, problem_responses
 from kora.http.routes.money import CURRENCY_PATTERN, IdempotencyKey, StatusChangeOut
@@ -121,7 +122,13 @@ def _answer(result: PaymentResult) -> Response:
     return JSONResponse(result.body, status_code=201, headers=headers)
 
 
-@router.post("/merchant-payments", status_code=201, response_model=MerchantPaymentOut, responses=PAY_ERRORS)
+@router.post(
+    "/merchant-payments",
+    status_code=201,
+    response_model=MerchantPaymentOut,
+    responses=with_anti_replay_errors(PAY_ERRORS),
+    dependencies=[FreshRequestRequired],  # debits the customer's wallet, like a transfer (ADR 0012)
+)
 async def pay_merchant(
     body: MerchantPaymentIn, principal: Customer, request: Request, idempotency_key: IdempotencyKey = None
 ) -> Response:
@@ -145,7 +152,8 @@ async def pay_merchant(
     "/merchant/payments/{payment_id}/refunds",
     status_code=201,
     response_model=MerchantPaymentOut,
-    responses=REFUND_ERRORS,
+    responses=with_anti_replay_errors(REFUND_ERRORS),
+    dependencies=[FreshRequestRequired],  # debits the merchant's account (ADR 0012)
 )
 async def refund_payment(
     payment_id: uuid.UUID,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from kora.http.antireplay import FreshRequestAccepted, FreshRequestRequired, with_anti_replay_errors
 from kora.http.container import services
 from kora.http.problems import problem_response, problem_responses
 from kora.http.security import current_principal, require_role
@@ -120,7 +121,13 @@ def _answer(result: PaymentResult) -> Response:
     return JSONResponse(result.body, status_code=201, headers=headers)
 
 
-@router.post("/transfers", status_code=201, response_model=PaymentOut, responses=MONEY_ERRORS)
+@router.post(
+    "/transfers",
+    status_code=201,
+    response_model=PaymentOut,
+    responses=with_anti_replay_errors(MONEY_ERRORS),
+    dependencies=[FreshRequestRequired],
+)
 async def create_transfer(
     body: TransferIn, principal: Customer, request: Request, idempotency_key: IdempotencyKey = None
 ) -> Response:
@@ -140,7 +147,15 @@ async def create_transfer(
     return _answer(result)
 
 
-@router.post("/cash-ins", status_code=201, response_model=PaymentOut, responses=MONEY_ERRORS)
+# Cash-in debits no account of ours (the provider pays in), so the anti-replay headers are
+# checked when sent but not required (ADR 0012).
+@router.post(
+    "/cash-ins",
+    status_code=201,
+    response_model=PaymentOut,
+    responses=with_anti_replay_errors(MONEY_ERRORS),
+    dependencies=[FreshRequestAccepted],
+)
 async def create_cash_in(
     body: ProviderMoveIn, principal: Customer, request: Request, idempotency_key: IdempotencyKey = None
 ) -> Response:
@@ -149,7 +164,13 @@ async def create_cash_in(
     return _answer(result)
 
 
-@router.post("/cash-outs", status_code=201, response_model=PaymentOut, responses=MONEY_ERRORS)
+@router.post(
+    "/cash-outs",
+    status_code=201,
+    response_model=PaymentOut,
+    responses=with_anti_replay_errors(MONEY_ERRORS),
+    dependencies=[FreshRequestRequired],
+)
 async def create_cash_out(
     body: ProviderMoveIn, principal: Customer, request: Request, idempotency_key: IdempotencyKey = None
 ) -> Response:

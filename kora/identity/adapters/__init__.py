@@ -8,6 +8,7 @@ from kora.identity.adapters.crypto import (
     PiiDecryptionError,
 )
 from kora.identity.adapters.factory import build_identity_adapters
+from kora.identity.adapters.nonces import SqlRequestNonceStore
 from kora.identity.adapters.phone import PhonenumbersNormalizer
 from kora.identity.adapters.sql import SqlLoginThrottle, SqlRefreshTokenStore, SqlUserRepository
 from kora.identity.adapters.tokens import Ed25519Keyring, JwtEdDsaSigner, KeyringEntry
@@ -25,6 +26,7 @@ __all__ = [
     "SqlIdentityUnitOfWork",
     "SqlLoginThrottle",
     "SqlRefreshTokenStore",
+    "SqlRequestNonceStore",
     "SqlUserRepository",
     "build_identity_adapters",
     "load_common_passwords",

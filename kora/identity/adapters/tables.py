@@ -76,3 +76,19 @@ login_throttle = sa.Table(
     sa.Column("updated_at", UtcDateTime, nullable=False, index=True),
     sa.CheckConstraint("failures >= 0", name="failures_not_negative"),
 )
+
+# Nonces of sensitive requests (anti-replay, ADR 0012), per session. A row is needed only while
+# its request's timestamp could still be accepted (`expires_at`); expired rows are purged.
+request_nonces = sa.Table(
+    "request_nonces",
+    metadata,
+    sa.Column(
+        "session_id",
+        sa.Uuid,
+        sa.ForeignKey("auth_sessions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("nonce", sa.String(64), primary_key=True),
+    sa.Column("expires_at", UtcDateTime, nullable=False, index=True),
+    sa.CheckConstraint("length(nonce) >= 16", name="nonce_long_enough"),
+)

@@ -10,6 +10,7 @@ from typing import Self, TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from kora.audit.ports import AuditRecorder
+from kora.identity.adapters.nonces import SqlRequestNonceStore
 from kora.identity.adapters.sql import SqlLoginThrottle, SqlRefreshTokenStore, SqlUserRepository
 from kora.identity.ports import WalletOpener
 from kora.platform.uow import SqlUnitOfWork
@@ -33,6 +34,7 @@ class SqlIdentityUnitOfWork(SqlUnitOfWork):
         self._throttle: SqlLoginThrottle | None = None
         self._wallets: WalletOpener | None = None
         self._audit: AuditRecorder | None = None
+        self._request_nonces: SqlRequestNonceStore | None = None
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
@@ -42,6 +44,7 @@ class SqlIdentityUnitOfWork(SqlUnitOfWork):
         self._throttle = SqlLoginThrottle(conn)
         self._wallets = self._wallets_factory(conn)
         self._audit = self._audit_factory(conn)
+        self._request_nonces = SqlRequestNonceStore(conn)
         return self
 
     @property
@@ -63,6 +66,10 @@ class SqlIdentityUnitOfWork(SqlUnitOfWork):
     @property
     def audit(self) -> AuditRecorder:
         return _inside(self._audit)
+
+    @property
+    def request_nonces(self) -> SqlRequestNonceStore:
+        return _inside(self._request_nonces)
 
 
 def _inside(value: _T | None) -> _T:

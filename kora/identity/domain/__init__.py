@@ -34,6 +34,18 @@ from kora.identity.domain.model import (
     validate_display_name,
 )
 from kora.identity.domain.password_policy import PasswordPolicy
+from kora.identity.domain.replay import (
+    ReplayRefused,
+    RequestFreshness,
+    RequestNonceInvalid,
+    RequestNonceMissing,
+    RequestReplayed,
+    RequestStale,
+    RequestTimestampInvalid,
+    RequestTimestampMissing,
+    check_fresh,
+    parse_freshness,
+)
 from kora.identity.domain.throttle import ThrottleRule, ThrottleState, register_failure
 
 __all__ = [
@@ -57,6 +69,14 @@ __all__ = [
     "RefreshTokenRecord",
     "RefreshTokenReused",
     "Registration",
+    "ReplayRefused",
+    "RequestFreshness",
+    "RequestNonceInvalid",
+    "RequestNonceMissing",
+    "RequestReplayed",
+    "RequestStale",
+    "RequestTimestampInvalid",
+    "RequestTimestampMissing",
     "Role",
     "ThrottleRule",
     "ThrottleState",
@@ -66,7 +86,9 @@ __all__ = [
     "UserProfile",
     "UserRecord",
     "WeakPassword",
+    "check_fresh",
     "normalize_password",
+    "parse_freshness",
     "register_failure",
     "validate_device_id",
     "validate_display_name",
