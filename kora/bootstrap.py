@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import kora.audit.adapters.tables
 import kora.identity.adapters.tables
 import kora.ledger.adapters.tables
-import kora.payments.adapters.tables  # noqa: F401
+import kora.payments.adapters.tables
+import kora.providers.adapters.tables  # noqa: F401
 from kora.audit import SqlAuditTrail, audit_key_from_secret, verify_audit_chain
 from kora.audit.domain import AuditReport
 from kora.identity import IdentityService, build_identity_adapters
@@ -32,16 +33,19 @@ from kora.kernel import Clock, SystemClock
 from kora.ledger import InvariantReport, Ledger
 from kora.ledger.adapters.sql import AccountCache, SqlLedgerStore
 from kora.observability import KoraMetrics, render_metrics
-from kora.payments import FeeSchedule, PaymentsConfig, PaymentsService
+from kora.payments import FeeSchedule, PaymentsConfig, PaymentsService, PaymentStatus, PaymentType
 from kora.payments.adapters.sql import SqlIdempotencyStore, SqlPaymentRepository
 from kora.platform.db import create_engine
-from kora.platform.settings import ConfigurationError, Settings
+from kora.platform.settings import ConfigurationError, Settings, webhook_secret_name
 from kora.platform.uow import SqlUnitOfWork
-from kora.providers import ProviderGateway, StaticProviderRegistry
-from kora.providers.adapters.momo import HttpMomoGateway
+from kora.providers import ProviderGateway, ProviderOperation, ProviderRequest, StaticProviderRegistry
+from kora.providers.adapters.momo import HttpMomoGateway, momo_callback_reference
 from kora.providers.adapters.sandbox import SandboxGateway
+from kora.providers.adapters.sql import SqlWebhookReceipts
+from kora.providers.adapters.wave import HttpWaveGateway, parse_wave_event
 from kora.providers.resilience import ProviderGuard, ProviderPolicy
 from kora.providers.routing import RoutingTable
+from kora.providers.webhooks import PaymentAtProvider, SignedEvents, StatusHints, WebhookInbox, WebhookSource
 
 
 class LedgerWalletOpener:
@@ -166,6 +170,15 @@ class Kora:
             metrics=self.metrics,
             merchant_fees=_merchant_fees(settings),
         )
+        self.webhooks = WebhookInbox(
+            _webhook_sources(settings, self.providers),
+            receipts=SqlWebhookReceipts(self.engine),
+            answers=self.payments,
+            payments=self._payment_at_provider,
+            clock=self.clock,
+            metrics=self.metrics,
+            tolerance_seconds=settings.webhook_tolerance_seconds,
+        )
 
     def _configured_gateways(self, settings: Settings) -> list[ProviderGateway]:
         """A MoMo-style HTTP provider when KORA_PROVIDER_MOMO_URL is set; the sandbox (which
@@ -176,8 +189,31 @@ class Kora:
             # The client's own timeouts are the policy's, so a slow connect reads as "not sent".
             self._http_client = httpx.AsyncClient(timeout=policy.default_timeout.httpx_timeout())
             guard = ProviderGuard("momo", policy, metrics=self.metrics)
-            gateways.append(HttpMomoGateway("momo", settings.provider_momo_url, client=self._http_client, guard=guard))
+            # MoMo callbacks are only hints (webhooks.py); without a public URL it sends none.
+            callback = f"{settings.public_base_url.rstrip('/')}/v1/webhooks/momo" if settings.public_base_url else None
+            gateways.append(
+                HttpMomoGateway(
+                    "momo", settings.provider_momo_url, client=self._http_client, guard=guard, callback_url=callback
+                )
+            )
+        if settings.provider_wave_url:
+            policy = ProviderPolicy()
+            if self._http_client is None:
+                self._http_client = httpx.AsyncClient(timeout=policy.default_timeout.httpx_timeout())
+            guard = ProviderGuard("wave", policy, metrics=self.metrics)
+            gateways.append(HttpWaveGateway("wave", settings.provider_wave_url, client=self._http_client, guard=guard))
         return gateways
+
+    async def _payment_at_provider(self, payment_id: uuid.UUID, provider: str) -> PaymentAtProvider | None:
+        """What the webhook inbox needs to ask `provider` about one of our cash-ins/outs there."""
+        async with self.unit_of_work() as uow:
+            payment = await uow.payments.get(payment_id)
+        if payment is None or payment.provider != provider or payment.type not in _PROVIDER_OPERATIONS:
+            return None
+        account = await IdentityDirectory(self.identity).mobile_money_number(payment.initiated_by)
+        request = ProviderRequest(payment.id, payment.money, account_ref=account, correlation_id=payment.correlation_id)
+        unresolved = payment.status in (PaymentStatus.INITIATED, PaymentStatus.AUTHORIZED)
+        return PaymentAtProvider(request, _PROVIDER_OPERATIONS[payment.type], unresolved)
 
     def unit_of_work(self, *, snapshot: bool = False) -> KoraUnitOfWork:
         return KoraUnitOfWork(
@@ -283,3 +319,28 @@ def _merchant_fees(settings: Settings) -> FeeSchedule:
         return FeeSchedule(bps=settings.merchant_fee_bps, minimum=settings.merchant_fee_min)
     except ValueError as exc:
         raise ConfigurationError(f"KORA_MERCHANT_FEE_BPS / KORA_MERCHANT_FEE_MIN: {exc}") from exc
+
+
+_PROVIDER_OPERATIONS = {
+    PaymentType.CASH_IN: ProviderOperation.COLLECT,
+    PaymentType.CASH_OUT: ProviderOperation.DISBURSE,
+}
+
+
+def _webhook_sources(settings: Settings, providers: StaticProviderRegistry) -> dict[str, WebhookSource]:
+    """Wave-style providers send signed events (their secret is required in production);
+    MoMo-style callbacks are hints that prompt a status query."""
+    sources: dict[str, WebhookSource] = {}
+    for name in providers.names:
+        gateway = providers.get(name)
+        if isinstance(gateway, HttpWaveGateway):
+            secret_name = webhook_secret_name(name)
+            secrets = tuple(s.strip() for s in settings.secrets.get(secret_name, "").split(",") if s.strip())
+            if not secrets:
+                if settings.is_production:
+                    raise ConfigurationError(f"{secret_name} is required to verify {name}'s webhooks")
+                logger.warning("no webhook secret for {provider}: its webhooks will be refused", provider=name)
+            sources[name] = SignedEvents(secrets, parse_wave_event)
+        elif isinstance(gateway, HttpMomoGateway):
+            sources[name] = StatusHints(gateway, momo_callback_reference)
+    return sources

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from kora.observability import KoraMetrics
     from kora.payments import PaymentsService
     from kora.platform.settings import Settings
+    from kora.providers.webhooks import WebhookInbox
 
 
 class Services(Protocol):
@@ -20,6 +21,7 @@ class Services(Protocol):
     identity: IdentityService
     payments: PaymentsService
     metrics: KoraMetrics
+    webhooks: WebhookInbox
 
     async def verify_ledger(self) -> InvariantReport: ...
 

@@ -208,6 +208,18 @@ class KoraMetrics:
         self._audit_records = Counter(
             "kora_audit_records", "Audit records written, by action.", ("action",), registry=registry
         )
+        self._webhooks_received = Counter(
+            "kora_webhooks_received",
+            "Provider webhooks accepted (authentic, or a hint that was checked), by provider and what they did.",
+            ("provider", "outcome"),
+            registry=registry,
+        )
+        self._webhooks_rejected = Counter(
+            "kora_webhooks_rejected",
+            "Provider webhooks refused (signature missing, malformed or forged; stale; future; bad body).",
+            ("provider", "reason"),
+            registry=registry,
+        )
         self._replay_refusals = Counter(
             "kora_request_replay_refusals",
             "Sensitive requests refused by the anti-replay check (timestamp and nonce), by reason.",
@@ -319,6 +331,14 @@ class KoraMetrics:
 
     def audit_recorded(self, action: str) -> None:
         self._audit_records.labels(safe_label(action)).inc()
+
+    def webhook_received(self, provider: str, outcome: str) -> None:
+        """A provider webhook handled (``outcome``: applied, pending, duplicate, replayed...)."""
+        self._webhooks_received.labels(safe_label(provider), safe_label(outcome)).inc(exemplar=_exemplar())
+
+    def webhook_rejected(self, provider: str, reason: str) -> None:
+        """A provider webhook refused before anything changed (``reason``: forged, stale...)."""
+        self._webhooks_rejected.labels(safe_label(provider), safe_label(reason)).inc(exemplar=_exemplar())
 
     def replay_refused(self, reason: str) -> None:
         """A sensitive request refused by the anti-replay check (``reason``: stale, replayed,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import secrets as _secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -87,6 +88,13 @@ class Settings:
     # whole minor unit, and never below the minimum (minor units).
     merchant_fee_bps: int = 100
     merchant_fee_min: int = 0
+    # A Wave-style provider at this base URL, registered as `wave`; its webhooks are verified with
+    # the secret(s) KORA_PROVIDER_WAVE_WEBHOOK_SECRET (comma-separated while rotating).
+    provider_wave_url: str | None = None
+    # Where providers reach this service (MoMo's X-Callback-Url is built on it); unset: no callbacks.
+    public_base_url: str | None = None
+    # How far a signed webhook's timestamp may be from our clock, both ways.
+    webhook_tolerance_seconds: int = 300
     # Anti-replay (ADR 0012): how far a debit request's X-Request-Timestamp may be from our clock.
     replay_window_seconds: int = 300
 
@@ -119,6 +127,10 @@ class Settings:
             generated = load_or_create_dev_secrets(dev_path)
             for name in missing:
                 secrets[name] = generated[name]
+        for name in _webhook_secret_names(env):  # optional: required only where a provider needs it
+            value = read_setting(env, name)
+            if value:
+                secrets[name] = value
         database_url = read_setting(env, "KORA_DATABASE_URL") or DEFAULT_SQLITE_URL
         if kora_env == "production" and not database_url.startswith("postgresql"):
             raise ConfigurationError("production needs PostgreSQL (KORA_DATABASE_URL=postgresql+asyncpg://...)")
@@ -155,8 +167,23 @@ class Settings:
             argon2_memory_kib=int(env.get("KORA_ARGON2_MEMORY_KIB", 65536)),
             merchant_fee_bps=int(env.get("KORA_MERCHANT_FEE_BPS", 100)),
             merchant_fee_min=int(env.get("KORA_MERCHANT_FEE_MIN", 0)),
+            provider_wave_url=env.get("KORA_PROVIDER_WAVE_URL") or None,
+            public_base_url=env.get("KORA_PUBLIC_BASE_URL") or None,
+            webhook_tolerance_seconds=int(env.get("KORA_WEBHOOK_TOLERANCE_SECONDS", 300)),
             replay_window_seconds=int(env.get("KORA_REPLAY_WINDOW_SECONDS", 300)),
         )
+
+
+_WEBHOOK_SECRET = re.compile(r"(KORA_PROVIDER_[A-Z0-9_]+_WEBHOOK_SECRET)(_FILE)?")
+
+
+def webhook_secret_name(provider: str) -> str:
+    """The secret a provider's webhooks are signed with: KORA_PROVIDER_<NAME>_WEBHOOK_SECRET."""
+    return f"KORA_PROVIDER_{provider.upper()}_WEBHOOK_SECRET"
+
+
+def _webhook_secret_names(env: Mapping[str, str]) -> set[str]:
+    return {match.group(1) for key in env if (match := _WEBHOOK_SECRET.fullmatch(key))}
 
 
 def _new_dev_secrets() -> dict[str, str]:

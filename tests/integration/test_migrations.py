@@ -13,7 +13,8 @@ from alembic.migration import MigrationContext
 import kora.audit.adapters.tables
 import kora.identity.adapters.tables
 import kora.ledger.adapters.tables
-import kora.payments.adapters.tables  # noqa: F401  (registers every table)
+import kora.payments.adapters.tables
+import kora.providers.adapters.tables  # noqa: F401  (registers every table)
 from kora.platform.db import create_engine, metadata
 from kora.platform.migrate import downgrade, upgrade
 

@@ -9,6 +9,7 @@ the sweeper resolves it later through `status()`.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import httpx
@@ -30,6 +31,7 @@ from kora.providers.resilience import (
     ProviderUnavailable,
     classify_http_status,
 )
+from kora.providers.webhooks import MalformedEvent
 
 _PATHS = {
     ProviderOperation.COLLECT: ("collection/v1_0/requesttopay", "payer"),
@@ -56,8 +58,10 @@ class HttpMomoGateway:
         guard: ProviderGuard,
         poll_attempts: int = 3,
         poll_interval_seconds: float = 0.2,
+        callback_url: str | None = None,
     ) -> None:
         self.name = name
+        self._callback_url = callback_url
         self._base = f"{base_url.rstrip('/')}/{name}"
         self._client = client
         self._guard = guard
@@ -100,7 +104,10 @@ class HttpMomoGateway:
         }
 
         async def create() -> None:
-            response = await self._client.post(f"{self._base}/{path}", json=body, headers=self._headers(request))
+            headers = self._headers(request)
+            if self._callback_url:  # the callback is only a hint: Kora asks the status API (webhooks.py)
+                headers["X-Callback-Url"] = self._callback_url
+            response = await self._client.post(f"{self._base}/{path}", json=body, headers=headers)
             if response.status_code in (202, 409):  # 409: this reference was accepted before
                 return
             if 400 <= response.status_code < 500 and response.status_code != 429:
@@ -148,3 +155,12 @@ def _result(body: dict[str, Any]) -> ProviderResult:
     if status == "FAILED":
         return ProviderResult(ProviderOutcome.FAILED, failure_code=str(body.get("reason", "failed")).lower())
     return ProviderResult(ProviderOutcome.PENDING)
+
+
+def momo_callback_reference(body: Any) -> uuid.UUID:
+    """The payment an (unsigned) MoMo callback names: our id, sent as ``externalId``. Only a
+    hint of which payment to ask the status API about; nothing else in the body is read."""
+    try:
+        return uuid.UUID(str(body["externalId"]))
+    except (TypeError, KeyError, ValueError):
+        raise MalformedEvent("a callback names our payment in externalId") from None

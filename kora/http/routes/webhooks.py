@@ -1,0 +1,67 @@
+"""Provider webhooks: `POST /v1/webhooks/{provider}`, one route for every provider, each handled
+in its own style (see kora/providers/webhooks.py): Wave-style events must carry a valid
+signature; MoMo-style callbacks are unsigned and only prompt a status query.
+
+No bearer token (providers call it). Refusals are problem+json and change nothing; a delivery
+that is kept is answered 200, including a duplicate or a replay of an event already applied
+(acknowledged without effect, so an honest provider stops re-sending it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from kora.http.container import services
+from kora.http.problems import problem_response, problem_responses
+from kora.providers.webhooks import Rejection, UnknownWebhookSource, WebhookRejected
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+
+MAX_BODY_BYTES = 64 * 1024  # provider events are a few hundred bytes
+
+
+@router.post(
+    "/{provider}",
+    responses={
+        200: {
+            "description": "Received. `status` says what it did for signed events: `applied`, "
+            "`pending`, `duplicate`, `replayed`, `unknown_payment` or `ignored`; callbacks "
+            "(hints) answer `received`.",
+            "content": {"application/json": {"example": {"status": "applied"}}},
+        },
+        **problem_responses("webhook_signature_invalid", "webhook_stale", "webhook_malformed", "not_found"),
+    },
+)
+async def receive_webhook(provider: str, request: Request) -> Response:
+    """A provider tells Kora what became of a payment. Signed events (`Wave-Signature:
+    t=<unix>,v1=<hex HMAC-SHA256 of "t.body">`) must be authentic and at most the tolerance
+    window (5 minutes by default) away from our clock; callbacks without a signature are only
+    hints: Kora asks that provider's status API and records its answer."""
+    inbox = services(request).webhooks
+    if provider not in inbox.providers:
+        return problem_response("not_found", "no provider of that name sends webhooks here")
+    declared = request.headers.get("content-length", "0")
+    if not declared.isdigit() or int(declared) > MAX_BODY_BYTES:
+        return problem_response("webhook_malformed", "body too large")
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        return problem_response("webhook_malformed", "body too large")
+    try:
+        outcome = await inbox.receive(provider, request.headers, raw)
+    except UnknownWebhookSource:
+        return problem_response("not_found", "no provider of that name sends webhooks here")
+    except WebhookRejected as exc:
+        return _rejection(exc)
+    body: dict[str, Any] = {"status": outcome if inbox.is_signed(provider) else "received"}
+    return JSONResponse(body)
+
+
+def _rejection(exc: WebhookRejected) -> JSONResponse:
+    if exc.reason is Rejection.MALFORMED_EVENT:
+        return problem_response("webhook_malformed", "the body is not an event this provider sends")
+    if exc.out_of_window:
+        return problem_response("webhook_stale", "the signature's timestamp is outside the tolerance window")
+    return problem_response("webhook_signature_invalid", "the signature is missing, malformed or not valid")
