@@ -259,8 +259,17 @@ class Kora:
             except Exception as exc:
                 logger.opt(exception=exc).error("pending-payment sweep failed")
             await self.purge_request_nonces()
+            await self.refresh_settlement_backlog()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
+
+    async def refresh_settlement_backlog(self) -> None:
+        """Piggybacked on the sweeper's loop: refresh the overdue-settlement gauges (captured
+        payments past their J+N due time), which the late-settlement alert reads."""
+        try:
+            await self.payments.settlement_backlog()
+        except Exception as exc:
+            logger.opt(exception=exc).error("settlement backlog refresh failed")
 
     async def purge_request_nonces(self) -> int:
         """Housekeeping, piggybacked on the sweeper's loop: drop anti-replay nonces whose

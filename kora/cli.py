@@ -163,6 +163,47 @@ def payments_sweep() -> None:
     click.echo(json.dumps(_run_with_kora(work), indent=2))
 
 
+@payments.command("settle")
+@click.option("--provider", required=True, help="the provider whose settlement arrived")
+@click.option("--currency", default="XOF", show_default=True)
+@click.option(
+    "--through",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="settle every payment captured on or before this UTC day (YYYY-MM-DD)",
+)
+@click.option("--payment-id", "payment_ids", multiple=True, type=click.UUID, help="settle this payment (repeatable)")
+@click.option("--reference", default=None, help="the settlement report or bank statement reference")
+def payments_settle(
+    provider: str, currency: str, through: Any, payment_ids: tuple[Any, ...], reference: str | None
+) -> None:
+    """Settle a provider's captured payments (clearing → settlement bank, CAPTURED → SETTLED),
+    as its settlement report says; safe to run again. Exit 1 if any payment was rejected."""
+    day = through.date() if through is not None else None
+    ref = reference or f"{provider}-report-{day or 'manual'}"
+
+    async def work(kora: Any) -> Any:
+        result = await kora.payments.settle(
+            provider,
+            currency,
+            payment_ids=list(payment_ids) or None,
+            through=day,
+            actor="ops",
+            reference=ref,
+        )
+        return result.body
+
+    from kora.payments import PaymentError
+
+    try:
+        body = _run_with_kora(work)
+    except PaymentError as exc:
+        click.echo(f"{exc.code}: {exc}", err=True)
+        sys.exit(2)
+    click.echo(json.dumps(body, indent=2))
+    sys.exit(1 if body["rejected"] else 0)
+
+
 @main.group()
 def audit() -> None:
     """Audit trail operations."""

@@ -36,6 +36,7 @@ STATUS_BY_CODE: dict[str, tuple[int, str]] = {
     "currency_mismatch": (422, "Currency not accepted"),
     "invalid_amount": (422, "Invalid amount"),
     "unknown_provider": (422, "Unknown provider"),
+    "invalid_settlement_request": (422, "Invalid settlement request"),
     "ledger_refused": (422, "The ledger refused the posting"),
     "wallet_not_found": (404, "Wallet not found"),
     "payment_not_found": (404, "Payment not found"),

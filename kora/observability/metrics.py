@@ -42,6 +42,9 @@ HTTP_DURATION_BUCKETS = (
     10.0,
 )
 LEDGER_POSTING_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# Settlement is J+1 by default: hours to a couple of weeks, with bounds at 1, 2 and 3 days so
+# "settled later than J+N" alerts can count exactly.
+SETTLEMENT_DELAY_BUCKETS = tuple(h * 3600.0 for h in (1, 6, 12, 24, 36, 48, 60, 72, 96, 120, 168, 336))
 
 UNMATCHED_ROUTE = "unmatched"
 OTHER = "other"
@@ -208,6 +211,37 @@ class KoraMetrics:
         self._audit_records = Counter(
             "kora_audit_records", "Audit records written, by action.", ("action",), registry=registry
         )
+        self._settled = Counter(
+            "kora_settlement_payments_settled",
+            "Captured provider payments moved to SETTLED (clearing to settlement bank), by provider and type.",
+            ("provider", "type"),
+            registry=registry,
+        )
+        self._settlement_delay = Histogram(
+            "kora_settlement_delay_seconds",
+            "Time from a provider payment's capture to its settlement, by provider.",
+            ("provider",),
+            buckets=SETTLEMENT_DELAY_BUCKETS,
+            registry=registry,
+        )
+        self._settlement_rejections = Counter(
+            "kora_settlement_rejections",
+            "Payments a settlement run was asked to settle and could not, by provider and reason.",
+            ("provider", "reason"),
+            registry=registry,
+        )
+        self._settlement_overdue = Gauge(
+            "kora_settlement_overdue_payments",
+            "Captured provider payments past their settlement due time (J+N), at the last check.",
+            ("provider", "currency"),
+            registry=registry,
+        )
+        self._settlement_overdue_amount = Gauge(
+            "kora_settlement_overdue_amount_minor",
+            "Amount of the captured provider payments past their settlement due time, in minor units.",
+            ("provider", "currency"),
+            registry=registry,
+        )
         self._webhooks_received = Counter(
             "kora_webhooks_received",
             "Provider webhooks accepted (authentic, or a hint that was checked), by provider and what they did.",
@@ -331,6 +365,21 @@ class KoraMetrics:
 
     def audit_recorded(self, action: str) -> None:
         self._audit_records.labels(safe_label(action)).inc()
+
+    def payment_settled(self, provider: str, payment_type: str, delay_seconds: float) -> None:
+        """A captured provider payment settled, ``delay_seconds`` after its capture."""
+        provider = safe_label(provider)
+        self._settled.labels(provider, safe_label(payment_type)).inc()
+        self._settlement_delay.labels(provider).observe(max(delay_seconds, 0.0), exemplar=_exemplar())
+
+    def settlement_rejected(self, provider: str, reason: str) -> None:
+        self._settlement_rejections.labels(safe_label(provider), safe_label(reason)).inc()
+
+    def settlement_overdue(self, provider: str, currency: str, payments: int, amount: int) -> None:
+        """The captured payments of ``provider`` in ``currency`` past their settlement due time."""
+        labels = (safe_label(provider), safe_label(currency))
+        self._settlement_overdue.labels(*labels).set(payments)
+        self._settlement_overdue_amount.labels(*labels).set(amount)
 
     def webhook_received(self, provider: str, outcome: str) -> None:
         """A provider webhook handled (``outcome``: applied, pending, duplicate, replayed...)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -13,6 +14,25 @@ from kora.ledger import Ledger
 from kora.payments.domain.idempotency import IdempotencyRecord, IdempotencyRequest, Outcome
 from kora.payments.domain.model import Payment
 from kora.providers import ProviderGateway
+
+
+@dataclass(frozen=True, slots=True)
+class CapturedBacklog:
+    """Captured provider payments awaiting settlement, for one provider, currency and payment
+    type. Amounts are minor units of what was captured; `overdue` counts those whose
+    settlement is past its due time, `due` those due by the `due_by` asked for (overdue included)."""
+
+    provider: str
+    currency: str
+    payment_type: str
+    count: int
+    amount: int
+    due_count: int
+    due_amount: int
+    overdue_count: int
+    overdue_amount: int
+    oldest_captured_at: datetime | None
+    oldest_settlement_due: datetime | None
 
 
 class PaymentRepository(Protocol):
@@ -37,6 +57,27 @@ class PaymentRepository(Protocol):
 
     async def list_for_user(self, user_id: uuid.UUID, *, limit: int, before_id: uuid.UUID | None) -> list[Payment]:
         """Payments the user is a party to, newest first."""
+        ...
+
+    async def find_captured_for_settlement(
+        self,
+        *,
+        provider: str,
+        currency: str,
+        captured_before: datetime,
+        after_id: uuid.UUID | None,
+        limit: int,
+    ) -> list[uuid.UUID]:
+        """Ids of the provider's CAPTURED payments in `currency` captured before
+        `captured_before`, in id order after `after_id`: the settlement step's work list (read
+        without locks; the step locks and re-checks each payment)."""
+        ...
+
+    async def captured_backlog(
+        self, *, now: datetime, due_by: datetime, provider: str | None, currency: str | None
+    ) -> list[CapturedBacklog]:
+        """Provider payments CAPTURED and not yet settled, per provider, currency and type
+        (optionally one provider / currency): what the settlement step still has to move."""
         ...
 
 

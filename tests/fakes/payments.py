@@ -14,6 +14,7 @@ from typing import Any
 
 from kora.payments import Outcome, Payment, PaymentStatus
 from kora.payments.domain.idempotency import IdempotencyRecord, IdempotencyRequest
+from kora.payments.ports import CapturedBacklog
 
 
 @dataclass
@@ -91,6 +92,65 @@ class InMemoryPaymentRepository:
         ]
         pending.sort(key=lambda p: p.updated_at)
         return [copy.deepcopy(p) for p in pending[:limit]]
+
+    async def find_captured_for_settlement(
+        self,
+        *,
+        provider: str,
+        currency: str,
+        captured_before: datetime,
+        after_id: uuid.UUID | None,
+        limit: int,
+    ) -> list[uuid.UUID]:
+        ids = [
+            p.id
+            for p in self.state.payments.values()
+            if p.provider == provider
+            and p.status is PaymentStatus.CAPTURED
+            and p.money.currency == currency
+            and p.captured_at is not None
+            and p.captured_at < captured_before
+            and (after_id is None or p.id > after_id)
+        ]
+        return sorted(ids)[:limit]
+
+    async def captured_backlog(
+        self, *, now: datetime, due_by: datetime, provider: str | None, currency: str | None
+    ) -> list[CapturedBacklog]:
+        groups: dict[tuple[str, str, str], list[Payment]] = {}
+        for p in self.state.payments.values():
+            if (
+                p.status is PaymentStatus.CAPTURED
+                and p.provider is not None
+                and p.settlement_due is not None
+                and provider in (None, p.provider)
+                and currency in (None, p.money.currency)
+            ):
+                groups.setdefault((p.provider, p.money.currency, p.type.value), []).append(p)
+        rows = []
+        for (name, code, kind), group in sorted(groups.items()):
+            due = [p for p in group if p.settlement_due is not None and p.settlement_due <= due_by]
+            overdue = [p for p in group if p.settlement_due is not None and p.settlement_due < now]
+            rows.append(
+                CapturedBacklog(
+                    provider=name,
+                    currency=code,
+                    payment_type=kind,
+                    count=len(group),
+                    amount=sum(_captured(p) for p in group),
+                    due_count=len(due),
+                    due_amount=sum(_captured(p) for p in due),
+                    overdue_count=len(overdue),
+                    overdue_amount=sum(_captured(p) for p in overdue),
+                    oldest_captured_at=min((p.captured_at for p in group if p.captured_at), default=None),
+                    oldest_settlement_due=min((p.settlement_due for p in group if p.settlement_due), default=None),
+                )
+            )
+        return rows
+
+
+def _captured(payment: Payment) -> int:
+    return payment.captured_amount or payment.money.amount
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from kora.kernel import Money
 from kora.payments.adapters.tables import idempotency_keys, payment_status_history, payments
 from kora.payments.domain.idempotency import IdempotencyRecord, IdempotencyRequest, Outcome
 from kora.payments.domain.model import Payment, PaymentStatus, PaymentType, StatusChange
+from kora.payments.ports import CapturedBacklog
 
 
 class SqlPaymentRepository:
@@ -113,6 +114,77 @@ class SqlPaymentRepository:
         rows = (await self._conn.execute(query.order_by(p.c.id.desc()).limit(limit))).all()
         history = await self._history([r.id for r in rows])
         return [_payment(r, history.get(r.id, [])) for r in rows]
+
+    async def find_captured_for_settlement(
+        self,
+        *,
+        provider: str,
+        currency: str,
+        captured_before: datetime,
+        after_id: uuid.UUID | None,
+        limit: int,
+    ) -> list[uuid.UUID]:
+        p = payments
+        # Served by ix_payments_provider_status_due (provider, status, ...).
+        query = sa.select(p.c.id).where(
+            p.c.provider == provider,
+            p.c.status == PaymentStatus.CAPTURED.value,
+            p.c.currency == currency,
+            p.c.captured_at < captured_before,
+        )
+        if after_id is not None:
+            query = query.where(p.c.id > after_id)
+        rows = await self._conn.execute(query.order_by(p.c.id).limit(limit))
+        return [row.id for row in rows]
+
+    async def captured_backlog(
+        self, *, now: datetime, due_by: datetime, provider: str | None, currency: str | None
+    ) -> list[CapturedBacklog]:
+        p = payments
+        amount = sa.func.coalesce(p.c.captured_amount, p.c.amount)
+        due = p.c.settlement_due <= due_by
+        overdue = p.c.settlement_due < now
+        query = sa.select(
+            p.c.provider,
+            p.c.currency,
+            p.c.type,
+            sa.func.count().label("payments"),
+            sa.func.sum(amount).label("amount"),
+            sa.func.sum(sa.case((due, 1), else_=0)).label("due_count"),
+            sa.func.sum(sa.case((due, amount), else_=0)).label("due_amount"),
+            sa.func.sum(sa.case((overdue, 1), else_=0)).label("overdue_count"),
+            sa.func.sum(sa.case((overdue, amount), else_=0)).label("overdue_amount"),
+            sa.func.min(p.c.captured_at).label("oldest_captured_at"),
+            sa.func.min(p.c.settlement_due).label("oldest_settlement_due"),
+        ).where(
+            p.c.status == PaymentStatus.CAPTURED.value,
+            p.c.provider.is_not(None),
+            p.c.settlement_due.is_not(None),
+        )
+        if provider is not None:
+            query = query.where(p.c.provider == provider)
+        if currency is not None:
+            query = query.where(p.c.currency == currency)
+        rows = await self._conn.execute(
+            query.group_by(p.c.provider, p.c.currency, p.c.type).order_by(p.c.provider, p.c.currency, p.c.type)
+        )
+        return [
+            CapturedBacklog(
+                provider=row.provider,
+                currency=row.currency,
+                payment_type=row.type,
+                count=int(row.payments),
+                amount=int(row.amount),
+                due_count=int(row.due_count),
+                due_amount=int(row.due_amount),
+                overdue_count=int(row.overdue_count),
+                overdue_amount=int(row.overdue_amount),
+                # min() keeps the column's type, so these are UTC-aware like any UtcDateTime.
+                oldest_captured_at=row.oldest_captured_at,
+                oldest_settlement_due=row.oldest_settlement_due,
+            )
+            for row in rows
+        ]
 
     async def _history(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[StatusChange]]:
         if not ids:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import date, timedelta
 from typing import Any
 
 from kora.kernel import Clock
@@ -29,6 +30,8 @@ from kora.payments.service.merchant import (
 )
 from kora.payments.service.provider_moves import ProviderMoveCommand, ProviderMoves
 from kora.payments.service.queries import PaymentQueries
+from kora.payments.service.settlement import InvalidSettlementRequest, SettlementCommand, Settlements
+from kora.payments.service.settlement_backlog import SettlementBacklog
 from kora.payments.service.sweeper import PendingSweeper
 from kora.payments.service.transfers import TransferCommand, Transfers
 from kora.providers import ProviderResult
@@ -36,6 +39,7 @@ from kora.providers import ProviderResult
 __all__ = [
     "FeeSchedule",
     "InvalidReference",
+    "InvalidSettlementRequest",
     "MerchantPaymentCommand",
     "PaymentMetrics",
     "PaymentResult",
@@ -44,6 +48,7 @@ __all__ = [
     "ProviderMoveCommand",
     "RefundCommand",
     "RefundReason",
+    "SettlementCommand",
     "TransferCommand",
 ]
 
@@ -80,6 +85,8 @@ class PaymentsService:
             metrics=metrics,
         )
         self.queries = PaymentQueries(**deps)
+        self.settlements = Settlements(**deps)
+        self.backlog = SettlementBacklog(**deps)
         self.merchant = MerchantPayments(**deps, fees=merchant_fees)
 
     async def transfer(self, cmd: TransferCommand) -> PaymentResult:
@@ -139,6 +146,37 @@ class PaymentsService:
         self, merchant_user_id: uuid.UUID, *, limit: int, cursor: uuid.UUID | None
     ) -> tuple[list[dict[str, Any]], str | None]:
         return await self.merchant.merchant_payments(merchant_user_id, limit=limit, cursor=cursor)
+
+    async def settle(
+        self,
+        provider: str,
+        currency: str,
+        *,
+        payment_ids: Sequence[uuid.UUID] | None = None,
+        through: date | None = None,
+        actor: str,
+        reference: str,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+    ) -> PaymentResult:
+        """Settle a provider's captured payments (J+N: clearing → settlement bank); see
+        `Settlements.settle`. The body reports counts, per-direction totals and outcomes."""
+        return await self.settlements.settle(
+            SettlementCommand(
+                provider=provider,
+                currency=currency,
+                actor=actor,
+                reference=reference,
+                payment_ids=tuple(payment_ids) if payment_ids is not None else None,
+                through=through,
+                idempotency_key=idempotency_key,
+                correlation_id=correlation_id,
+            )
+        )
+
+    async def settlement_backlog(self, *, provider: str | None = None, currency: str | None = None) -> dict[str, Any]:
+        """Captured payments awaiting settlement, due and overdue; see `SettlementBacklog`."""
+        return await self.backlog.settlement_backlog(provider=provider, currency=currency)
 
     async def get_payment(self, payment_id: uuid.UUID, *, viewer: uuid.UUID, privileged: bool) -> dict[str, Any]:
         return await self.queries.get_payment(payment_id, viewer=viewer, privileged=privileged)

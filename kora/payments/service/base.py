@@ -62,6 +62,18 @@ class PaymentMetrics(Protocol):
 
     def provider_fallback(self, operation: str, from_provider: str, reason: str) -> None: ...
 
+    def payment_settled(self, provider: str, payment_type: str, delay_seconds: float) -> None:
+        """A captured provider payment SETTLED, `delay_seconds` after its capture."""
+        ...
+
+    def settlement_rejected(self, provider: str, reason: str) -> None:
+        """A payment a settlement run was asked to settle and could not."""
+        ...
+
+    def settlement_overdue(self, provider: str, currency: str, payments: int, amount: int) -> None:
+        """How many captured payments (and how much) are past their settlement due time now."""
+        ...
+
 
 class NullPaymentMetrics:
     def payment_finished(self, payment_type: str, status: str) -> None:
@@ -89,6 +101,15 @@ class NullPaymentMetrics:
         pass
 
     def provider_fallback(self, operation: str, from_provider: str, reason: str) -> None:
+        pass
+
+    def payment_settled(self, provider: str, payment_type: str, delay_seconds: float) -> None:
+        pass
+
+    def settlement_rejected(self, provider: str, reason: str) -> None:
+        pass
+
+    def settlement_overdue(self, provider: str, currency: str, payments: int, amount: int) -> None:
         pass
 
 
