@@ -118,3 +118,12 @@ class RecordingPaymentMetrics:
 
     def provider_fallback(self, operation: str, from_provider: str, reason: str) -> None:
         self.calls.append(("provider_fallback", (operation, from_provider, reason)))
+
+    def payment_settled(self, provider: str, payment_type: str, delay_seconds: float) -> None:
+        self.calls.append(("payment_settled", (provider, payment_type, delay_seconds)))
+
+    def settlement_rejected(self, provider: str, reason: str) -> None:
+        self.calls.append(("settlement_rejected", (provider, reason)))
+
+    def settlement_overdue(self, provider: str, currency: str, payments: int, amount: int) -> None:
+        self.calls.append(("settlement_overdue", (provider, currency, payments, amount)))
