@@ -267,13 +267,62 @@ def admin_grant_role(phone_number: str, role: str) -> None:
 @click.option("--duration", default=20.0, show_default=True, type=float, help="seconds of load")
 @click.option("--users", default=200, show_default=True, type=int, help="wallets taking part")
 @click.option("--verify/--no-verify", default=True, show_default=True, help="run `ledger verify` after")
-def bench(url: str, concurrency: int, duration: float, users: int, verify: bool) -> None:
-    """Drive a P2P load against a running server and print throughput and latency percentiles."""
-    from kora.bench import run_bench
+@click.option("--scenario", type=click.Choice(["p2p", "mixed"]), default="p2p", show_default=True)
+@click.option(
+    "--mix",
+    default="p2p=40,merchant=20,cash_in=20,cash_out=20",
+    show_default=True,
+    help="mixed: workers per operation, by weight",
+)
+@click.option("--retry-share", default=0.07, show_default=True, type=click.FloatRange(0, 1), help="mixed: re-sent")
+@click.option("--providers", default="", help="mixed: cash-in/out providers, comma-separated (default: server routes)")
+@click.option("--funding-provider", default=None, help="mixed: provider of the setup cash-ins (default: server's)")
+@click.option("--merchants", default=3, show_default=True, type=int, help="mixed: merchants to pay")
+@click.option("--admin-phone", envvar="KORA_BENCH_ADMIN_PHONE", default=None, help="mixed: grants the merchant role")
+@click.option("--admin-password", envvar="KORA_BENCH_ADMIN_PASSWORD", default=None)
+def bench(
+    url: str,
+    concurrency: int,
+    duration: float,
+    users: int,
+    verify: bool,
+    scenario: str,
+    mix: str,
+    retry_share: float,
+    providers: str,
+    funding_provider: str | None,
+    merchants: int,
+    admin_phone: str | None,
+    admin_password: str | None,
+) -> None:
+    """Drive a load against a running server and print throughput and latency percentiles: P2P
+    transfers, or (--scenario mixed) P2P, merchant payments, cash-ins and cash-outs with retries."""
+    if scenario == "mixed":
+        from kora.bench_mixed import run_mixed_bench
 
-    result = asyncio.run(run_bench(url=url, concurrency=concurrency, duration=duration, users=users))
-    click.echo(result.render())
+        mixed = asyncio.run(
+            run_mixed_bench(
+                url=url,
+                concurrency=concurrency,
+                duration=duration,
+                users=users,
+                mix=mix,
+                retry_share=retry_share,
+                providers=[p.strip() for p in providers.split(",") if p.strip()] or None,
+                funding_provider=funding_provider,
+                merchants=merchants,
+                admin=(admin_phone, admin_password) if admin_phone and admin_password else None,
+            )
+        )
+        click.echo(mixed.render())
+        errors = mixed.error_count
+    else:
+        from kora.bench import run_bench
+
+        result = asyncio.run(run_bench(url=url, concurrency=concurrency, duration=duration, users=users))
+        click.echo(result.render())
+        errors = result.errors
     if verify:
         click.echo("ledger verification (this process reads KORA_DATABASE_URL):")
         ledger_verify.main(args=[], standalone_mode=False)
-    sys.exit(0 if result.errors == 0 else 1)
+    sys.exit(0 if errors == 0 else 1)
