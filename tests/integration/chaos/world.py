@@ -1,6 +1,6 @@
-"""The chaos world: the provider simulator over real HTTP (in its own thread), Kora in process
-on the test's event loop, and Kora's own HTTP app served on that same loop, so the providers'
-callbacks and webhooks reach the very Kora the test drives and sweeps.
+"""The chaos world: the provider simulator over real HTTP (`python -m kora.simulator`, its own
+process), Kora in process on the test's event loop, and Kora's own HTTP app served on that same
+loop, so the providers' callbacks and webhooks reach the very Kora the test drives and sweeps.
 
 Three providers: two MoMo-style (`mtn`, `orange`: unsigned callbacks that only prompt a status
 query) behind Kora's routing table, and one Wave-style (`wave`: signed webhooks, and the only
