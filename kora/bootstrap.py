@@ -38,11 +38,21 @@ from kora.payments.adapters.sql import SqlIdempotencyStore, SqlPaymentRepository
 from kora.platform.db import create_engine
 from kora.platform.settings import ConfigurationError, Settings, webhook_secret_name
 from kora.platform.uow import SqlUnitOfWork
-from kora.providers import ProviderGateway, ProviderOperation, ProviderRequest, StaticProviderRegistry
+from kora.providers import (
+    CardAcquirer,
+    ProviderGateway,
+    ProviderOperation,
+    ProviderRequest,
+    StaticCardAcquirers,
+    StaticProviderRegistry,
+)
+from kora.providers.adapters.card import CARD_SIGNATURE_HEADER, HttpCardAcquirer, parse_card_notification
 from kora.providers.adapters.momo import HttpMomoGateway, momo_callback_reference
 from kora.providers.adapters.sandbox import SandboxGateway
 from kora.providers.adapters.sql import SqlWebhookReceipts
 from kora.providers.adapters.wave import HttpWaveGateway, parse_wave_event
+from kora.providers.card import CardNotificationSource
+from kora.providers.card_notifications import CardNotificationInbox
 from kora.providers.resilience import ProviderGuard, ProviderPolicy
 from kora.providers.routing import RoutingTable
 from kora.providers.webhooks import PaymentAtProvider, SignedEvents, StatusHints, WebhookInbox, WebhookSource
@@ -130,6 +140,7 @@ class Kora:
         clock: Clock | None = None,
         providers: list[ProviderGateway] | None = None,
         registry: CollectorRegistry | None = None,
+        acquirers: list[CardAcquirer] | None = None,
     ) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
@@ -158,6 +169,7 @@ class Kora:
             routing=_routing_table(settings),
             settlement_days=_settlement_days(settings),
         )
+        self.acquirers = self._card_acquirers(settings, acquirers)
         self.payments = PaymentsService(
             uow_factory=self.unit_of_work,
             directory=IdentityDirectory(self.identity),
@@ -169,6 +181,16 @@ class Kora:
             ),
             metrics=self.metrics,
             merchant_fees=_merchant_fees(settings),
+            acquirers=self.acquirers,
+            card_fees=_card_fees(settings),
+        )
+        self.card_notifications = CardNotificationInbox(
+            _card_notification_sources(settings, self.acquirers),
+            receipts=SqlWebhookReceipts(self.engine),
+            recorder=self.payments,
+            clock=self.clock,
+            metrics=self.metrics,
+            tolerance_seconds=settings.webhook_tolerance_seconds,
         )
         self.webhooks = WebhookInbox(
             _webhook_sources(settings, self.providers),
@@ -203,6 +225,20 @@ class Kora:
             guard = ProviderGuard("wave", policy, metrics=self.metrics)
             gateways.append(HttpWaveGateway("wave", settings.provider_wave_url, client=self._http_client, guard=guard))
         return gateways
+
+    def _card_acquirers(self, settings: Settings, given: list[CardAcquirer] | None) -> StaticCardAcquirers:
+        """The card acquirer at KORA_PROVIDER_CARD_URL (registered as `card`), or the ones given."""
+        if given is None:
+            given = []
+            if settings.provider_card_url:
+                policy = ProviderPolicy()
+                if self._http_client is None:
+                    self._http_client = httpx.AsyncClient(timeout=policy.default_timeout.httpx_timeout())
+                guard = ProviderGuard("card", policy, metrics=self.metrics)
+                given.append(
+                    HttpCardAcquirer("card", settings.provider_card_url, client=self._http_client, guard=guard)
+                )
+        return StaticCardAcquirers(given)
 
     async def _payment_at_provider(self, payment_id: uuid.UUID, provider: str) -> PaymentAtProvider | None:
         """What the webhook inbox needs to ask `provider` about one of our cash-ins/outs there."""
@@ -258,10 +294,24 @@ class Kora:
                 await self.sweep_pending(stop)
             except Exception as exc:
                 logger.opt(exception=exc).error("pending-payment sweep failed")
+            await self.sweep_card_payments(stop)
             await self.purge_request_nonces()
             await self.refresh_settlement_backlog()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
+
+    async def sweep_card_payments(self, stop: asyncio.Event | None = None) -> dict[str, int]:
+        """Piggybacked on the sweeper's loop: resolve card payments and refunds whose acquirer
+        answer is unknown, and end authorizations past their expiry (asking the acquirer first)."""
+        try:
+            return await self.payments.sweep_card_payments(
+                older_than=timedelta(seconds=self.settings.pending_min_age_seconds),
+                give_up_after=timedelta(seconds=self.settings.pending_max_age_seconds),
+                stop=stop,
+            )
+        except Exception as exc:
+            logger.opt(exception=exc).error("card payment sweep failed")
+            return {}
 
     async def refresh_settlement_backlog(self) -> None:
         """Piggybacked on the sweeper's loop: refresh the overdue-settlement gauges (captured
@@ -328,6 +378,30 @@ def _merchant_fees(settings: Settings) -> FeeSchedule:
         return FeeSchedule(bps=settings.merchant_fee_bps, minimum=settings.merchant_fee_min)
     except ValueError as exc:
         raise ConfigurationError(f"KORA_MERCHANT_FEE_BPS / KORA_MERCHANT_FEE_MIN: {exc}") from exc
+
+
+def _card_fees(settings: Settings) -> FeeSchedule:
+    try:
+        return FeeSchedule(bps=settings.card_fee_bps, minimum=settings.card_fee_min)
+    except ValueError as exc:
+        raise ConfigurationError(f"KORA_CARD_FEE_BPS / KORA_CARD_FEE_MIN: {exc}") from exc
+
+
+def _card_notification_sources(settings: Settings, acquirers: StaticCardAcquirers) -> dict[str, CardNotificationSource]:
+    """Each HTTP acquirer signs its notifications with KORA_PROVIDER_<NAME>_WEBHOOK_SECRET
+    (required in production; without it every notification is refused as forged)."""
+    sources: dict[str, CardNotificationSource] = {}
+    for name in acquirers.names:
+        if not isinstance(acquirers.get(name), HttpCardAcquirer):
+            continue
+        secret_name = webhook_secret_name(name)
+        secrets = tuple(s.strip() for s in settings.secrets.get(secret_name, "").split(",") if s.strip())
+        if not secrets:
+            if settings.is_production:
+                raise ConfigurationError(f"{secret_name} is required to verify {name}'s notifications")
+            logger.warning("no webhook secret for {acquirer}: its notifications will be refused", acquirer=name)
+        sources[name] = CardNotificationSource(secrets, parse_card_notification, CARD_SIGNATURE_HEADER)
+    return sources
 
 
 _PROVIDER_OPERATIONS = {

@@ -13,7 +13,7 @@ from kora import __version__
 from kora.bootstrap import Kora
 from kora.http.container import Services
 from kora.http.problems import Problem, install_problem_handlers
-from kora.http.routes import auth, merchant, money, ops, settlement, webhooks
+from kora.http.routes import auth, cards, merchant, money, ops, settlement, webhooks
 from kora.identity import IdentityError
 from kora.kernel import InvalidAmount, UnknownCurrency
 from kora.ledger import LedgerError
@@ -69,6 +69,7 @@ def create_app(kora: Kora, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(settlement.router)
     app.include_router(webhooks.router)
+    app.include_router(cards.router)
     if kora.settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

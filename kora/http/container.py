@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from kora.observability import KoraMetrics
     from kora.payments import PaymentsService
     from kora.platform.settings import Settings
+    from kora.providers.card_notifications import CardNotificationInbox
     from kora.providers.webhooks import WebhookInbox
 
 
@@ -22,6 +23,7 @@ class Services(Protocol):
     payments: PaymentsService
     metrics: KoraMetrics
     webhooks: WebhookInbox
+    card_notifications: CardNotificationInbox
 
     async def verify_ledger(self) -> InvariantReport: ...
 

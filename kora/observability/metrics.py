@@ -110,6 +110,20 @@ class KoraMetrics:
             ("currency",),
             registry=registry,
         )
+        self._card_operations = Counter(
+            "kora_card_operations",
+            "Operations on card payments through an acquirer, by operation (authorize, capture, void, refund, "
+            "chargeback, expiry, resolve) and outcome (succeeded, declined, pending, unavailable, refused...).",
+            ("operation", "outcome"),
+            registry=registry,
+        )
+        self._chargeback_shortfall = Counter(
+            "kora_card_chargeback_shortfall_minor",
+            "Chargebacks a merchant's account could not cover, debited to suspense for a person to recover, "
+            "in minor units of the currency.",
+            ("currency",),
+            registry=registry,
+        )
         self._idempotent_replays = Counter(
             "kora_idempotent_replays",
             "Requests answered from a stored response (same Idempotency-Key, same request).",
@@ -298,6 +312,16 @@ class KoraMetrics:
         if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
             raise ValueError("amount must be a non-negative int of minor units")
         self._fee_revenue.labels(safe_label(currency)).inc(amount, exemplar=_exemplar())
+
+    def card_operation(self, operation: str, outcome: str) -> None:
+        """An operation on a card payment ended with ``outcome`` (see the counter's help)."""
+        self._card_operations.labels(safe_label(operation), safe_label(outcome)).inc(exemplar=_exemplar())
+
+    def chargeback_shortfall(self, currency: str, amount: int) -> None:
+        """``amount`` minor units of a chargeback the merchant's account could not cover."""
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+            raise ValueError("amount must be a non-negative int of minor units")
+        self._chargeback_shortfall.labels(safe_label(currency)).inc(amount, exemplar=_exemplar())
 
     def idempotent_replay(self, route: str) -> None:
         self._idempotent_replays.labels(safe_label(route)).inc(exemplar=_exemplar())

@@ -28,7 +28,12 @@ from kora.payments.domain.model import (
     RefundNotAllowed,
 )
 from kora.payments.service import (
+    CardOperationCommand,
+    CardOperationInProgress,
+    CardPaymentCommand,
+    CardRefundCommand,
     FeeSchedule,
+    InvalidCardToken,
     InvalidReference,
     MerchantPaymentCommand,
     PaymentResult,
@@ -41,6 +46,10 @@ from kora.payments.service import (
 )
 
 __all__ = [
+    "CardOperationCommand",
+    "CardOperationInProgress",
+    "CardPaymentCommand",
+    "CardRefundCommand",
     "FeeSchedule",
     "FundsUnavailable",
     "IdempotencyKeyInvalid",
@@ -49,6 +58,7 @@ __all__ = [
     "IdempotencyRequestInProgress",
     "IllegalTransition",
     "InvalidCapture",
+    "InvalidCardToken",
     "InvalidFee",
     "InvalidPaymentAmount",
     "InvalidReference",

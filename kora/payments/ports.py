@@ -13,7 +13,7 @@ from kora.audit.ports import AuditRecorder
 from kora.ledger import Ledger
 from kora.payments.domain.idempotency import IdempotencyRecord, IdempotencyRequest, Outcome
 from kora.payments.domain.model import Payment
-from kora.providers import ProviderGateway
+from kora.providers import CardAcquirer, ProviderGateway
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +57,12 @@ class PaymentRepository(Protocol):
 
     async def list_for_user(self, user_id: uuid.UUID, *, limit: int, before_id: uuid.UUID | None) -> list[Payment]:
         """Payments the user is a party to, newest first."""
+        ...
+
+    async def find_card_work(self, *, now: datetime, updated_before: datetime, limit: int) -> list[Payment]:
+        """The card resolution job's work list, last changed before `updated_before`, oldest
+        first: card payments still INITIATED, AUTHORIZED ones with an operation pending at the
+        acquirer or whose authorization lapsed by `now`, and provider refunds not yet resolved."""
         ...
 
     async def find_captured_for_settlement(
@@ -173,3 +179,12 @@ class ProviderRegistry(Protocol):
     def settlement_days(self, name: str) -> int:
         """J+N: how many days after confirmation the provider settles."""
         ...
+
+
+class CardAcquirerRegistry(Protocol):
+    """The configured card acquirers by name; `default` None when there is none."""
+
+    def get(self, name: str) -> CardAcquirer | None: ...
+
+    @property
+    def default(self) -> str | None: ...

@@ -80,6 +80,13 @@ class Settings:
     provider_routing: str | None = None
     # Settlement lag per provider, JSON {"momo": 1}; J+1 for any provider not listed.
     provider_settlement_days: str | None = None
+    # A card acquirer at this base URL, registered as `card`; its notifications (chargebacks) are
+    # verified with KORA_PROVIDER_CARD_WEBHOOK_SECRET (comma-separated while rotating).
+    provider_card_url: str | None = None
+    # The card fee a merchant pays on a capture: basis points of the captured amount, rounded
+    # half up, at least the minimum (minor units).
+    card_fee_bps: int = 250
+    card_fee_min: int = 0
     pending_min_age_seconds: int = 60
     pending_max_age_seconds: int = 24 * 3600
     otel_sample_ratio: float = 1.0
@@ -161,6 +168,9 @@ class Settings:
             default_provider=env.get("KORA_DEFAULT_PROVIDER", "sandbox"),
             provider_routing=env.get("KORA_PROVIDER_ROUTING") or None,
             provider_settlement_days=env.get("KORA_PROVIDER_SETTLEMENT_DAYS") or None,
+            provider_card_url=env.get("KORA_PROVIDER_CARD_URL") or None,
+            card_fee_bps=int(env.get("KORA_CARD_FEE_BPS", 250)),
+            card_fee_min=int(env.get("KORA_CARD_FEE_MIN", 0)),
             pending_min_age_seconds=int(env.get("KORA_PENDING_MIN_AGE_SECONDS", 60)),
             pending_max_age_seconds=int(env.get("KORA_PENDING_MAX_AGE_SECONDS", 24 * 3600)),
             otel_sample_ratio=float(env.get("KORA_OTEL_SAMPLE_RATIO", 1.0)),

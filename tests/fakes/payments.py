@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from kora.payments import Outcome, Payment, PaymentStatus
+from kora.payments import Outcome, Payment, PaymentStatus, PaymentType
 from kora.payments.domain.idempotency import IdempotencyRecord, IdempotencyRequest
 from kora.payments.ports import CapturedBacklog
 
@@ -67,6 +67,10 @@ class InMemoryPaymentRepository:
         stored.captured_amount = payment.captured_amount
         stored.captured_at = payment.captured_at
         stored.settlement_due = payment.settlement_due
+        stored.fee = payment.fee
+        stored.authorization_expires_at = payment.authorization_expires_at
+        stored.merchant_reference = payment.merchant_reference
+        stored.pending_operation = payment.pending_operation
         stored.history = [*existing.history, *payment.new_changes]
         self.state.payments[payment.id] = stored
         payment.new_changes.clear()
@@ -87,11 +91,32 @@ class InMemoryPaymentRepository:
             p
             for p in self.state.payments.values()
             if p.provider is not None
+            and p.type in (PaymentType.CASH_IN, PaymentType.CASH_OUT)
             and p.status in (PaymentStatus.INITIATED, PaymentStatus.AUTHORIZED)
             and p.updated_at < updated_before
         ]
         pending.sort(key=lambda p: p.updated_at)
         return [copy.deepcopy(p) for p in pending[:limit]]
+
+    async def find_card_work(self, *, now: datetime, updated_before: datetime, limit: int) -> list[Payment]:
+        def due(p: Payment) -> bool:
+            if p.type is PaymentType.REFUND:
+                return True
+            expired = p.authorization_expires_at is not None and p.authorization_expires_at <= now
+            return p.type is PaymentType.CARD and (
+                p.status is PaymentStatus.INITIATED or p.pending_operation is not None or expired
+            )
+
+        work = [
+            p
+            for p in self.state.payments.values()
+            if p.provider is not None
+            and p.status in (PaymentStatus.INITIATED, PaymentStatus.AUTHORIZED)
+            and p.updated_at < updated_before
+            and due(p)
+        ]
+        work.sort(key=lambda p: p.updated_at)
+        return [copy.deepcopy(p) for p in work[:limit]]
 
     async def find_captured_for_settlement(
         self,

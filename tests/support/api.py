@@ -179,6 +179,49 @@ class Api:
             headers=merchant.headers(key=key or uuid.uuid4().hex),
         )
 
+    # -- card payments -----------------------------------------------------------------------
+    async def card_payment(
+        self,
+        merchant: Customer,
+        amount: int,
+        *,
+        card_token: str = "4111111111111111",  # noqa: S107 (the simulator's plain test card)
+        key: str | None = None,
+        **body: Any,
+    ) -> httpx.Response:
+        """POST /v1/card-payments (the status is the caller's to check)."""
+        return await self.client.post(
+            "/v1/card-payments",
+            json={"amount": amount, "card_token": card_token, **body},
+            headers=merchant.headers(key=key or uuid.uuid4().hex, fresh=False),
+        )
+
+    async def capture(
+        self, merchant: Customer, payment_id: str, amount: int | None = None, *, key: str | None = None
+    ) -> httpx.Response:
+        return await self.client.post(
+            f"/v1/card-payments/{payment_id}/capture",
+            json={} if amount is None else {"amount": amount},
+            headers=merchant.headers(key=key or uuid.uuid4().hex, fresh=False),
+        )
+
+    async def void(self, merchant: Customer, payment_id: str, *, key: str | None = None) -> httpx.Response:
+        return await self.client.post(
+            f"/v1/card-payments/{payment_id}/void", headers=merchant.headers(key=key or uuid.uuid4().hex, fresh=False)
+        )
+
+    async def card_refund(
+        self, merchant: Customer, payment_id: str, amount: int, *, key: str | None = None, **body: Any
+    ) -> httpx.Response:
+        return await self.client.post(
+            f"/v1/card-payments/{payment_id}/refunds",
+            json={"amount": amount, **body},
+            headers=merchant.headers(key=key or uuid.uuid4().hex),
+        )
+
+    async def card(self, merchant: Customer, payment_id: str) -> httpx.Response:
+        return await self.client.get(f"/v1/card-payments/{payment_id}", headers=merchant.headers(fresh=False))
+
 
 @dataclass
 class Merchant(Customer):

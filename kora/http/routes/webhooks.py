@@ -59,6 +59,39 @@ async def receive_webhook(provider: str, request: Request) -> Response:
     return JSONResponse(body)
 
 
+@router.post(
+    "/acquirers/{acquirer}",
+    responses={
+        200: {
+            "description": "Received. `status`: `applied`, `duplicate`, `replayed`, `unknown_payment`, "
+            "`conflict` (flagged for a person, not applied) or `ignored`.",
+            "content": {"application/json": {"example": {"status": "applied"}}},
+        },
+        **problem_responses("webhook_signature_invalid", "webhook_stale", "webhook_malformed", "not_found"),
+    },
+)
+async def receive_card_notification(acquirer: str, request: Request) -> Response:
+    """A card acquirer's signed notification (`X-Acquirer-Signature: t=<unix>,v1=<hex HMAC-SHA256
+    of "t.body">`, at most the tolerance window away from our clock): a chargeback moves its card
+    payment to CHARGED_BACK, once."""
+    inbox = services(request).card_notifications
+    if acquirer not in inbox.acquirers:
+        return problem_response("not_found", "no card acquirer of that name sends notifications here")
+    declared = request.headers.get("content-length", "0")
+    if not declared.isdigit() or int(declared) > MAX_BODY_BYTES:
+        return problem_response("webhook_malformed", "body too large")
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        return problem_response("webhook_malformed", "body too large")
+    try:
+        outcome = await inbox.receive(acquirer, request.headers, raw)
+    except UnknownWebhookSource:
+        return problem_response("not_found", "no card acquirer of that name sends notifications here")
+    except WebhookRejected as exc:
+        return _rejection(exc)
+    return JSONResponse({"status": outcome})
+
+
 def _rejection(exc: WebhookRejected) -> JSONResponse:
     if exc.reason is Rejection.MALFORMED_EVENT:
         return problem_response("webhook_malformed", "the body is not an event this provider sends")

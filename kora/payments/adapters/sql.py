@@ -55,6 +55,10 @@ class SqlPaymentRepository:
                 captured_amount=payment.captured_amount,
                 captured_at=payment.captured_at,
                 settlement_due=payment.settlement_due,
+                fee=payment.fee,
+                authorization_expires_at=payment.authorization_expires_at,
+                merchant_reference=payment.merchant_reference,
+                pending_operation=payment.pending_operation,
             )
         )
         await self._append_changes(payment)
@@ -95,7 +99,40 @@ class SqlPaymentRepository:
                 .where(
                     p.c.status.in_(("INITIATED", "AUTHORIZED")),
                     p.c.provider.is_not(None),
+                    # Cash-ins and cash-outs only: card payments and their refunds have their
+                    # own resolution job (find_card_work), through the acquirer.
+                    p.c.type.in_((PaymentType.CASH_IN.value, PaymentType.CASH_OUT.value)),
                     p.c.updated_at < updated_before,
+                )
+                .order_by(p.c.updated_at)
+                .limit(limit)
+            )
+        ).all()
+        history = await self._history([r.id for r in rows])
+        return [_payment(r, history.get(r.id, [])) for r in rows]
+
+    async def find_card_work(self, *, now: datetime, updated_before: datetime, limit: int) -> list[Payment]:
+        p = payments
+        card, refund = PaymentType.CARD.value, PaymentType.REFUND.value
+        rows = (
+            await self._conn.execute(
+                sa.select(p)
+                .where(
+                    # Served by ix_payments_status_updated: only unresolved rows are read.
+                    p.c.status.in_(("INITIATED", "AUTHORIZED")),
+                    p.c.updated_at < updated_before,
+                    p.c.provider.is_not(None),
+                    sa.or_(
+                        p.c.type == refund,
+                        sa.and_(
+                            p.c.type == card,
+                            sa.or_(
+                                p.c.status == "INITIATED",
+                                p.c.pending_operation.is_not(None),
+                                p.c.authorization_expires_at <= now,
+                            ),
+                        ),
+                    ),
                 )
                 .order_by(p.c.updated_at)
                 .limit(limit)
@@ -221,6 +258,9 @@ def _payment_row(payment: Payment) -> dict[str, Any]:
         "captured_amount": payment.captured_amount,
         "captured_at": payment.captured_at,
         "settlement_due": payment.settlement_due,
+        "authorization_expires_at": payment.authorization_expires_at,
+        "merchant_reference": payment.merchant_reference,
+        "pending_operation": payment.pending_operation,
     }
 
 
@@ -247,6 +287,9 @@ def _payment(row: Any, history: list[StatusChange]) -> Payment:
         captured_amount=row.captured_amount,
         captured_at=row.captured_at,
         settlement_due=row.settlement_due,
+        authorization_expires_at=row.authorization_expires_at,
+        merchant_reference=row.merchant_reference,
+        pending_operation=row.pending_operation,
         history=history,
     )
 

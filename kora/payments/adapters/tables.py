@@ -32,6 +32,9 @@ payments = sa.Table(
     sa.Column("captured_amount", sa.BigInteger, nullable=True),
     sa.Column("captured_at", UtcDateTime, nullable=True),
     sa.Column("settlement_due", UtcDateTime, nullable=True),
+    sa.Column("authorization_expires_at", UtcDateTime, nullable=True),
+    sa.Column("merchant_reference", sa.String(64), nullable=True),
+    sa.Column("pending_operation", sa.String(16), nullable=True),
     sa.CheckConstraint("amount > 0", name="amount_positive"),
     sa.CheckConstraint(
         "status IN ('INITIATED','AUTHORIZED','CAPTURED','SETTLED','FAILED','REVERSED','CHARGED_BACK')",
@@ -43,6 +46,10 @@ payments = sa.Table(
     ),
     sa.CheckConstraint(
         "refunded_amount >= 0 AND refunded_amount <= COALESCE(captured_amount, amount)", name="refunds_within_capture"
+    ),
+    sa.CheckConstraint(
+        "pending_operation IS NULL OR pending_operation IN ('authorize','capture','void','refund')",
+        name="pending_operation_known",
     ),
     # "My payments" pages: by party, newest first (ids are time-ordered uuid7).
     sa.Index("ix_payments_payer_user", "payer_user_id", "id"),

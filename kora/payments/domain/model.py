@@ -123,6 +123,12 @@ class Payment:
     captured_at: datetime | None = None
     # When the provider is due to settle a captured payment (J+N); None for internal payments.
     settlement_due: datetime | None = None
+    # Card payments: when the acquirer's authorization lapses, and the merchant's order reference.
+    authorization_expires_at: datetime | None = None
+    merchant_reference: str | None = None
+    # An operation asked of the provider whose answer is not known yet ("authorize", "capture",
+    # "void", "refund"): what the resolution job looks at; None when nothing is outstanding.
+    pending_operation: str | None = None
     history: list[StatusChange] = field(default_factory=list)
     new_changes: list[StatusChange] = field(default_factory=list)
 

@@ -18,8 +18,20 @@ from datetime import date, timedelta
 from typing import Any
 
 from kora.kernel import Clock
-from kora.payments.ports import PaymentsUnitOfWorkFactory, ProviderRegistry, RecipientDirectory
+from kora.payments.ports import CardAcquirerRegistry, PaymentsUnitOfWorkFactory, ProviderRegistry, RecipientDirectory
 from kora.payments.service.base import NullPaymentMetrics, PaymentMetrics, PaymentResult, PaymentsConfig
+from kora.payments.service.card_common import (
+    CardMetrics,
+    CardOperationCommand,
+    CardOperationInProgress,
+    CardPaymentCommand,
+    CardRefundCommand,
+    InvalidCardToken,
+    NullCardMetrics,
+)
+from kora.payments.service.card_refunds import CardRefunds
+from kora.payments.service.card_sweeper import CardSweeper
+from kora.payments.service.cards import CardPayments
 from kora.payments.service.merchant import (
     FeeSchedule,
     InvalidReference,
@@ -34,10 +46,15 @@ from kora.payments.service.settlement import InvalidSettlementRequest, Settlemen
 from kora.payments.service.settlement_backlog import SettlementBacklog
 from kora.payments.service.sweeper import PendingSweeper
 from kora.payments.service.transfers import TransferCommand, Transfers
-from kora.providers import ProviderResult
+from kora.providers import Chargeback, ProviderResult, StaticCardAcquirers
 
 __all__ = [
+    "CardOperationCommand",
+    "CardOperationInProgress",
+    "CardPaymentCommand",
+    "CardRefundCommand",
     "FeeSchedule",
+    "InvalidCardToken",
     "InvalidReference",
     "InvalidSettlementRequest",
     "MerchantPaymentCommand",
@@ -64,6 +81,8 @@ class PaymentsService:
         config: PaymentsConfig | None = None,
         metrics: PaymentMetrics | None = None,
         merchant_fees: FeeSchedule | None = None,
+        acquirers: CardAcquirerRegistry | None = None,
+        card_fees: FeeSchedule | None = None,
     ) -> None:
         metrics = metrics or NullPaymentMetrics()
         deps: dict[str, Any] = {
@@ -85,9 +104,20 @@ class PaymentsService:
             metrics=metrics,
         )
         self.queries = PaymentQueries(**deps)
-        self.settlements = Settlements(**deps)
+        acquirers = acquirers or StaticCardAcquirers(())
+        self.settlements = Settlements(**deps, acquirers=acquirers)
         self.backlog = SettlementBacklog(**deps)
         self.merchant = MerchantPayments(**deps, fees=merchant_fees)
+        self.cards = CardPayments(**deps, acquirers=acquirers, fees=card_fees)
+        self.card_refunds = CardRefunds(**deps, acquirers=acquirers)
+        self.card_sweeper = CardSweeper(
+            records=self.cards.records,
+            refunds=self.card_refunds,
+            acquirers=acquirers,
+            uow_factory=uow_factory,
+            clock=clock,
+            metrics=metrics if isinstance(metrics, CardMetrics) else NullCardMetrics(),
+        )
 
     async def transfer(self, cmd: TransferCommand) -> PaymentResult:
         """Move money between two customer wallets at once (settles immediately)."""
@@ -146,6 +176,40 @@ class PaymentsService:
         self, merchant_user_id: uuid.UUID, *, limit: int, cursor: uuid.UUID | None
     ) -> tuple[list[dict[str, Any]], str | None]:
         return await self.merchant.merchant_payments(merchant_user_id, limit=limit, cursor=cursor)
+
+    async def authorize_card_payment(self, cmd: CardPaymentCommand) -> PaymentResult:
+        """A merchant takes a card payment: the acquirer authorizes it (no money moves yet)."""
+        return await self.cards.authorize(cmd)
+
+    async def capture_card_payment(self, cmd: CardOperationCommand) -> PaymentResult:
+        """Capture (part of) an authorized card payment, once; the merchant is credited less the fee."""
+        return await self.cards.capture(cmd)
+
+    async def void_card_payment(self, cmd: CardOperationCommand) -> PaymentResult:
+        """Release an authorized card payment's hold; it ends FAILED (`voided`)."""
+        return await self.cards.void(cmd)
+
+    async def refund_card_payment(self, cmd: CardRefundCommand) -> PaymentResult:
+        """Refund (part of) a captured card payment to the card, up to what was captured."""
+        return await self.card_refunds.refund(cmd)
+
+    async def card_payment(self, merchant_user_id: uuid.UUID, payment_id: uuid.UUID) -> dict[str, Any]:
+        return await self.cards.card_payment(merchant_user_id, payment_id)
+
+    async def record_chargeback(self, chargeback: Chargeback, *, acquirer: str, correlation_id: str | None) -> str:
+        """An acquirer's chargeback notification, applied once (see `ChargebackBook`)."""
+        return await self.card_refunds.record_chargeback(chargeback, acquirer=acquirer, correlation_id=correlation_id)
+
+    async def sweep_card_payments(
+        self,
+        *,
+        older_than: timedelta,
+        give_up_after: timedelta,
+        limit: int = 500,
+        stop: asyncio.Event | None = None,
+    ) -> dict[str, int]:
+        """One pass of the card resolution job; see `CardSweeper.sweep`."""
+        return await self.card_sweeper.sweep(older_than=older_than, give_up_after=give_up_after, limit=limit, stop=stop)
 
     async def settle(
         self,

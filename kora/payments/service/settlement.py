@@ -33,7 +33,7 @@ from kora.payments.domain.idempotency import (
     validate_key,
 )
 from kora.payments.domain.model import Payment, PaymentError, PaymentStatus, PaymentType
-from kora.payments.ports import PaymentsUnitOfWork
+from kora.payments.ports import CardAcquirerRegistry, PaymentsUnitOfWork
 from kora.payments.service.base import PaymentResult, PaymentsBase
 
 _tracer = trace.get_tracer("kora.payments")
@@ -44,6 +44,10 @@ _tracer = trace.get_tracer("kora.payments")
 CLEARING_SIDE_AT_CAPTURE: dict[PaymentType, Direction] = {
     PaymentType.CASH_IN: Direction.DEBIT,  # the provider collected for us: it owes us
     PaymentType.CASH_OUT: Direction.CREDIT,  # the provider paid out for us: we owe it
+    PaymentType.CARD: Direction.DEBIT,  # the acquirer captured for the merchant: it owes us
+    # A card refund the acquirer paid back to the card: we owe it. (Internal merchant refunds
+    # have no provider and settle at once, so a settlement run never selects them.)
+    PaymentType.REFUND: Direction.CREDIT,
 }
 FLOW = {Direction.DEBIT: "collections", Direction.CREDIT: "disbursements"}
 
@@ -142,6 +146,11 @@ class Settlements(PaymentsBase):
     """Moves captured provider payments to SETTLED, one ledger posting each, in chunked
     transactions."""
 
+    def __init__(self, *, acquirers: CardAcquirerRegistry | None = None, **deps: Any) -> None:
+        super().__init__(**deps)
+        # Card acquirers settle their captures and refunds like providers do.
+        self._acquirers = acquirers
+
     async def settle(self, cmd: SettlementCommand) -> PaymentResult:
         """Settle the payments `cmd` selects; each is SETTLED at most once (under its row lock,
         and the ledger's unique (payment, step) index refuses a second posting). A payment
@@ -185,7 +194,8 @@ class Settlements(PaymentsBase):
         return PaymentResult(Outcome.SUCCEEDED, body)
 
     def _validate(self, cmd: SettlementCommand) -> None:
-        if self._providers.get(cmd.provider) is None:
+        acquirer = self._acquirers.get(cmd.provider) if self._acquirers is not None else None
+        if self._providers.get(cmd.provider) is None and acquirer is None:
             raise UnknownProvider(f"provider {cmd.provider!r} is not configured")
         try:
             currency(cmd.currency)
