@@ -6,15 +6,19 @@ status, and who may do what."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from kora.ledger import AccountKind
-from tests.integration.card_support import DECLINED_CARD, TTL_SECONDS, CardStack, card_stack
+from kora.observability import configure_tracing
+from tests.integration.card_support import CHARGEBACK_CARD, DECLINED_CARD, TTL_SECONDS, CardStack, card_stack
 
 PROBLEM = "application/problem+json"
 
@@ -23,6 +27,15 @@ PROBLEM = "application/problem+json"
 async def stack(migrated_url: str, tmp_path: Path) -> AsyncIterator[CardStack]:
     async with card_stack(migrated_url, tmp_path) as running:
         yield running
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    provider = configure_tracing(service_name="kora-test", exporter="none")
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield exporter
+    provider.shutdown()
 
 
 async def test_authorize_capture_part_then_settle(stack: CardStack) -> None:
@@ -146,3 +159,26 @@ async def test_only_the_merchant_who_took_it_sees_or_moves_a_card_payment(stack:
     bad = await stack.api.card_payment(merchant, 1_000, card_token="4111 1111 1111 1111")
     assert bad.status_code == 422
     assert "4111" not in bad.text  # validation errors never echo the input
+
+
+async def test_each_step_is_traced_and_the_chargeback_continues_the_payments_trace(
+    stack: CardStack, spans: InMemorySpanExporter
+) -> None:
+    merchant = await stack.api.merchant()
+    await stack.captured(merchant, 3_000)  # some balance, so the chargeback is covered
+    disputed = await stack.captured(merchant, 2_000, card=CHARGEBACK_CARD)
+    await stack.wait_for(merchant, disputed["id"], "CHARGED_BACK")
+
+    def traces(name: str) -> set[int]:
+        return {span.context.trace_id for span in spans.get_finished_spans() if span.name == name}
+
+    for _ in range(100):  # the notification's span ends just after the payment changes
+        if traces("payments.card.chargeback") and traces("card.notification.receive"):
+            break
+        await asyncio.sleep(0.02)
+    assert traces("acquirer.card.authorize") == traces("payments.card.authorize")
+    assert len(traces("payments.card.authorize")) == 2
+    assert traces("acquirer.card.capture") == traces("payments.card.capture")
+    assert traces("payments.card.chargeback") == traces("card.notification.receive")
+    # The acquirer's notification carries the trace of the request that created the authorization.
+    assert traces("card.notification.receive") <= traces("payments.card.authorize")
