@@ -42,6 +42,11 @@ class RefundNotAllowed(PaymentError):
     code = "refund_not_allowed"
 
 
+# `failure_code` of a captured payment its provider later contradicted (e.g. reversed it): kept
+# out of settlement until a person decides (ADR 0014).
+PROVIDER_CONTRADICTION = "provider_contradiction"
+
+
 class PaymentType(enum.StrEnum):
     P2P = "p2p"
     CASH_IN = "cash_in"

@@ -383,7 +383,7 @@ class MerchantPayments(PaymentsBase):
 
 
 def _is_merchants(payment: Payment, merchant_user_id: uuid.UUID) -> bool:
-    if payment.type is PaymentType.MERCHANT:
+    if payment.type in (PaymentType.MERCHANT, PaymentType.CARD):  # what the merchant was paid
         return payment.payee_user_id == merchant_user_id
     return payment.type is PaymentType.REFUND and payment.payer_user_id == merchant_user_id
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -30,6 +31,7 @@ from kora.payments.domain.idempotency import (
     validate_key,
 )
 from kora.payments.domain.model import (
+    PROVIDER_CONTRADICTION,
     Payment,
     PaymentError,
     PaymentStatus,
@@ -105,6 +107,9 @@ class ProviderMoves(PaymentsBase):
             f"user:{cmd.user_id}", validate_key(cmd.idempotency_key), fingerprint(op, cmd.fingerprint_body())
         )
         actor = f"user:{cmd.user_id}"
+        # Looked up before anything is committed: a failure (or a cancellation) here must not
+        # leave funds held for a provider call that never happens.
+        account = await self._directory.mobile_money_number(cmd.user_id)
         with _tracer.start_as_current_span(f"payments.{op}", attributes={"kora.provider": gateways[0].name}):
             try:
                 started = await self._begin_provider_move(cmd, kind, money, gateways[0].name, idem, actor)
@@ -124,7 +129,6 @@ class ProviderMoves(PaymentsBase):
             if isinstance(started, PaymentResult):
                 return started
             payment, hold_id = started
-            account = await self._directory.mobile_money_number(cmd.user_id)
             request = ProviderRequest(payment.id, money, account_ref=account, correlation_id=cmd.correlation_id)
             # Once the intent is committed, the call and its outcome run to the end even if the
             # client goes away (shielded): the payment must not be left half-done by a disconnect.
@@ -147,9 +151,14 @@ class ProviderMoves(PaymentsBase):
         ambiguous one (PENDING), is recorded and ends the routing — a timeout is resolved by
         status query at that provider, never by asking another (ADR 0017)."""
         result = ProviderResult(ProviderOutcome.PENDING)
+        answered_by = gateways[0].name
         for position, gateway in enumerate(gateways):
             if position > 0 and not await self._reroute(request.payment_id, gateways[position - 1].name, gateway.name):
-                break  # someone else already resolved the payment: leave it as it is
+                # Someone else already resolved the payment: leave it as it is (a PENDING answer
+                # changes nothing and returns the payment's current view).
+                result = ProviderResult(ProviderOutcome.PENDING)
+                break
+            answered_by = gateway.name
             result = await self._call(gateway, kind, request)
             last = position == len(gateways) - 1
             if result.outcome is ProviderOutcome.FAILED and result.not_accepted and not last:
@@ -162,7 +171,9 @@ class ProviderMoves(PaymentsBase):
                 )
                 continue
             break
-        return await self.record_answer(request.payment_id, hold_id, result, idem, actor, correlation_id)
+        return await self.record_answer(
+            request.payment_id, hold_id, result, idem, actor, correlation_id, expected_provider=answered_by
+        )
 
     async def _call(self, gateway: ProviderGateway, kind: PaymentType, request: ProviderRequest) -> ProviderResult:
         with _tracer.start_as_current_span(f"provider.{gateway.name}.{kind.value}") as span:
@@ -260,10 +271,14 @@ class ProviderMoves(PaymentsBase):
         changes nothing; one that contradicts a definite state is flagged, never applied."""
         async with self._uow() as uow:
             payment = await uow.payments.get(payment_id)
-        if payment is None or payment.provider != provider or payment.type not in _OPERATION:
+        if payment is None or payment.type not in _OPERATION:
             return False
         if result.outcome is not ProviderOutcome.PENDING:
-            await self.record_answer(payment.id, None, result, None, f"provider:{provider}", correlation_id)
+            # The provider is checked again under the row lock: a payment re-pointed to another
+            # provider (fallback) flags an answer from the one it left instead of applying it.
+            await self.record_answer(
+                payment.id, None, result, None, f"provider:{provider}", correlation_id, expected_provider=provider
+            )
         return True
 
     async def record_answer(
@@ -276,13 +291,17 @@ class ProviderMoves(PaymentsBase):
         correlation_id: str | None,
         *,
         give_up: bool = False,
+        expected_provider: str | None = None,
     ) -> PaymentResult:
         """Record a provider's answer on a payment it was asked to move. Idempotent: a payment
         already in a definite state is left as it is (the request, the sweeper and a webhook may
         all get an answer). A success captures the payment (money moves in our books; the
         provider settles it J+N, see `Settlements`); a failure releases the hold. With
         `give_up`, a payment still PENDING past its maximum age ends FAILED
-        (`provider_unresolved`), its hold released; reconciliation will catch a late success."""
+        (`provider_unresolved`), its hold released; reconciliation will catch a late success.
+        With `expected_provider`, an answer from a provider the payment no longer waits on (it
+        was re-routed) is flagged, never applied. A definite answer contradicting a definite
+        state is flagged too, and a captured payment so flagged is kept out of settlement."""
         changed = False
         async with self._uow() as uow:
             payment = await uow.payments.get(payment_id, for_update=True)
@@ -293,18 +312,27 @@ class ProviderMoves(PaymentsBase):
             if idem is None:  # the sweeper or a webhook: find the key of the request that created it
                 record = await uow.idempotency.find_by_payment(payment.id)
                 idem = None if record is None else IdempotencyRequest(record.scope, record.key, record.fingerprint)
-            if payment.status in (PaymentStatus.INITIATED, PaymentStatus.AUTHORIZED):
+            if expected_provider is not None and payment.provider != expected_provider:
+                if result.outcome is not ProviderOutcome.PENDING:
+                    await self._flag_contradiction(
+                        uow,
+                        payment,
+                        result,
+                        provider_actor=f"provider:{expected_provider}",
+                        correlation_id=correlation_id,
+                    )
+            elif payment.status in (PaymentStatus.INITIATED, PaymentStatus.AUTHORIZED):
                 if hold_id is None:
                     hold = await uow.ledger.active_hold_for_payment(payment.id)
                     hold_id = None if hold is None else hold.id
-                payment.provider_ref = result.provider_ref or payment.provider_ref
+                payment.provider_ref = _bounded_ref(result.provider_ref) or payment.provider_ref
                 if result.outcome is ProviderOutcome.SUCCEEDED:
                     await self._capture(uow, payment, hold_id, provider_actor, correlation_id)
                     changed = True
                 elif result.outcome is ProviderOutcome.FAILED or give_up:
                     if hold_id is not None:
                         await uow.ledger.release_hold(hold_id)
-                    code = result.failure_code or "provider_declined"
+                    code = _bounded_code(result.failure_code) or "provider_declined"
                     if result.outcome is not ProviderOutcome.FAILED:
                         code, provider_actor = "provider_unresolved", "system"
                     payment.fail(at=at, code=code, actor=provider_actor)
@@ -320,21 +348,8 @@ class ProviderMoves(PaymentsBase):
                         details={"amount": payment.money.amount, "currency": payment.money.currency},
                     )
             elif _contradicts(payment.status, result.outcome):
-                # The provider now says the opposite of what we recorded (e.g. a success after we
-                # gave up): never silently ignored — it needs a person (and reconciliation).
-                logger.error(
-                    "provider answer contradicts a definite payment",
-                    payment_id=str(payment.id),
-                    recorded=payment.status.value,
-                    provider_outcome=result.outcome.value,
-                )
-                await uow.audit.record(
-                    actor=provider_actor,
-                    action=f"payment.{payment.type.value}.conflicting_answer",
-                    subject=f"payment:{payment.id}",
-                    correlation_id=correlation_id,
-                    outcome="denied",
-                    details={"recorded": payment.status.value, "provider_outcome": result.outcome.value},
+                await self._flag_contradiction(
+                    uow, payment, result, provider_actor=provider_actor, correlation_id=correlation_id
                 )
             view = payment.view()
             if idem is not None:
@@ -343,6 +358,55 @@ class ProviderMoves(PaymentsBase):
         if changed or payment.status in (PaymentStatus.INITIATED, PaymentStatus.AUTHORIZED):
             self._finished(payment)
         return PaymentResult(Outcome.SUCCEEDED, view)
+
+    async def _flag_contradiction(
+        self,
+        uow: PaymentsUnitOfWork,
+        payment: Payment,
+        result: ProviderResult,
+        *,
+        provider_actor: str,
+        correlation_id: str | None,
+    ) -> None:
+        """A provider says the opposite of what we recorded (a success after we gave up, a
+        reversal after capture) or answers for a payment that moved to another provider. Never
+        silently ignored, never applied: logged at ERROR, audited, and a captured payment is
+        marked (`failure_code`) so settlement refuses it until a person decides (ADR 0014)."""
+        logger.error(
+            "provider answer contradicts the payment",
+            payment_id=str(payment.id),
+            recorded=payment.status.value,
+            provider=provider_actor,
+            provider_outcome=result.outcome.value,
+        )
+        if payment.status is PaymentStatus.CAPTURED and payment.failure_code is None:
+            payment.failure_code = PROVIDER_CONTRADICTION
+            payment.updated_at = self._clock.now()
+            await uow.payments.save(payment)
+        await uow.audit.record(
+            actor=provider_actor,
+            action=f"payment.{payment.type.value}.conflicting_answer",
+            subject=f"payment:{payment.id}",
+            correlation_id=correlation_id,
+            outcome="denied",
+            details={
+                "recorded": payment.status.value,
+                "recorded_provider": payment.provider,
+                "provider_outcome": result.outcome.value,
+                "provider_code": _bounded_code(result.failure_code),
+            },
+        )
+
+    async def postpone(self, payment_id: uuid.UUID) -> None:
+        """Move an unresolved payment to the back of the sweeper's queue (its last-changed time
+        becomes now), so one that cannot be resolved does not starve the others."""
+        async with self._uow() as uow:
+            payment = await uow.payments.get(payment_id, for_update=True)
+            if payment is None or payment.status not in (PaymentStatus.INITIATED, PaymentStatus.AUTHORIZED):
+                return
+            payment.updated_at = self._clock.now()
+            await uow.payments.save(payment)
+            await uow.commit()
 
     async def _capture(
         self,
@@ -382,6 +446,26 @@ def settlement_due(captured_at: datetime, days: int) -> datetime:
     arrives during J+N; past that the payment is late)."""
     day = (captured_at.astimezone(UTC) + timedelta(days=days)).date()
     return datetime.combine(day, time.max, tzinfo=UTC)
+
+
+_CODE = re.compile(r"[^a-z0-9_.:-]+")
+
+
+def _bounded_code(code: str | None) -> str | None:
+    """A provider's failure code in our column's shape: lower-case word characters, at most 64
+    (a provider may send anything; an unsavable answer would leave the payment stuck)."""
+    if not code:
+        return None
+    return _CODE.sub("_", code.strip().lower())[:64] or None
+
+
+def _bounded_ref(reference: str | None) -> str | None:
+    """A provider's reference, at most 128 characters (the column's size); longer ones are
+    logged and cut rather than left unsavable."""
+    if reference is None or len(reference) <= 128:
+        return reference
+    logger.warning("provider reference longer than 128 characters, cut", length=len(reference))
+    return reference[:128]
 
 
 def _contradicts(recorded: PaymentStatus, outcome: ProviderOutcome) -> bool:

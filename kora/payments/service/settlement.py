@@ -32,7 +32,7 @@ from kora.payments.domain.idempotency import (
     fingerprint,
     validate_key,
 )
-from kora.payments.domain.model import Payment, PaymentError, PaymentStatus, PaymentType
+from kora.payments.domain.model import PROVIDER_CONTRADICTION, Payment, PaymentError, PaymentStatus, PaymentType
 from kora.payments.ports import CardAcquirerRegistry, PaymentsUnitOfWork
 from kora.payments.service.base import PaymentResult, PaymentsBase
 
@@ -399,6 +399,8 @@ def _refusal(payment_id: uuid.UUID, payment: Payment | None, cmd: SettlementComm
         reason = "not_provider_settled"
     elif payment.status is not PaymentStatus.CAPTURED:
         reason = f"status_{payment.status.value.lower()}"
+    elif payment.failure_code == PROVIDER_CONTRADICTION:
+        reason = PROVIDER_CONTRADICTION  # the provider contradicted it: a person decides first
     elif cmd.through is not None and (payment.captured_at is None or payment.captured_at >= _day_after(cmd.through)):
         reason = "captured_after_through"
     return None if reason is None else _Outcome(payment.id, "rejected", reason)

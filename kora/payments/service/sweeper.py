@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import datetime, timedelta
 
 from loguru import logger
@@ -77,10 +78,15 @@ class PendingSweeper:
             if stop is not None and stop.is_set():  # shutting down: the rest waits for the next pass
                 break
             try:
-                counts[await self._sweep_one(payment, now, give_up_after)] += 1
+                outcome = await self._sweep_one(payment, now, give_up_after)
+                counts[outcome] += 1
+                if outcome == "errors":  # the provider could not be asked: back of the queue
+                    await self._moves.postpone(payment.id)
             except Exception as exc:  # one bad payment must not starve the others
                 logger.opt(exception=exc).error("sweeping a pending payment failed", payment_id=str(payment.id))
                 counts["errors"] += 1
+                with contextlib.suppress(Exception):  # to the back of the queue, so it cannot block the rest
+                    await self._moves.postpone(payment.id)
         if pending:
             logger.info("pending payments swept", **counts)
         return counts

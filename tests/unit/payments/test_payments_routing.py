@@ -7,6 +7,7 @@ not accept the request; an ambiguous outcome stays with that provider until its 
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
 
@@ -114,17 +115,65 @@ async def test_a_webhook_answer_captures_a_pending_payment_once() -> None:
     assert (replay.replayed, replay.body["status"]) == (True, "CAPTURED")
 
 
-async def test_a_webhook_from_another_provider_or_for_no_payment_is_ignored() -> None:
+async def test_a_webhook_for_no_payment_is_ignored_and_a_pending_word_changes_nothing() -> None:
     _mtn, _wave, service, h = two_providers([pending()], [succeeded()])
     alice = h.new_user()
     first = await service.cash_in(command(alice, 2_000))
     payment_id = uuid.UUID(first.body["id"])
     before = h.contents()
-    assert not await service.record_provider_answer(payment_id, succeeded(), provider="wave")
     assert not await service.record_provider_answer(uuid.uuid4(), succeeded(), provider="mtn")
     # A "still pending" word teaches nothing: nothing is written.
     assert await service.record_provider_answer(payment_id, pending(), provider="mtn")
     assert h.contents() == before
+
+
+async def test_an_answer_from_the_provider_a_payment_left_is_flagged_never_applied() -> None:
+    """After fallback from mtn to wave, a late word from mtn (here: "succeeded", i.e. money may
+    have moved twice) is never applied to the payment now waiting on wave — but never dropped
+    silently either."""
+    _mtn, _wave, service, h = two_providers([not_accepted()], [pending()])
+    alice = h.new_user()
+    await h.fund(alice, 10_000)
+    first = await service.cash_out(command(alice, 4_000))
+    assert (first.body["status"], first.body["provider"]) == ("AUTHORIZED", "wave")
+    payment_id = uuid.UUID(first.body["id"])
+    assert await service.record_provider_answer(payment_id, succeeded(), provider="mtn")
+    (payment,) = h.stored_payments()
+    assert (payment.status, payment.provider) == (PaymentStatus.AUTHORIZED, "wave")
+    balance = await h.wallet_balance(alice)
+    assert (balance.posted, balance.available) == (10_000, 6_000)  # still held, nothing captured
+    assert h.audit_actions()[-1] == "payment.cash_out.conflicting_answer"
+    # wave's own answer still settles it.
+    assert await service.record_provider_answer(payment_id, succeeded(), provider="wave")
+    assert h.stored_payments()[0].status is PaymentStatus.CAPTURED
+
+
+async def test_a_reversal_after_capture_marks_the_payment_for_a_person() -> None:
+    _mtn, _wave, service, h = two_providers([succeeded()], [succeeded()])
+    alice = h.new_user()
+    first = await service.cash_in(command(alice, 2_000))
+    assert first.body["status"] == "CAPTURED"
+    await service.record_provider_answer(uuid.UUID(first.body["id"]), failed("reversed"), provider="mtn")
+    (payment,) = h.stored_payments()
+    assert (payment.status, payment.failure_code) == (PaymentStatus.CAPTURED, "provider_contradiction")
+    assert (await h.wallet_balance(alice)).posted == 2_000  # not applied: a person decides
+    assert h.audit_actions()[-1] == "payment.cash_in.conflicting_answer"
+
+
+async def test_provider_codes_and_references_of_any_length_are_saved_in_shape() -> None:
+    long_code = ProviderResult(ProviderOutcome.FAILED, failure_code="Payer Account Is Locked / " + "x" * 100)
+    _mtn, _wave, service, h = two_providers([long_code], [succeeded()])
+    alice = h.new_user()
+    result = await service.cash_in(command(alice, 1_000))
+    code = result.body["failure_code"]
+    assert code.startswith("payer_account_is_locked_")
+    assert len(code) == 64
+    long_ref = ProviderResult(ProviderOutcome.SUCCEEDED, provider_ref="r" * 300)
+    _mtn2, _wave2, service2, h2 = two_providers([long_ref], [succeeded()])
+    bob = h2.new_user()
+    captured = await service2.cash_in(command(bob, 1_000, key="route-key-0002"))
+    assert captured.body["status"] == "CAPTURED"
+    assert h2.stored_payments()[0].provider_ref == "r" * 128
 
 
 async def test_a_webhook_contradicting_a_definite_payment_is_flagged_not_applied() -> None:
@@ -137,3 +186,42 @@ async def test_a_webhook_contradicting_a_definite_payment_is_flagged_not_applied
     assert payment.status is PaymentStatus.FAILED
     assert (await h.wallet_balance(alice)).posted == 0
     assert h.audit_actions()[-1] == "payment.cash_in.conflicting_answer"
+
+
+async def test_settlement_refuses_a_payment_its_provider_contradicted() -> None:
+    _mtn, _wave, service, h = two_providers([succeeded()], [succeeded()])
+    alice = h.new_user()
+    flagged = await service.cash_in(command(alice, 2_000))
+    clean = await service.cash_in(command(alice, 3_000, key="route-key-0003"))
+    await service.record_provider_answer(uuid.UUID(flagged.body["id"]), failed("reversed"), provider="mtn")
+    result = await service.settle(
+        "mtn",
+        "XOF",
+        payment_ids=[uuid.UUID(flagged.body["id"]), uuid.UUID(clean.body["id"])],
+        actor="ops",
+        reference="MTN-REPORT-1",
+    )
+    outcomes = {o["payment_id"]: (o["outcome"], o.get("reason")) for o in result.body["outcomes"]}
+    assert outcomes[flagged.body["id"]] == ("rejected", "provider_contradiction")
+    assert outcomes[clean.body["id"]][0] == "settled"
+    assert result.body["totals"]["net"] == 3_000
+
+
+async def test_a_payment_the_sweeper_cannot_resolve_goes_to_the_back_of_the_queue() -> None:
+    gateway = ScriptedGateway(answers=[pending()], name="mtn")
+    service, h = make_service(gateways=[gateway])
+    alice = h.new_user()
+    stuck = await service.cash_in(command(alice, 1_000))
+    h.clock.advance(timedelta(seconds=1))
+    other = await service.cash_in(command(alice, 2_000, key="route-key-0004"))
+    gateway.status_answers = [RuntimeError("provider exploded"), succeeded()]
+    h.clock.advance(timedelta(minutes=10))
+    first = await service.sweep_pending(older_than=timedelta(minutes=1), give_up_after=timedelta(days=1), limit=1)
+    assert first["errors"] == 1
+    h.clock.advance(timedelta(minutes=2))
+    # The failing one was postponed: the next pass reaches the other payment.
+    second = await service.sweep_pending(older_than=timedelta(minutes=1), give_up_after=timedelta(days=1), limit=1)
+    assert second["confirmed"] == 1
+    by_id = {str(p.id): p for p in h.stored_payments()}
+    assert by_id[other.body["id"]].status is PaymentStatus.CAPTURED
+    assert by_id[stuck.body["id"]].status is PaymentStatus.INITIATED

@@ -66,7 +66,10 @@ async def test_a_late_failure_releases_the_hold() -> None:
     assert balance is not None
     assert (balance.posted, balance.available) == (10_000, 10_000)
     (payment,) = h.stored_payments()
-    assert (payment.status, payment.failure_code) == (PaymentStatus.FAILED, "NOT_ENOUGH_FUNDS")
+    assert (payment.status, payment.failure_code) == (
+        PaymentStatus.FAILED,
+        "not_enough_funds",
+    )  # in our shape: lower case
 
 
 async def test_still_pending_is_left_alone_until_its_maximum_age_then_failed() -> None:
