@@ -170,15 +170,24 @@ def payments_sweep() -> None:
     "--through",
     type=click.DateTime(formats=["%Y-%m-%d"]),
     default=None,
-    help="settle every payment captured on or before this UTC day (YYYY-MM-DD)",
+    help="settle every payment captured on or before this UTC day (YYYY-MM-DD), which must have ended "
+    "(yesterday or earlier; today is refused, exit 2)",
 )
-@click.option("--payment-id", "payment_ids", multiple=True, type=click.UUID, help="settle this payment (repeatable)")
+@click.option(
+    "--payment-id",
+    "payment_ids",
+    multiple=True,
+    type=click.UUID,
+    help="settle this payment, as the provider's report names it (repeatable; any captured payment)",
+)
 @click.option("--reference", default=None, help="the settlement report or bank statement reference")
 def payments_settle(
     provider: str, currency: str, through: Any, payment_ids: tuple[Any, ...], reference: str | None
 ) -> None:
     """Settle a provider's captured payments (clearing → settlement bank, CAPTURED → SETTLED),
-    as its settlement report says; safe to run again. Exit 1 if any payment was rejected."""
+    as its settlement report says: by the ids it names (exact), or by a UTC day that has ended
+    (by Kora's capture time). Safe to run again. Exit 1 if any payment was rejected, 2 if the
+    request was refused."""
     day = through.date() if through is not None else None
     ref = reference or f"{provider}-report-{day or 'manual'}"
 

@@ -34,6 +34,10 @@ def today() -> str:
     return datetime.now(UTC).date().isoformat()
 
 
+def yesterday() -> str:
+    return (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+
+
 async def test_an_admin_settles_a_day_from_the_provider_report(api: Api) -> None:
     alice = await api.customer(fund=10_000)
     cash_out = await api.cash_out(alice, 2_500)
@@ -48,7 +52,9 @@ async def test_an_admin_settles_a_day_from_the_provider_report(api: Api) -> None
     assert (item["captured"], item["overdue"]) == ({"count": 2, "amount": 12_500}, {"count": 0, "amount": 0})
     assert item["expected"]["net"] == 7_500
 
-    request = {"provider": "sandbox", "currency": "XOF", "through": today(), "reference": "SBX-2026-STMT-001"}
+    # The API's clock is real: today's captures are settled by the ids the provider's report names.
+    ids = [p["id"] for p in (await api.client.get("/v1/payments", headers=alice.headers())).json()["items"]]
+    request = {"provider": "sandbox", "currency": "XOF", "payment_ids": ids, "reference": "SBX-2026-STMT-001"}
     settled = await api.client.post("/v1/ops/settlements", json=request, headers={**admin, **key})
     assert settled.status_code == 200, settled.text
     body = settled.json()
@@ -59,8 +65,9 @@ async def test_an_admin_settles_a_day_from_the_provider_report(api: Api) -> None
     replay = await api.client.post("/v1/ops/settlements", json=request, headers={**admin, **key})
     assert (replay.status_code, replay.headers.get("Idempotent-Replayed")) == (200, "true")
     assert replay.json() == body
+    by_day = {"provider": "sandbox", "currency": "XOF", "through": yesterday(), "reference": "SBX-2026-STMT-002"}
     again = await api.client.post(
-        "/v1/ops/settlements", json=request, headers={**admin, "Idempotency-Key": "settle-" + uuid.uuid4().hex}
+        "/v1/ops/settlements", json=by_day, headers={**admin, "Idempotency-Key": "settle-" + uuid.uuid4().hex}
     )
     assert (again.json()["settled"], again.json()["outcomes"]) == (0, [])
 
@@ -97,6 +104,7 @@ async def test_customers_may_not_settle_nor_see_the_backlog(api: Api) -> None:
         ({"provider": "nobody"}, 422, "unknown_provider"),
         ({"through": None}, 422, "invalid_settlement_request"),
         ({"through": "2999-01-01"}, 422, "invalid_settlement_request"),
+        ({"through": "today"}, 422, "invalid_settlement_request"),  # the day has not ended
         ({"currency": "ZZZ"}, 422, "invalid_settlement_request"),
         ({"key": None}, 400, "idempotency_key_missing"),
     ],
@@ -107,11 +115,13 @@ async def test_bad_settlement_requests_are_problems_that_change_nothing(
     api = sqlite_api
     alice = await api.customer(fund=1_000)
     admin = await admin_headers(api)
-    request: dict[str, Any] = {"provider": "sandbox", "currency": "XOF", "through": today(), "reference": "R-1"}
+    request: dict[str, Any] = {"provider": "sandbox", "currency": "XOF", "through": yesterday(), "reference": "R-1"}
     headers = {**admin, "Idempotency-Key": "settle-" + uuid.uuid4().hex}
     if changes.pop("key", "keep") is None:
         del headers["Idempotency-Key"]
     request.update(changes)
+    if request.get("through") == "today":
+        request["through"] = today()
 
     answer = await api.client.post("/v1/ops/settlements", json=request, headers=headers)
 
@@ -151,12 +161,20 @@ def test_kora_payments_settle_from_the_command_line(
     assert named.exit_code == 0, named.output
     assert json.loads(named.stdout)["settled"] == 1
 
+    not_ended = runner.invoke(kora_cli, ["payments", "settle", "--provider", "sandbox", "--through", today()])
+    assert not_ended.exit_code == 2  # today has not ended: no report can hold its payments yet
+    assert "invalid_settlement_request" in not_ended.output
     by_day = runner.invoke(
-        kora_cli, ["payments", "settle", "--provider", "sandbox", "--through", today(), "--reference", "SBX-CLI-1"]
+        kora_cli, ["payments", "settle", "--provider", "sandbox", "--through", yesterday(), "--reference", "SBX-CLI-1"]
     )
     assert by_day.exit_code == 0, by_day.output
-    report = json.loads(by_day.stdout)
-    assert (report["settled"], report["totals"]["net"], report["reference"]) == (1, 1_500, "SBX-CLI-1")
+    assert (json.loads(by_day.stdout)["settled"], json.loads(by_day.stdout)["reference"]) == (0, "SBX-CLI-1")
+    by_id = runner.invoke(
+        kora_cli, ["payments", "settle", "--provider", "sandbox", "--payment-id", second, "--reference", "SBX-CLI-2"]
+    )
+    assert by_id.exit_code == 0, by_id.output
+    report = json.loads(by_id.stdout)
+    assert (report["settled"], report["totals"]["net"], report["reference"]) == (1, 1_500, "SBX-CLI-2")
     assert [o["payment_id"] for o in report["outcomes"]] == [second]
 
     unknown = runner.invoke(

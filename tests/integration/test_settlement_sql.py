@@ -183,6 +183,7 @@ async def test_the_backlog_reports_what_is_overdue(kora: Kora) -> None:
     assert item["oldest_captured_at"] == "2026-01-01T12:00:00+00:00"
     assert _sample(kora, "kora_settlement_overdue_payments", provider="sandbox", currency="XOF") == 2
 
+    kora.clock.advance(timedelta(days=1))  # type: ignore[attr-defined]  # the 3rd has ended
     await settle(kora, through=date(2026, 1, 3))
     await kora.refresh_settlement_backlog()  # what the sweeper loop runs
     assert _sample(kora, "kora_settlement_overdue_payments", provider="sandbox", currency="XOF") == 0
@@ -199,6 +200,7 @@ async def test_two_runs_at_once_settle_each_payment_once(kora: Kora, monkeypatch
     alice = await a_customer(kora)
     ids = [uuid.UUID((await move(kora, alice, "in", 100 + i))["id"]) for i in range(40)]
     total = sum(100 + i for i in range(40))
+    kora.clock.advance(timedelta(days=1))  # type: ignore[attr-defined]
 
     by_day, by_id, same_day = await asyncio.gather(
         settle(kora, through=TODAY, reference="RUN-A"),
@@ -220,6 +222,7 @@ async def test_one_key_sent_twice_at_once_runs_once(kora: Kora) -> None:
     alice = await a_customer(kora)
     for amount in (1_000, 2_000, 3_000):
         await move(kora, alice, "in", amount)
+    kora.clock.advance(timedelta(days=1))  # type: ignore[attr-defined]
     actor = f"user:{uuid.uuid4()}"
 
     async def call() -> PaymentResult | Exception:

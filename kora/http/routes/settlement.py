@@ -38,13 +38,18 @@ class SettlementIn(BaseModel):
     provider: str = Field(pattern=PROVIDER_PATTERN)
     currency: str = Field(pattern=CURRENCY_PATTERN)
     through: date | None = Field(
-        default=None, description="YYYY-MM-DD (UTC): settle every payment captured on or before this day."
+        default=None,
+        description="YYYY-MM-DD, a UTC day that has ended (yesterday or earlier): settle every payment "
+        "captured (by Kora's capture time) on or before this day. Today or later is refused: the provider's "
+        "report cannot hold payments captured minutes ago. For an exact match with the report, send its "
+        "payment_ids instead.",
     )
     payment_ids: list[uuid.UUID] | None = Field(
         default=None,
         min_length=1,
         max_length=1000,
-        description="Settle these payments (captured on or before `through` too, when both are given).",
+        description="Settle these payments, as the provider's report names them (any captured payment, "
+        "today's too); captured on or before `through` too, when both are given.",
     )
     reference: str = Field(
         pattern=REFERENCE_PATTERN, description="The provider's settlement report or bank statement reference."
@@ -135,7 +140,8 @@ async def settle(
     body: SettlementIn, admin: Admin, request: Request, idempotency_key: IdempotencyKey = None
 ) -> Response:
     """Settle a provider's captured payments (clearing → settlement bank, CAPTURED → SETTLED):
-    those named, or all captured on or before `through`. Each payment settles at most once;
+    those named (from the provider's report), or all captured on or before `through`, a UTC day
+    that has ended (today or later is refused: `invalid_settlement_request`). Each payment settles at most once;
     running the same report again settles nothing twice. Answers the counts, the totals per
     direction (compare `net` with the bank statement) and each payment's outcome."""
     if not idempotency_key:

@@ -67,8 +67,9 @@ class InvalidSettlementRequest(PaymentError):
 @dataclass(frozen=True, slots=True)
 class SettlementCommand:
     """Settle `provider`'s captured payments in `currency`: those named in `payment_ids`, or
-    all captured on or before `through` (the business day the provider's report covers), or
-    the named ones captured by then when both are given. `reference` names the provider report
+    all captured on or before `through` (the business day the provider's report covers: a UTC
+    day, by our capture time, that has ended), or the named ones captured by then when both
+    are given. `reference` names the provider report
     or bank statement; `actor` is who asks (an admin `user:<id>`, `ops`, `reconciliation`)."""
 
     provider: str
@@ -207,8 +208,12 @@ class Settlements(PaymentsBase):
             raise InvalidSettlementRequest("name the payments (payment_ids) or the day settled (through)")
         if cmd.payment_ids is not None and not 0 < len(cmd.payment_ids) <= MAX_PAYMENT_IDS:
             raise InvalidSettlementRequest(f"payment_ids: 1 to {MAX_PAYMENT_IDS} ids")
-        if cmd.through is not None and cmd.through > self._clock.now().astimezone(UTC).date():
-            raise InvalidSettlementRequest("through: a day that has not begun cannot have been settled")
+        # A day is settled once it has ended (UTC, by our capture time): a run for today would
+        # settle payments captured minutes ago that no provider report can contain yet.
+        if cmd.through is not None and cmd.through >= self._clock.now().astimezone(UTC).date():
+            raise InvalidSettlementRequest(
+                "through: a UTC day that has ended (yesterday or earlier); name today's payments with payment_ids"
+            )
 
     # ----------------------------------------------------------------- the run
     async def _run(self, cmd: SettlementCommand) -> _Report:

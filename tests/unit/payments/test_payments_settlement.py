@@ -118,6 +118,7 @@ async def test_a_second_run_settles_nothing_twice() -> None:
     service, h, _ = settlement_service()
     alice = h.new_user()
     payment = await move(service, alice, "in", 5_000)
+    h.clock.advance(timedelta(days=1))
     await settle(service, through=TODAY)
     before = h.contents()
 
@@ -202,12 +203,32 @@ async def test_through_covers_the_days_up_to_it_and_no_later() -> None:
     ]
 
 
+async def test_today_cannot_be_settled_by_day_but_its_payments_can_by_id() -> None:
+    service, h, _ = settlement_service()
+    alice = h.new_user()
+    captured_now = await move(service, alice, "in", 1_000)  # 2026-01-01 12:00, the clock's today
+    before = h.contents()
+
+    with pytest.raises(InvalidSettlementRequest, match="ended"):
+        await settle(service, through=TODAY)
+    assert h.contents() == before
+    h.clock.advance(timedelta(hours=11, minutes=59))  # 23:59: still today
+    with pytest.raises(InvalidSettlementRequest):
+        await settle(service, through=TODAY)
+
+    named = await settle(service, payment_ids=[captured_now])  # the provider's report names it
+    assert named["settled"] == 1
+    h.clock.advance(timedelta(minutes=1))  # 2026-01-02 00:00: the 1st has ended
+    assert (await settle(service, through=TODAY))["settled"] == 0
+
+
 async def test_a_large_day_is_settled_in_several_short_transactions(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(settlement_module, "CHUNK_SIZE", 2)
     service, h, _ = settlement_service()
     alice = h.new_user()
     ids = [await move(service, alice, "in", 100 * (i + 1)) for i in range(5)]
     commits = h.db.commits
+    h.clock.advance(timedelta(days=1))
 
     body = await settle(service, through=TODAY)
 
@@ -224,6 +245,7 @@ async def test_a_large_day_is_settled_in_several_short_transactions(monkeypatch:
         ({"currency": "ZZZ"}, InvalidSettlementRequest),
         ({"through": None}, InvalidSettlementRequest),
         ({"through": TODAY + timedelta(days=1)}, InvalidSettlementRequest),
+        ({"through": TODAY}, InvalidSettlementRequest),  # today has not ended
         ({"payment_ids": []}, InvalidSettlementRequest),
         ({"reference": "+225 07 00 00 00 01"}, InvalidSettlementRequest),
         ({"reference": ""}, InvalidSettlementRequest),
@@ -233,7 +255,7 @@ async def test_bad_requests_are_refused_and_change_nothing(changes: dict[str, An
     service, h, _ = settlement_service()
     await move(service, h.new_user(), "in", 1_000)
     before = h.contents()
-    values: dict[str, Any] = {"through": TODAY, "idempotency_key": "settle-key-0001"}
+    values: dict[str, Any] = {"through": TODAY - timedelta(days=1), "idempotency_key": "settle-key-0001"}
     values.update(changes)
     with pytest.raises(error):
         await settle(service, **values)
@@ -244,6 +266,7 @@ async def test_the_same_key_replays_the_report_and_a_different_request_is_refuse
     service, h, metrics = settlement_service()
     actor = f"user:{uuid.uuid4()}"
     await move(service, h.new_user(), "in", 1_000)
+    h.clock.advance(timedelta(days=1))
     first = await service.settle(
         "sandbox", "XOF", through=TODAY, actor=actor, reference="R-1", idempotency_key="settle-key-0001"
     )
@@ -265,6 +288,7 @@ async def test_the_same_key_replays_the_report_and_a_different_request_is_refuse
 async def test_a_run_that_fails_releases_its_key_so_a_retry_runs_again(monkeypatch: pytest.MonkeyPatch) -> None:
     service, h, _ = settlement_service()
     payment = await move(service, h.new_user(), "in", 1_000)
+    h.clock.advance(timedelta(days=1))
 
     async def broken(*_args: Any) -> Any:
         raise RuntimeError("database went away")
@@ -286,7 +310,7 @@ async def test_an_abandoned_claim_is_taken_over_once_stale() -> None:
         settlement_module.IdempotencyRequest("ops", "settle-key-0003", "fp")
     )
     assert claim is None
-    h.clock.advance(settlement_module.STALE_CLAIM + timedelta(seconds=1))
+    h.clock.advance(timedelta(days=1) + settlement_module.STALE_CLAIM)
     body = await settle(service, through=TODAY, idempotency_key="settle-key-0003")
     assert body["settled"] == 1
 
@@ -314,6 +338,7 @@ async def test_the_backlog_shows_captured_due_and_overdue_and_feeds_the_gauges()
     assert item["oldest_captured_at"] == "2026-01-01T12:00:00+00:00"
     assert metrics.named("settlement_overdue")[-1] == ("sandbox", "XOF", 2, 11_000)
 
+    h.clock.advance(timedelta(days=1))  # 2026-01-04: the 3rd has ended
     await settle(service, through=date(2026, 1, 3))
     assert (await service.settlement_backlog())["items"] == []
     assert metrics.named("settlement_overdue")[-1] == ("sandbox", "XOF", 0, 0)  # caught up: back to 0
