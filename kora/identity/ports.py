@@ -6,6 +6,7 @@ Repositories work inside the caller's unit of work: they add, update and flush, 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal, Protocol, Self, TypedDict
@@ -155,6 +156,11 @@ class RequestNonceStore(Protocol):
     async def add(self, session_id: uuid.UUID, nonce: str, *, expires_at: datetime) -> bool:
         """Record that the session used `nonce`, in one conditional insert. False when the
         session already used it (the row exists): of concurrent twins, exactly one gets True."""
+        ...
+
+    async def add_many(self, entries: Sequence[tuple[uuid.UUID, str, datetime]]) -> set[tuple[uuid.UUID, str]]:
+        """`add` for several distinct (session id, nonce, expires at) in one statement; returns
+        the (session id, nonce) pairs actually recorded (the others were used before)."""
         ...
 
     async def relax_durability(self) -> None:

@@ -4,6 +4,7 @@ connection. It executes; the use case commits."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +29,18 @@ class SqlRequestNonceStore:
             .on_conflict_do_nothing(index_elements=[request_nonces.c.session_id, request_nonces.c.nonce])
         )
         return result.rowcount == 1
+
+    async def add_many(self, entries: Sequence[tuple[uuid.UUID, str, datetime]]) -> set[tuple[uuid.UUID, str]]:
+        if not entries:
+            return set()
+        insert: Any = postgresql.insert if self._conn.dialect.name == "postgresql" else sqlite.insert
+        rows = await self._conn.execute(
+            insert(request_nonces)
+            .values([{"session_id": s, "nonce": n, "expires_at": e} for s, n, e in entries])
+            .on_conflict_do_nothing(index_elements=[request_nonces.c.session_id, request_nonces.c.nonce])
+            .returning(request_nonces.c.session_id, request_nonces.c.nonce)
+        )
+        return {(row.session_id, row.nonce) for row in rows}
 
     async def relax_durability(self) -> None:
         if self._conn.dialect.name == "postgresql":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Self
 
@@ -142,6 +142,9 @@ class FakeRequestNonces:
             return False
         self.rows[(session_id, nonce)] = expires_at
         return True
+
+    async def add_many(self, entries: Sequence[tuple[uuid.UUID, str, datetime]]) -> set[tuple[uuid.UUID, str]]:
+        return {(s, n) for s, n, e in entries if await self.add(s, n, expires_at=e)}
 
     async def relax_durability(self) -> None:
         self.relaxed = True
