@@ -210,6 +210,7 @@ async def test_two_runs_at_once_settle_each_payment_once(kora: Kora, monkeypatch
 
     assert by_day["settled"] + by_id["settled"] + same_day["settled"] == 40
     assert by_id["settled"] + by_id["already_settled"] == 40
+    assert by_id["totals"]["net"] + by_id["totals"]["already_settled"]["net"] == total  # the whole report
     assert sum(r["totals"]["net"] for r in (by_day, by_id, same_day)) == total
     assert await settlement_postings(kora) == {str(i): 1 for i in ids}
     assert await posted(kora, AccountKind.SETTLEMENT_BANK) == total

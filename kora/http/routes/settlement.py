@@ -69,10 +69,20 @@ class FlowOut(BaseModel):
     amount: int
 
 
+class AlreadySettledTotalsOut(BaseModel):
+    collections: FlowOut
+    disbursements: FlowOut
+    net: int
+
+
 class SettlementTotalsOut(BaseModel):
     collections: FlowOut = Field(description="Settled cash-ins: the provider pays them to our bank account.")
     disbursements: FlowOut = Field(description="Settled cash-outs: our bank account pays them to the provider.")
     net: int = Field(description="collections - disbursements: what the bank statement should show.")
+    already_settled: AlreadySettledTotalsOut = Field(
+        description="The selected payments an earlier run had settled (a retry after a run that failed part way, "
+        "a report sent twice), not moved again: `net` plus this net is what the whole report moved."
+    )
 
 
 class SettlementOutcomeOut(BaseModel):
@@ -81,10 +91,12 @@ class SettlementOutcomeOut(BaseModel):
     reason: str | None = Field(
         default=None,
         description="Why a payment was rejected: not_found, other_provider, other_currency, status_<status>, "
-        "captured_after_through, not_provider_settled, ledger_refused.",
+        "captured_after_through, not_provider_settled, provider_contradiction, ledger_refused.",
     )
-    flow: str | None = None
-    amount: int | None = None
+    flow: str | None = Field(
+        default=None, description="`collections` or `disbursements` (settled and already_settled)."
+    )
+    amount: int | None = Field(default=None, description="The amount settled (settled and already_settled).")
 
 
 class SettlementOut(BaseModel):

@@ -13,7 +13,7 @@ import re
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_time
 from typing import Any
@@ -35,6 +35,7 @@ from kora.payments.domain.idempotency import (
 from kora.payments.domain.model import PROVIDER_CONTRADICTION, Payment, PaymentError, PaymentStatus, PaymentType
 from kora.payments.ports import CardAcquirerRegistry, PaymentsUnitOfWork
 from kora.payments.service.base import PaymentResult, PaymentsBase
+from kora.payments.service.settlement_report import SettlementOutcome, SettlementReport
 
 _tracer = trace.get_tracer("kora.payments")
 
@@ -91,58 +92,6 @@ class SettlementCommand:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    payment_id: uuid.UUID
-    outcome: str  # settled | already_settled | rejected
-    reason: str | None = None
-    flow: str | None = None
-    amount: int = 0
-    payment_type: str | None = None
-    delay_seconds: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"payment_id": str(self.payment_id), "outcome": self.outcome}
-        if self.reason is not None:
-            out["reason"] = self.reason
-        if self.outcome == "settled":
-            out.update(flow=self.flow, amount=self.amount)
-        return out
-
-
-@dataclass
-class _Report:
-    cmd: SettlementCommand
-    outcomes: list[_Outcome] = field(default_factory=list)
-
-    def count(self, outcome: str) -> int:
-        return sum(1 for o in self.outcomes if o.outcome == outcome)
-
-    def flow(self, name: str) -> dict[str, int]:
-        moved = [o.amount for o in self.outcomes if o.outcome == "settled" and o.flow == name]
-        return {"count": len(moved), "amount": sum(moved)}
-
-    def as_dict(self) -> dict[str, Any]:
-        collections, disbursements = self.flow("collections"), self.flow("disbursements")
-        return {
-            "provider": self.cmd.provider,
-            "currency": self.cmd.currency,
-            "reference": self.cmd.reference,
-            "through": self.cmd.through.isoformat() if self.cmd.through else None,
-            "settled": self.count("settled"),
-            "already_settled": self.count("already_settled"),
-            "rejected": self.count("rejected"),
-            # What the settlement bank account moved by in this run: the bank statement should
-            # show the same net amount (collections in, disbursements out).
-            "totals": {
-                "collections": collections,
-                "disbursements": disbursements,
-                "net": collections["amount"] - disbursements["amount"],
-            },
-            "outcomes": [o.as_dict() for o in self.outcomes],
-        }
-
-
 class Settlements(PaymentsBase):
     """Moves captured provider payments to SETTLED, one ledger posting each, in chunked
     transactions."""
@@ -155,7 +104,8 @@ class Settlements(PaymentsBase):
     async def settle(self, cmd: SettlementCommand) -> PaymentResult:
         """Settle the payments `cmd` selects; each is SETTLED at most once (under its row lock,
         and the ledger's unique (payment, step) index refuses a second posting). A payment
-        already SETTLED is counted `already_settled`; one that cannot be settled (unknown,
+        already SETTLED is counted `already_settled`, with its amount and flow (in
+        `totals.already_settled`, apart from what this run moved); one that cannot be settled (unknown,
         another provider or currency, not CAPTURED, captured after `through`) is `rejected`
         with a reason, nothing posted. With an Idempotency-Key, a retry replays the report.
         Raises InvalidSettlementRequest, UnknownProvider, and the idempotency errors."""
@@ -216,8 +166,8 @@ class Settlements(PaymentsBase):
             )
 
     # ----------------------------------------------------------------- the run
-    async def _run(self, cmd: SettlementCommand) -> _Report:
-        report = _Report(cmd)
+    async def _run(self, cmd: SettlementCommand) -> SettlementReport:
+        report = SettlementReport(cmd)
         if cmd.payment_ids is not None:
             ids = sorted(set(cmd.payment_ids))  # id order: concurrent runs lock rows in one order
             for start in range(0, len(ids), CHUNK_SIZE):
@@ -239,7 +189,7 @@ class Settlements(PaymentsBase):
             report.outcomes += await self._settle_chunk(ids, cmd)
             after = ids[-1]
 
-    async def _settle_chunk(self, ids: Sequence[uuid.UUID], cmd: SettlementCommand) -> list[_Outcome]:
+    async def _settle_chunk(self, ids: Sequence[uuid.UUID], cmd: SettlementCommand) -> list[SettlementOutcome]:
         try:
             outcomes = await self._settle_in_one_transaction(ids, cmd)
         except LedgerStorageRefused:
@@ -252,7 +202,7 @@ class Settlements(PaymentsBase):
                     outcomes += await self._settle_in_one_transaction([payment_id], cmd)
                 except LedgerStorageRefused:
                     logger.error("the ledger refused a settlement posting", payment_id=str(payment_id))
-                    outcomes.append(_Outcome(payment_id, "rejected", "ledger_refused"))
+                    outcomes.append(SettlementOutcome(payment_id, "rejected", "ledger_refused"))
         for o in outcomes:  # after commit: only what is in the books is counted
             if o.outcome == "settled":
                 self._metrics.payment_settled(cmd.provider, o.payment_type or "", o.delay_seconds)
@@ -260,8 +210,10 @@ class Settlements(PaymentsBase):
                 self._metrics.settlement_rejected(cmd.provider, o.reason or "")
         return outcomes
 
-    async def _settle_in_one_transaction(self, ids: Sequence[uuid.UUID], cmd: SettlementCommand) -> list[_Outcome]:
-        outcomes: list[_Outcome] = []
+    async def _settle_in_one_transaction(
+        self, ids: Sequence[uuid.UUID], cmd: SettlementCommand
+    ) -> list[SettlementOutcome]:
+        outcomes: list[SettlementOutcome] = []
         async with self._uow() as uow:
             # Every payment row first, in id order, then the two ledger accounts: concurrent
             # runs (and captures, which lock their payment before its accounts) take locks in
@@ -291,7 +243,7 @@ class Settlements(PaymentsBase):
         payment: Payment,
         accounts: tuple[uuid.UUID, uuid.UUID],
         cmd: SettlementCommand,
-    ) -> _Outcome:
+    ) -> SettlementOutcome:
         clearing, bank = accounts
         side = CLEARING_SIDE_AT_CAPTURE[payment.type]
         money = Money(payment.captured_amount or payment.money.amount, payment.money.currency)
@@ -321,7 +273,7 @@ class Settlements(PaymentsBase):
             },
         )
         delay = (at - payment.captured_at).total_seconds() if payment.captured_at else 0.0
-        return _Outcome(payment.id, "settled", None, FLOW[side], money.amount, payment.type.value, delay)
+        return SettlementOutcome(payment.id, "settled", None, FLOW[side], money.amount, payment.type.value, delay)
 
     # ----------------------------------------------------------------- idempotency
     async def _claim(self, idem: IdempotencyRequest) -> PaymentResult | None:
@@ -389,17 +341,19 @@ class Settlements(PaymentsBase):
             await uow.commit()
 
 
-def _refusal(payment_id: uuid.UUID, payment: Payment | None, cmd: SettlementCommand) -> _Outcome | None:
+def _refusal(payment_id: uuid.UUID, payment: Payment | None, cmd: SettlementCommand) -> SettlementOutcome | None:
     """Why this payment is not settled by this run (None: it is settled)."""
     if payment is None:
-        return _Outcome(payment_id, "rejected", "not_found")
+        return SettlementOutcome(payment_id, "rejected", "not_found")
     reason: str | None = None
     if payment.provider != cmd.provider:
         reason = "other_provider"
     elif payment.money.currency != cmd.currency:
         reason = "other_currency"
     elif payment.status is PaymentStatus.SETTLED:
-        return _Outcome(payment.id, "already_settled")
+        side = CLEARING_SIDE_AT_CAPTURE.get(payment.type)
+        amount = payment.captured_amount or payment.money.amount
+        return SettlementOutcome(payment.id, "already_settled", None, FLOW[side] if side else None, amount)
     elif payment.type not in CLEARING_SIDE_AT_CAPTURE:
         reason = "not_provider_settled"
     elif payment.status is not PaymentStatus.CAPTURED:
@@ -408,7 +362,7 @@ def _refusal(payment_id: uuid.UUID, payment: Payment | None, cmd: SettlementComm
         reason = PROVIDER_CONTRADICTION  # the provider contradicted it: a person decides first
     elif cmd.through is not None and (payment.captured_at is None or payment.captured_at >= _day_after(cmd.through)):
         reason = "captured_after_through"
-    return None if reason is None else _Outcome(payment.id, "rejected", reason)
+    return None if reason is None else SettlementOutcome(payment.id, "rejected", reason)
 
 
 def _day_after(day: date) -> datetime:

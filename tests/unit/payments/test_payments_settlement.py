@@ -92,6 +92,11 @@ async def test_settling_a_day_moves_clearing_to_the_bank_and_reports_the_net() -
         "collections": {"count": 1, "amount": 10_000},
         "disbursements": {"count": 1, "amount": 3_000},
         "net": 7_000,
+        "already_settled": {
+            "collections": {"count": 0, "amount": 0},
+            "disbursements": {"count": 0, "amount": 0},
+            "net": 0,
+        },
     }
     assert {o["payment_id"]: (o["outcome"], o["flow"], o["amount"]) for o in body["outcomes"]} == {
         str(cash_in): ("settled", "collections", 10_000),
@@ -126,8 +131,11 @@ async def test_a_second_run_settles_nothing_twice() -> None:
     assert (again["settled"], again["already_settled"], again["rejected"], again["outcomes"]) == (0, 0, 0, [])
     by_id = await settle(service, payment_ids=[payment])
     assert (by_id["settled"], by_id["already_settled"]) == (0, 1)
-    assert by_id["outcomes"] == [{"payment_id": str(payment), "outcome": "already_settled"}]
+    assert by_id["outcomes"] == [
+        {"payment_id": str(payment), "outcome": "already_settled", "flow": "collections", "amount": 5_000}
+    ]
     assert by_id["totals"]["net"] == 0
+    assert by_id["totals"]["already_settled"]["collections"] == {"count": 1, "amount": 5_000}
 
     after = h.contents()
     assert (after.entries, after.payments) == (before.entries, before.payments)
@@ -220,6 +228,43 @@ async def test_today_cannot_be_settled_by_day_but_its_payments_can_by_id() -> No
     assert named["settled"] == 1
     h.clock.advance(timedelta(minutes=1))  # 2026-01-02 00:00: the 1st has ended
     assert (await settle(service, through=TODAY))["settled"] == 0
+
+
+async def test_a_retry_after_a_run_that_failed_part_way_reports_the_whole_reference(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(settlement_module, "CHUNK_SIZE", 2)
+    service, h, _ = settlement_service()
+    alice = h.new_user()
+    signed = {await move(service, alice, "in", 4_000): 4_000, await move(service, alice, "in", 2_000): 2_000}
+    signed[await move(service, alice, "out", 500)] = -500
+    signed[await move(service, alice, "in", 1_000)] = 1_000
+    ids = sorted(signed)
+    settle_chunk = service.settlements._settle_in_one_transaction
+    calls = 0
+
+    async def second_chunk_fails(chunk: Any, cmd: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("connection lost")
+        return await settle_chunk(chunk, cmd)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(service.settlements, "_settle_in_one_transaction", second_chunk_fails)
+        with pytest.raises(RuntimeError):
+            await settle(service, payment_ids=ids, idempotency_key="settle-key-0004")
+    assert [status_of(h, p) for p in ids] == [PaymentStatus.SETTLED] * 2 + [PaymentStatus.CAPTURED] * 2
+
+    retried = await settle(service, payment_ids=ids, idempotency_key="settle-key-0004")
+
+    assert (retried["settled"], retried["already_settled"]) == (2, 2)
+    totals = retried["totals"]
+    assert totals["net"] == signed[ids[2]] + signed[ids[3]]  # what this run moved
+    assert totals["already_settled"]["net"] == signed[ids[0]] + signed[ids[1]]  # what the failed run moved
+    assert totals["net"] + totals["already_settled"]["net"] == 6_500  # the whole report
+    assert {o["payment_id"]: o["amount"] for o in retried["outcomes"]} == {str(p): abs(a) for p, a in signed.items()}
+    assert await posted(h, AccountKind.SETTLEMENT_BANK) == 6_500
 
 
 async def test_a_large_day_is_settled_in_several_short_transactions(monkeypatch: pytest.MonkeyPatch) -> None:
