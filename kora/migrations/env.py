@@ -22,6 +22,10 @@ def _run(connection: Connection) -> None:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        # Kora's SQLite connections run real transactions (BEGIN IMMEDIATE, see kora.platform.db),
+        # and SQLite's DDL is transactional: run the whole chain in one transaction as on
+        # PostgreSQL, so a refused downgrade (kora.migrations.guards) leaves every revision as it was.
+        transactional_ddl=True,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -14,6 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from kora.migrations.guards import refuse_if_payments
+
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
@@ -52,7 +54,18 @@ def upgrade() -> None:
         batch_op.create_check_constraint(op.f("ck_user_roles_role_known"), NEW_ROLES)
 
 
+# What the columns this revision added hold that nothing else does: a downgrade with such rows
+# would lose money facts (a re-upgrade would reset refunded_amount to 0 and allow a refund twice).
+MONEY_FACTS = {
+    "merchant, refund or card payments": "type IN ('merchant', 'refund', 'card')",
+    "payments with refunds (refunded_amount)": "refunded_amount <> 0",
+    "payments with a fee": "fee > 0",
+    "charged-back payments": "status = 'CHARGED_BACK'",
+}
+
+
 def downgrade() -> None:
+    refuse_if_payments(revision, MONEY_FACTS)
     op.execute("DELETE FROM user_roles WHERE role = 'merchant'")
     with op.batch_alter_table("user_roles", schema=None) as batch_op:
         batch_op.drop_constraint(op.f("ck_user_roles_role_known"), type_="check")
