@@ -24,6 +24,7 @@ STATUS_BY_CODE: dict[str, tuple[int, str]] = {
     "webhook_signature_invalid": (401, "Webhook signature missing, malformed or not ours"),
     "webhook_stale": (401, "Webhook timestamp outside the tolerance window"),
     "webhook_malformed": (400, "Webhook body is not an event of this provider"),
+    "payload_too_large": (413, "Request body too large"),
     "request_timestamp_missing": (400, "X-Request-Timestamp header required"),
     "request_timestamp_invalid": (400, "X-Request-Timestamp header is malformed"),
     "request_nonce_missing": (400, "X-Request-Nonce header required"),

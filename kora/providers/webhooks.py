@@ -55,6 +55,8 @@ MAX_EVENT_ID_LENGTH = 128
 T = TypeVar("T")
 
 _tracer = get_tracer("kora.providers.webhooks")
+# ASCII only: str.isdigit() also takes "²" (which int() then refuses) and other scripts' digits.
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _HEX_SIGNATURE = re.compile(r"[0-9a-f]{64}")
 _MAX_HEADER_LENGTH = 1024
 
@@ -119,7 +121,7 @@ def parse_signature_header(header: str) -> tuple[int, list[str]]:
         if not sep:
             raise WebhookRejected(Rejection.MALFORMED_SIGNATURE)
         if key == "t":
-            if timestamp is not None or not value.isdigit() or len(value) > 12:
+            if timestamp is not None or _TIMESTAMP.fullmatch(value) is None:
                 raise WebhookRejected(Rejection.MALFORMED_SIGNATURE)
             timestamp = int(value)
         elif key == "v1":

@@ -271,3 +271,70 @@ async def test_an_unknown_provider_has_no_webhook_endpoint(stack: Stack) -> None
     response = await stack.api.client.post("/v1/webhooks/nobody", content=b"{}")
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"
+
+
+async def chunked(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def test_bodies_are_capped_as_they_stream_and_malformed_timestamps_are_refused(stack: Stack) -> None:
+    customer = await stack.customer("40")
+    payment_id = await pending_cash_in(stack, customer, 3_000)
+    headers = {"Content-Type": "application/json"}
+
+    # No Content-Length (chunked): the cap is counted while reading, never after.
+    endless = chunked(*[b" " * 16_384] * 8)  # 128 KiB
+    too_large = await stack.api.client.post("/v1/webhooks/wave", content=endless, headers=headers)
+    assert (too_large.status_code, too_large.json()["code"]) == (413, "payload_too_large")
+    assert too_large.headers["content-type"].startswith("application/problem+json")
+    declared = await stack.api.client.post("/v1/webhooks/wave", content=b" " * 70_000, headers=headers)
+    assert (declared.status_code, declared.json()["code"]) == (413, "payload_too_large")
+
+    # A Unicode digit passes str.isdigit(): a malformed signature, never a 500.
+    body, signature = signed_event(payment_id, "succeeded")
+    timestamp, v1 = signature.split(",")
+    for header in (f"t=\u00b2,{v1}", f"{timestamp}\u00b2,{v1}"):
+        refused = await stack.api.client.post(
+            "/v1/webhooks/wave", content=body, headers={**headers, "Wave-Signature": header.encode("latin-1")}
+        )
+        assert (refused.status_code, refused.json()["code"]) == (401, "webhook_signature_invalid")
+    assert (await stack.payment(customer, payment_id))["status"] == "INITIATED"
+
+    # An honest event sent in chunks is read whole and applied.
+    applied = await stack.api.client.post(
+        "/v1/webhooks/wave",
+        content=chunked(body[:10], body[10:]),
+        headers={**headers, "Wave-Signature": signature},
+    )
+    assert (applied.status_code, applied.json()["status"]) == (200, "applied"), applied.text
+    assert (await stack.payment(customer, payment_id))["status"] == "CAPTURED"
+
+
+async def test_a_chunked_body_is_refused_once_past_the_cap_without_reading_the_rest(
+    migrated_sqlite_url: str, tmp_path: Path
+) -> None:
+    from asgi_lifespan import LifespanManager
+
+    settings = settings_for(
+        migrated_sqlite_url,
+        tmp_path,
+        KORA_PROVIDER_WAVE_URL="http://127.0.0.1:9",  # never called: the body is refused first
+        KORA_PROVIDER_WAVE_WEBHOOK_SECRET=SECRET,
+        KORA_SWEEP_INTERVAL_SECONDS="0",
+    )
+    app = create_app(Kora(settings))
+    sent = 0
+
+    async def sixteen_mebibytes() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for _ in range(1024):
+            sent += 1
+            yield b" " * 16_384
+
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)  # hands the body to the app as it is read
+        async with httpx.AsyncClient(transport=transport, base_url="http://kora.test") as client:
+            refused = await client.post("/v1/webhooks/wave", content=sixteen_mebibytes())
+    assert (refused.status_code, refused.json()["code"]) == (413, "payload_too_large")
+    assert sent <= 5  # 64 KiB and one chunk past it, not 16 MiB

@@ -9,6 +9,7 @@ that is kept is answered 200, including a duplicate or a replay of an event alre
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -21,6 +22,7 @@ from kora.providers.webhooks import Rejection, UnknownWebhookSource, WebhookReje
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
 MAX_BODY_BYTES = 64 * 1024  # provider events are a few hundred bytes
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,12}")  # ASCII digits: str.isdigit() also takes "²"
 
 
 @router.post(
@@ -32,7 +34,9 @@ MAX_BODY_BYTES = 64 * 1024  # provider events are a few hundred bytes
             "(hints) answer `received`.",
             "content": {"application/json": {"example": {"status": "applied"}}},
         },
-        **problem_responses("webhook_signature_invalid", "webhook_stale", "webhook_malformed", "not_found"),
+        **problem_responses(
+            "webhook_signature_invalid", "webhook_stale", "webhook_malformed", "payload_too_large", "not_found"
+        ),
     },
 )
 async def receive_webhook(provider: str, request: Request) -> Response:
@@ -43,12 +47,9 @@ async def receive_webhook(provider: str, request: Request) -> Response:
     inbox = services(request).webhooks
     if provider not in inbox.providers:
         return problem_response("not_found", "no provider of that name sends webhooks here")
-    declared = request.headers.get("content-length", "0")
-    if not declared.isdigit() or int(declared) > MAX_BODY_BYTES:
-        return problem_response("webhook_malformed", "body too large")
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        return problem_response("webhook_malformed", "body too large")
+    raw = await _read_body(request)
+    if isinstance(raw, Response):
+        return raw
     try:
         outcome = await inbox.receive(provider, request.headers, raw)
     except UnknownWebhookSource:
@@ -67,7 +68,9 @@ async def receive_webhook(provider: str, request: Request) -> Response:
             "`conflict` (flagged for a person, not applied) or `ignored`.",
             "content": {"application/json": {"example": {"status": "applied"}}},
         },
-        **problem_responses("webhook_signature_invalid", "webhook_stale", "webhook_malformed", "not_found"),
+        **problem_responses(
+            "webhook_signature_invalid", "webhook_stale", "webhook_malformed", "payload_too_large", "not_found"
+        ),
     },
 )
 async def receive_card_notification(acquirer: str, request: Request) -> Response:
@@ -77,12 +80,9 @@ async def receive_card_notification(acquirer: str, request: Request) -> Response
     inbox = services(request).card_notifications
     if acquirer not in inbox.acquirers:
         return problem_response("not_found", "no card acquirer of that name sends notifications here")
-    declared = request.headers.get("content-length", "0")
-    if not declared.isdigit() or int(declared) > MAX_BODY_BYTES:
-        return problem_response("webhook_malformed", "body too large")
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        return problem_response("webhook_malformed", "body too large")
+    raw = await _read_body(request)
+    if isinstance(raw, Response):
+        return raw
     try:
         outcome = await inbox.receive(acquirer, request.headers, raw)
     except UnknownWebhookSource:
@@ -90,6 +90,27 @@ async def receive_card_notification(acquirer: str, request: Request) -> Response
     except WebhookRejected as exc:
         return _rejection(exc)
     return JSONResponse({"status": outcome})
+
+
+async def _read_body(request: Request) -> bytes | Response:
+    """The body, or the problem to answer: past MAX_BODY_BYTES it is 413, declared or found while
+    reading. Read as it streams, counting: a chunked body declares no length, and nobody is
+    authenticated yet to be trusted with memory."""
+    too_large = f"a webhook body is at most {MAX_BODY_BYTES} bytes"
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if _CONTENT_LENGTH.fullmatch(declared) is None:
+            return problem_response("webhook_malformed", "Content-Length is not a number")
+        if int(declared) > MAX_BODY_BYTES:
+            return problem_response("payload_too_large", too_large)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return problem_response("payload_too_large", too_large)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _rejection(exc: WebhookRejected) -> JSONResponse:

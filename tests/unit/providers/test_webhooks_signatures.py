@@ -92,6 +92,12 @@ def test_a_missing_header_is_refused() -> None:
         f"t={NOW},v1={'A' * 64}",
         f"t={NOW},v1={'a' * 63}",
         f"t={NOW},v1={'a' * 64}," + "x=y," * 300,
+        # Unicode digits pass str.isdigit(): "²" then breaks int() (a 500), "١٢٣" would parse.
+        f"t=²,v1={'a' * 64}",
+        f"t=١٧٨٠٠٠٠٠٠٠,v1={'a' * 64}",
+        f"t={NOW},v1={'a' * 63}٣",
+        f"t=1234567890123,v1={'a' * 64}",  # more than 12 digits
+        f"t=,v1={'a' * 64}",
     ],
 )
 def test_malformed_headers_are_refused(header: str) -> None:
