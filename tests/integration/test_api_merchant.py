@@ -57,6 +57,11 @@ async def test_pay_a_merchant_then_refund_in_parts(api: Api) -> None:
     payment = paid.json()
     assert (payment["type"], payment["status"], payment["fee"]) == ("merchant", "SETTLED", 100)
     assert (payment["reference"], payment["refunded_amount"]) == ("order-2026/0042", 0)
+    async with kora_of(api).engine.connect() as conn:  # in its own column, not the provider's
+        stored = await conn.execute(
+            sa.text("SELECT merchant_reference, provider_ref FROM payments WHERE type = 'merchant'")
+        )
+        assert list(stored) == [("order-2026/0042", None)]
     assert [h["status"] for h in payment["status_history"]] == ["INITIATED", "AUTHORIZED", "CAPTURED", "SETTLED"]
     assert await state(api, customer, merchant) == (10_000, 9_900, 100)
 

@@ -111,10 +111,12 @@ class RefundCommand:
 
 
 def merchant_view(payment: Payment) -> dict[str, Any]:
-    """The payment's view plus the merchant's order reference (kept in `provider_ref`: a merchant
-    payment has no provider, and that column is the counterparty's reference)."""
+    """The payment's view plus the merchant's order reference (`merchant_reference`; payments
+    made before that column existed kept it in `provider_ref`, having no provider)."""
     view = payment.view()
-    view["reference"] = payment.provider_ref if payment.type is PaymentType.MERCHANT else None
+    view["reference"] = (
+        (payment.merchant_reference or payment.provider_ref) if payment.type is PaymentType.MERCHANT else None
+    )
     return view
 
 
@@ -198,7 +200,7 @@ class MerchantPayments(PaymentsBase):
                 payee_user_id=merchant_user,
                 correlation_id=cmd.correlation_id,
             )
-            payment.provider_ref = cmd.reference
+            payment.merchant_reference = cmd.reference
             payment.transition(PaymentStatus.AUTHORIZED, at=at, reason="funds checked", actor=actor)
             legs = [
                 Leg(wallet, Direction.DEBIT, money),

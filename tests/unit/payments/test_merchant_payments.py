@@ -118,6 +118,7 @@ async def test_a_merchant_payment_splits_the_amount_between_merchant_and_fee_rev
 
     (payment,) = w.h.stored_payments()
     assert (payment.type, payment.fee, payment.captured_amount) == (PaymentType.MERCHANT, 100, 10_000)
+    assert (payment.merchant_reference, payment.provider_ref) == ("order-42", None)  # its own column
     assert (payment.payer_user_id, payment.payee_user_id) == (w.customer, w.merchant)
     assert payment.refundable == 10_000
     assert w.h.transaction_kinds(payment.id) == ["merchant"]
@@ -125,6 +126,16 @@ async def test_a_merchant_payment_splits_the_amount_between_merchant_and_fee_rev
     assert "payment.merchant.settled" in w.h.audit_actions()
     assert w.h.metrics.named("fee_collected") == [("XOF", 100)]
     assert ("merchant", "SETTLED") in w.h.metrics.named("payment_finished")
+
+
+async def test_a_payment_stored_with_its_reference_in_provider_ref_still_shows_it(world: World) -> None:
+    w = world
+    paid = (await w.service.pay_merchant(w.pay(2_000))).body
+    stored = w.h.db.payments.payments[uuid.UUID(paid["id"])]
+    stored.provider_ref, stored.merchant_reference = "order-42", None  # as written before merchant_reference
+
+    items, _ = await w.service.merchant_payments(w.merchant, limit=10, cursor=None)
+    assert [i["reference"] for i in items] == ["order-42"]
 
 
 async def test_without_a_fee_the_merchant_gets_everything() -> None:
