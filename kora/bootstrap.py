@@ -33,7 +33,7 @@ from kora.kernel import Clock, SystemClock
 from kora.ledger import InvariantReport, Ledger
 from kora.ledger.adapters.sql import AccountCache, SqlLedgerStore
 from kora.observability import KoraMetrics, render_metrics
-from kora.payments import FeeSchedule, PaymentsConfig, PaymentsService, PaymentStatus, PaymentType
+from kora.payments import FeeSchedule, PaymentsConfig, PaymentsService
 from kora.payments.adapters.sql import SqlIdempotencyStore, SqlPaymentRepository
 from kora.platform.db import create_engine
 from kora.platform.settings import ConfigurationError, Settings, webhook_secret_name
@@ -41,8 +41,6 @@ from kora.platform.uow import SqlUnitOfWork
 from kora.providers import (
     CardAcquirer,
     ProviderGateway,
-    ProviderOperation,
-    ProviderRequest,
     StaticCardAcquirers,
     StaticProviderRegistry,
 )
@@ -241,15 +239,10 @@ class Kora:
         return StaticCardAcquirers(given)
 
     async def _payment_at_provider(self, payment_id: uuid.UUID, provider: str) -> PaymentAtProvider | None:
-        """What the webhook inbox needs to ask `provider` about one of our cash-ins/outs there."""
-        async with self.unit_of_work() as uow:
-            payment = await uow.payments.get(payment_id)
-        if payment is None or payment.provider != provider or payment.type not in _PROVIDER_OPERATIONS:
-            return None
-        account = await IdentityDirectory(self.identity).mobile_money_number(payment.initiated_by)
-        request = ProviderRequest(payment.id, payment.money, account_ref=account, correlation_id=payment.correlation_id)
-        unresolved = payment.status in (PaymentStatus.INITIATED, PaymentStatus.AUTHORIZED)
-        return PaymentAtProvider(request, _PROVIDER_OPERATIONS[payment.type], unresolved)
+        """What the webhook inbox needs to ask `provider` about one of our cash-ins/outs there:
+        the payments module answers it (only it reads payment rows)."""
+        query = await self.payments.status_query(payment_id, provider)
+        return None if query is None else PaymentAtProvider(query.request, query.operation, query.unresolved)
 
     def unit_of_work(self, *, snapshot: bool = False) -> KoraUnitOfWork:
         return KoraUnitOfWork(
@@ -402,12 +395,6 @@ def _card_notification_sources(settings: Settings, acquirers: StaticCardAcquirer
             logger.warning("no webhook secret for {acquirer}: its notifications will be refused", acquirer=name)
         sources[name] = CardNotificationSource(secrets, parse_card_notification, CARD_SIGNATURE_HEADER)
     return sources
-
-
-_PROVIDER_OPERATIONS = {
-    PaymentType.CASH_IN: ProviderOperation.COLLECT,
-    PaymentType.CASH_OUT: ProviderOperation.DISBURSE,
-}
 
 
 def _webhook_sources(settings: Settings, providers: StaticProviderRegistry) -> dict[str, WebhookSource]:

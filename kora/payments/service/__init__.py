@@ -41,7 +41,7 @@ from kora.payments.service.merchant import (
     RefundReason,
 )
 from kora.payments.service.provider_moves import ProviderMoveCommand, ProviderMoves
-from kora.payments.service.queries import PaymentQueries
+from kora.payments.service.queries import PaymentQueries, ProviderStatusQuery
 from kora.payments.service.settlement import InvalidSettlementRequest, SettlementCommand, Settlements
 from kora.payments.service.settlement_backlog import SettlementBacklog
 from kora.payments.service.sweeper import PendingSweeper
@@ -244,6 +244,10 @@ class PaymentsService:
 
     async def get_payment(self, payment_id: uuid.UUID, *, viewer: uuid.UUID, privileged: bool) -> dict[str, Any]:
         return await self.queries.get_payment(payment_id, viewer=viewer, privileged=privileged)
+
+    async def status_query(self, payment_id: uuid.UUID, provider: str) -> ProviderStatusQuery | None:
+        """How to ask `provider` about one of our cash-ins/outs there; see `PaymentQueries`."""
+        return await self.queries.status_query(payment_id, provider)
 
     async def list_payments(
         self, user_id: uuid.UUID, *, limit: int, cursor: uuid.UUID | None

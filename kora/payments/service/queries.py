@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
@@ -13,11 +14,24 @@ from kora.ledger import (
 from kora.payments.domain.errors import (
     PaymentNotFound,
 )
+from kora.payments.domain.model import PaymentStatus, PaymentType
 from kora.payments.service.base import (
     PaymentsBase,
 )
+from kora.providers import ProviderOperation, ProviderRequest
 
 _tracer = trace.get_tracer("kora.payments")
+_OPERATION = {PaymentType.CASH_IN: ProviderOperation.COLLECT, PaymentType.CASH_OUT: ProviderOperation.DISBURSE}
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderStatusQuery:
+    """What asking a provider about one of our payments takes: the request as it was sent, which
+    operation it was, and whether the payment still waits on the provider (INITIATED/AUTHORIZED)."""
+
+    request: ProviderRequest
+    operation: ProviderOperation
+    unresolved: bool
 
 
 class PaymentQueries(PaymentsBase):
@@ -31,6 +45,18 @@ class PaymentQueries(PaymentsBase):
         if payment is None or not (privileged or payment.is_party(viewer)):
             raise PaymentNotFound("no such payment")
         return payment.view()
+
+    async def status_query(self, payment_id: uuid.UUID, provider: str) -> ProviderStatusQuery | None:
+        """How to ask `provider` about this payment (a provider's callback names it); None
+        unless it is one of our cash-ins or cash-outs at that provider."""
+        async with self._uow() as uow:
+            payment = await uow.payments.get(payment_id)
+        if payment is None or payment.provider != provider or payment.type not in _OPERATION:
+            return None
+        account = await self._directory.mobile_money_number(payment.initiated_by)
+        request = ProviderRequest(payment.id, payment.money, account_ref=account, correlation_id=payment.correlation_id)
+        unresolved = payment.status in (PaymentStatus.INITIATED, PaymentStatus.AUTHORIZED)
+        return ProviderStatusQuery(request, _OPERATION[payment.type], unresolved)
 
     async def list_payments(
         self, user_id: uuid.UUID, *, limit: int, cursor: uuid.UUID | None

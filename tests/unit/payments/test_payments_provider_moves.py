@@ -19,7 +19,7 @@ from kora.payments import (
     UnknownProvider,
     WrongCurrency,
 )
-from kora.providers import ProviderRequest, ProviderResult
+from kora.providers import ProviderOperation, ProviderRequest, ProviderResult
 from kora.providers.adapters.sandbox import SandboxGateway
 from tests.fakes import (
     Contents,
@@ -192,6 +192,28 @@ async def test_the_request_names_our_payment_and_the_money() -> None:
     assert request.account_ref == await h.directory.mobile_money_number(alice)  # where the provider collects from
     assert request.correlation_id == "corr-p"
     assert h.stored_payments()[0].provider_ref == "mtn-123"
+
+
+async def test_a_callback_names_a_payment_and_the_status_query_is_the_request_sent() -> None:
+    gateway = ScriptedGateway(answers=[pending()])
+    service, h = make_service(gateways=[gateway, SandboxGateway()])
+    alice = h.new_user()
+    waiting = uuid.UUID((await service.cash_in(a_command(alice, 700, provider=gateway.name))).body["id"])
+    done = uuid.UUID(
+        (await service.cash_in(a_command(alice, 300, idempotency_key="provider-key-0002", provider="sandbox"))).body[
+            "id"
+        ]
+    )
+
+    query = await service.status_query(waiting, gateway.name)
+    assert query is not None
+    ((_operation, sent),) = gateway.calls
+    assert (query.request, query.operation, query.unresolved) == (sent, ProviderOperation.COLLECT, True)
+    captured = await service.status_query(done, "sandbox")
+    assert captured is not None
+    assert not captured.unresolved
+    assert await service.status_query(waiting, "sandbox") is None  # not that provider's payment
+    assert await service.status_query(uuid.uuid4(), gateway.name) is None
 
 
 # ---------------------------------------------------------------- cash-out
