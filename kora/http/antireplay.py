@@ -1,22 +1,29 @@
 """Anti-replay for sensitive routes (ADR 0012): the `X-Request-Timestamp` and `X-Request-Nonce`
-headers, checked once the caller is authenticated and before the route runs (so before its
-Idempotency-Key is looked at).
+headers, checked once the caller is authenticated and the body is valid, and before the route
+runs (so before its Idempotency-Key is looked at).
 
-On a route that debits a wallet or a merchant account, add one line to the decorator:
+On a route that debits a wallet or a merchant account, add one line to the decorator, naming
+the route's body model (its parameter must be called `body`):
 
-    @router.post(..., dependencies=[FreshRequestRequired], responses=with_anti_replay_errors(ERRORS))
+    @router.post(..., dependencies=[fresh_request_required(TransferIn)], responses=with_anti_replay_errors(ERRORS))
 
-`FreshRequestAccepted` checks the headers only when the client sends them (cash-in: it debits
-no account of ours, so a replay of it cannot take money out; see the ADR).
+The check declares the same `body` parameter as the route, so FastAPI validates the body first
+and does not call the check when the body is refused (422): a request refused for its body has
+not used its nonce, and the corrected resend may carry the same one. `fresh_request_accepted`
+checks the headers only when the client sends them (cash-in: it debits no account of ours, so a
+replay of it cannot take money out; see the ADR).
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from loguru import logger
+from pydantic import BaseModel
 
 from kora.http.container import services
 from kora.http.problems import problem_responses
@@ -79,31 +86,40 @@ async def _consume(request: Request, principal: Principal, timestamp: str | None
         raise
 
 
-async def require_fresh_request(
-    request: Request,
-    principal: Annotated[Principal, Depends(current_principal)],
-    timestamp: TimestampHeader = None,
-    nonce: NonceHeader = None,
-) -> None:
-    """Both headers are required, fresh and new to the session. Raises a ReplayRefused."""
-    await _consume(request, principal, timestamp, nonce)
+def fresh_request_required(body_model: type[BaseModel]) -> Any:
+    """Both headers are required, fresh and new to the session (raises a ReplayRefused); checked
+    once the route's `body` is valid."""
+    return Depends(_check_after_body(body_model, required=True))
 
 
-async def accept_fresh_request(
-    request: Request,
-    principal: Annotated[Principal, Depends(current_principal)],
-    timestamp: TimestampHeader = None,
-    nonce: NonceHeader = None,
-) -> None:
+def fresh_request_accepted(body_model: type[BaseModel]) -> Any:
     """Without either header the request passes; with one or both, they are checked as on a
     route that requires them (so a client may send them on every POST)."""
-    if timestamp is None and nonce is None:
-        return
-    await _consume(request, principal, timestamp, nonce)
+    return Depends(_check_after_body(body_model, required=False))
 
 
-FreshRequestRequired = Depends(require_fresh_request)
-FreshRequestAccepted = Depends(accept_fresh_request)
+def _check_after_body(body_model: type[BaseModel], *, required: bool) -> Callable[..., Awaitable[None]]:
+    async def check(
+        request: Request, principal: Principal, body: BaseModel, timestamp: str | None, nonce: str | None
+    ) -> None:
+        del body  # declared only so that FastAPI validates the body before this runs
+        if not required and timestamp is None and nonce is None:
+            return
+        await _consume(request, principal, timestamp, nonce)
+
+    # FastAPI reads parameters from the signature: the body's is the route's own model (same
+    # name and type, so FastAPI treats both as the one request body, validated before the check).
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    check.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter("request", keyword, annotation=Request),
+            inspect.Parameter("principal", keyword, annotation=Annotated[Principal, Depends(current_principal)]),
+            inspect.Parameter("body", keyword, annotation=body_model),
+            inspect.Parameter("timestamp", keyword, annotation=TimestampHeader, default=None),
+            inspect.Parameter("nonce", keyword, annotation=NonceHeader, default=None),
+        ]
+    )
+    return check
 
 
 def with_anti_replay_errors(responses: dict[int | str, dict[str, Any]]) -> dict[int | str, dict[str, Any]]:

@@ -295,3 +295,41 @@ async def test_merchant_payments_and_refunds_need_fresh_headers(api: Api) -> Non
         operation = spec["paths"][path]["post"]
         assert {"X-Request-Timestamp", "X-Request-Nonce"} <= {p["name"] for p in operation["parameters"]}
         assert "`request_replayed`" in operation["responses"]["409"]["description"]
+
+
+async def test_a_request_refused_for_its_body_keeps_its_nonce_for_the_corrected_resend(api: Api) -> None:
+    alice = await api.customer(fund=5_000)
+    bob = await api.customer()
+    merchant = await api.merchant()
+    nonce = new_nonce()
+
+    bad = await api.transfer(alice, nonce=nonce, recipient_wallet_id=bob.wallet_id, amount=-1)
+    assert_problem(bad, 422, "validation_error")
+    fixed = await api.transfer(alice, nonce=nonce, recipient_wallet_id=bob.wallet_id, amount=1_000)
+    assert fixed.status_code == 201, fixed.text
+    assert_problem(
+        await api.transfer(alice, nonce=nonce, recipient_wallet_id=bob.wallet_id, amount=1_000), 409, "request_replayed"
+    )
+
+    out_nonce = new_nonce()
+    assert_problem(await api.cash_out(alice, 500, nonce=out_nonce, unexpected=True), 422, "validation_error")
+    assert (await api.cash_out(alice, 500, nonce=out_nonce)).status_code == 201
+
+    def fresh(who: Customer, pay_nonce: str) -> dict[str, str]:
+        return who.headers(key=uuid.uuid4().hex, **fresh_request_headers(nonce=pay_nonce))
+
+    pay_nonce, refund_nonce = new_nonce(), new_nonce()
+    pay = {"merchant_id": merchant.merchant_id, "amount": 1_000}
+    refused = await api.client.post(
+        "/v1/merchant-payments", json={**pay, "amount": "lots"}, headers=fresh(alice, pay_nonce)
+    )
+    assert_problem(refused, 422, "validation_error")
+    paid = await api.client.post("/v1/merchant-payments", json=pay, headers=fresh(alice, pay_nonce))
+    assert paid.status_code == 201, paid.text
+    refunds = f"/v1/merchant/payments/{paid.json()['id']}/refunds"
+    assert_problem(
+        await api.client.post(refunds, json={}, headers=fresh(merchant, refund_nonce)), 422, "validation_error"
+    )
+    refunded = await api.client.post(refunds, json={"amount": 100}, headers=fresh(merchant, refund_nonce))
+    assert refunded.status_code == 201, refunded.text
+    assert await balances(api, alice, bob) == [5_000 - 1_000 - 500 - 1_000 + 100, 1_000]

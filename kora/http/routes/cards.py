@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from kora.http.antireplay import FreshRequestRequired, with_anti_replay_errors
+from kora.http.antireplay import fresh_request_required, with_anti_replay_errors
 from kora.http.container import services
 from kora.http.problems import problem_response, problem_responses
 from kora.http.routes.merchant import REFERENCE_PATTERN
@@ -225,7 +225,7 @@ async def void_card_payment(
     status_code=201,
     response_model=CardPaymentOut,
     responses=with_anti_replay_errors({**REFUND_ERRORS, **_PENDING}),
-    dependencies=[FreshRequestRequired],  # debits the merchant's account (ADR 0012)
+    dependencies=[fresh_request_required(CardRefundIn)],  # debits the merchant's account (ADR 0012)
 )
 async def refund_card_payment(
     payment_id: uuid.UUID,

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from kora.http.antireplay import FreshRequestRequired, with_anti_replay_errors
+from kora.http.antireplay import fresh_request_required, with_anti_replay_errors
 from kora.http.container import services
 from kora.http.problems import problem_response, problem_responses
 from kora.http.routes.money import CURRENCY_PATTERN, IdempotencyKey, StatusChangeOut
@@ -127,7 +127,9 @@ def _answer(result: PaymentResult) -> Response:
     status_code=201,
     response_model=MerchantPaymentOut,
     responses=with_anti_replay_errors(PAY_ERRORS),
-    dependencies=[FreshRequestRequired],  # debits the customer's wallet, like a transfer (ADR 0012)
+    dependencies=[
+        fresh_request_required(MerchantPaymentIn)
+    ],  # debits the customer's wallet, like a transfer (ADR 0012)
 )
 async def pay_merchant(
     body: MerchantPaymentIn, principal: Customer, request: Request, idempotency_key: IdempotencyKey = None
@@ -153,7 +155,7 @@ async def pay_merchant(
     status_code=201,
     response_model=MerchantPaymentOut,
     responses=with_anti_replay_errors(REFUND_ERRORS),
-    dependencies=[FreshRequestRequired],  # debits the merchant's account (ADR 0012)
+    dependencies=[fresh_request_required(RefundIn)],  # debits the merchant's account (ADR 0012)
 )
 async def refund_payment(
     payment_id: uuid.UUID,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from kora.http.antireplay import FreshRequestAccepted, FreshRequestRequired, with_anti_replay_errors
+from kora.http.antireplay import fresh_request_accepted, fresh_request_required, with_anti_replay_errors
 from kora.http.container import services
 from kora.http.problems import problem_response, problem_responses
 from kora.http.security import current_principal, require_role
@@ -126,7 +126,7 @@ def _answer(result: PaymentResult) -> Response:
     status_code=201,
     response_model=PaymentOut,
     responses=with_anti_replay_errors(MONEY_ERRORS),
-    dependencies=[FreshRequestRequired],
+    dependencies=[fresh_request_required(TransferIn)],
 )
 async def create_transfer(
     body: TransferIn, principal: Customer, request: Request, idempotency_key: IdempotencyKey = None
@@ -154,7 +154,7 @@ async def create_transfer(
     status_code=201,
     response_model=PaymentOut,
     responses=with_anti_replay_errors(MONEY_ERRORS),
-    dependencies=[FreshRequestAccepted],
+    dependencies=[fresh_request_accepted(ProviderMoveIn)],
 )
 async def create_cash_in(
     body: ProviderMoveIn, principal: Customer, request: Request, idempotency_key: IdempotencyKey = None
@@ -169,7 +169,7 @@ async def create_cash_in(
     status_code=201,
     response_model=PaymentOut,
     responses=with_anti_replay_errors(MONEY_ERRORS),
-    dependencies=[FreshRequestRequired],
+    dependencies=[fresh_request_required(ProviderMoveIn)],
 )
 async def create_cash_out(
     body: ProviderMoveIn, principal: Customer, request: Request, idempotency_key: IdempotencyKey = None
