@@ -124,5 +124,5 @@ async def _chaos(world: World, errors: list[str]) -> None:
     reversed_there = {ref for ref, ops in facts.truth.items() if ops[0]["status"] == "reversed"}
     captured_then_reversed = {ref for ref in reversed_there if facts.payments[ref].status == "CAPTURED"}
     assert captured_then_reversed <= facts.flagged
-    logged = " ".join(line for line in errors if "contradicts a definite payment" in line)
+    logged = " ".join(line for line in errors if "contradicts the payment" in line)
     assert all(ref in logged for ref in captured_then_reversed)
