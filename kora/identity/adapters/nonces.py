@@ -34,11 +34,13 @@ class SqlRequestNonceStore:
         if not entries:
             return set()
         insert: Any = postgresql.insert if self._conn.dialect.name == "postgresql" else sqlite.insert
+        # executemany with RETURNING: SQLAlchemy batches it into multi-row INSERTs
+        # ("insertmanyvalues") from one cached compiled statement, whatever the batch size.
         rows = await self._conn.execute(
             insert(request_nonces)
-            .values([{"session_id": s, "nonce": n, "expires_at": e} for s, n, e in entries])
             .on_conflict_do_nothing(index_elements=[request_nonces.c.session_id, request_nonces.c.nonce])
-            .returning(request_nonces.c.session_id, request_nonces.c.nonce)
+            .returning(request_nonces.c.session_id, request_nonces.c.nonce),
+            [{"session_id": s, "nonce": n, "expires_at": e} for s, n, e in entries],
         )
         return {(row.session_id, row.nonce) for row in rows}
 

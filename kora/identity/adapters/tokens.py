@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -84,11 +85,22 @@ def _entry(item: object) -> KeyringEntry:
     raise ConfigurationError(f"key {kid} has neither private_key_pem nor public_key_pem")
 
 
+# How many verified access tokens each process remembers (about 1 KiB each).
+VERIFIED_CACHE_SIZE = 20_000
+
+
 class JwtEdDsaSigner:
-    def __init__(self, keyring: Ed25519Keyring, *, issuer: str, audience: str) -> None:
+    def __init__(
+        self, keyring: Ed25519Keyring, *, issuer: str, audience: str, cache_size: int = VERIFIED_CACHE_SIZE
+    ) -> None:
         self._keyring = keyring
         self._issuer = issuer
         self._audience = audience
+        # Tokens whose signature and claims were verified, newest last. A token is an immutable
+        # string, so the answer for it never changes; expiry and revocation are not cached here
+        # (the caller checks both on every request). Saves an Ed25519 verification per request.
+        self._verified: OrderedDict[str, AccessClaims] = OrderedDict()
+        self._cache_size = cache_size
 
     def sign(self, claims: AccessClaims) -> str:
         payload = {
@@ -107,6 +119,17 @@ class JwtEdDsaSigner:
         return jwt.encode(payload, ring.signing_key, algorithm=ALGORITHM, headers=headers)
 
     def verify(self, token: str) -> AccessClaims:
+        cached = self._verified.get(token)
+        if cached is not None:
+            self._verified.move_to_end(token)
+            return cached
+        claims = self._verify(token)
+        self._verified[token] = claims
+        if len(self._verified) > self._cache_size:
+            self._verified.popitem(last=False)
+        return claims
+
+    def _verify(self, token: str) -> AccessClaims:
         try:
             header = jwt.get_unverified_header(token)
             entry = self._keyring.get(header.get("kid", ""))

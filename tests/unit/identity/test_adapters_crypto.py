@@ -290,3 +290,26 @@ def test_the_bundled_common_password_list() -> None:
     ):
         assert password in common
     assert all(p == p.lower() and p.strip() == p for p in common)
+
+
+def test_verified_tokens_are_remembered_but_a_forged_one_never_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    signer = JwtEdDsaSigner(
+        Ed25519Keyring.from_json(keyring_json(("k1", ed25519_pem()))), issuer="kora", audience="kora-api", cache_size=2
+    )
+    tokens = [signer.sign(_claims()) for _ in range(3)]
+    first = signer.verify(tokens[0])
+    decodes: list[str] = []
+    real_verify = signer._verify
+    monkeypatch.setattr(signer, "_verify", lambda token: decodes.append(token) or real_verify(token))
+    assert signer.verify(tokens[0]) == first  # remembered: no second signature check
+    assert decodes == []
+    head, payload, signature = tokens[0].split(".")
+    forged = f"{head}.{payload}.{signature[:-2]}AA"
+    with pytest.raises(InvalidToken):
+        signer.verify(forged)
+    with pytest.raises(InvalidToken):  # a refusal is not remembered as a success either
+        signer.verify(forged)
+    signer.verify(tokens[1])
+    signer.verify(tokens[2])  # the cache holds two: the oldest goes
+    signer.verify(tokens[0])
+    assert decodes.count(tokens[0]) == 1
