@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 import httpx
 
 from kora.kernel import Money
-from kora.observability import inject_context
+from kora.providers.adapters._http import raise_for_transport, traced_headers
 from kora.providers.card import (
     ACQUIRER_UNAVAILABLE,
     AMOUNT_TOO_LARGE,
@@ -48,7 +48,6 @@ from kora.providers.resilience import (
     ProviderGuard,
     ProviderTimeout,
     ProviderUnavailable,
-    classify_http_status,
 )
 
 CARD_SIGNATURE_HEADER = "X-Acquirer-Signature"
@@ -139,7 +138,7 @@ class HttpCardAcquirer:
             response = await self._client.get(f"{self._base}/authorizations/{authorization_id}", headers=headers)
             if response.status_code == 404:
                 return AuthorizationStatus(AuthorizationState.UNKNOWN, authorization_id)
-            self._raise_for_transport(response)
+            raise_for_transport(response, provider=self.name)
             return _status(_json(response))
 
         try:
@@ -204,24 +203,14 @@ class HttpCardAcquirer:
             raise ProviderDeclined(invalid if invalid in DECLINE_CODES else "invalid_request", provider=self.name)
         if 400 <= response.status_code < 500 and response.status_code != 429:
             raise ProviderDeclined(f"rejected_{response.status_code}", provider=self.name)
-        self._raise_for_transport(response)
+        raise_for_transport(response, provider=self.name)
         raise ProviderTimeout(f"unexpected_status_{response.status_code}", provider=self.name)
-
-    def _raise_for_transport(self, response: httpx.Response) -> None:
-        error = classify_http_status(response.status_code, provider=self.name)
-        if error is not None:
-            raise error
-        if response.status_code >= 300:
-            raise ProviderTimeout(f"unexpected_status_{response.status_code}", provider=self.name)
 
     def _headers(self, reference: uuid.UUID | None, operation: str, correlation_id: str | None) -> dict[str, str]:
         headers: dict[str, str] = {}
         if reference is not None:
             headers["Idempotency-Key"] = f"{reference}:{operation}"
-        if correlation_id:
-            headers["X-Correlation-ID"] = correlation_id
-        inject_context(headers)
-        return headers
+        return traced_headers(correlation_id, headers)
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

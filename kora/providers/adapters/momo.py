@@ -15,22 +15,9 @@ from typing import Any
 import httpx
 
 from kora.kernel import currency
-from kora.observability import inject_context
-from kora.providers.ports import (
-    STATUS_UNREACHABLE,
-    ProviderOperation,
-    ProviderOutcome,
-    ProviderRequest,
-    ProviderResult,
-)
-from kora.providers.resilience import (
-    ProviderDeclined,
-    ProviderError,
-    ProviderGuard,
-    ProviderTimeout,
-    ProviderUnavailable,
-    classify_http_status,
-)
+from kora.providers.adapters._http import create_not_settled, guarded_status, raise_for_transport, traced_headers
+from kora.providers.ports import ProviderOperation, ProviderOutcome, ProviderRequest, ProviderResult
+from kora.providers.resilience import ProviderDeclined, ProviderGuard, ProviderTimeout, ProviderUnavailable
 from kora.providers.webhooks import MalformedEvent
 
 _PATHS = {
@@ -86,13 +73,10 @@ class HttpMomoGateway:
                 # Not (yet) known there: a create may still be landing, or a route may be wrong.
                 # Never a failure by itself; the sweeper ends it after the maximum age.
                 return ProviderResult(ProviderOutcome.PENDING, failure_code="not_found")
-            self._raise_for_transport(response)
+            raise_for_transport(response, provider=self.name)
             return _result(response.json())
 
-        try:
-            return await self._guard.call(f"{operation.value}.status", query, idempotent_safe=True)
-        except ProviderError:
-            return ProviderResult(ProviderOutcome.PENDING, failure_code=STATUS_UNREACHABLE)
+        return await guarded_status(self._guard, operation, query)
 
     async def _move(self, request: ProviderRequest, operation: ProviderOperation) -> ProviderResult:
         path, party = _PATHS[operation]
@@ -112,18 +96,12 @@ class HttpMomoGateway:
                 return
             if 400 <= response.status_code < 500 and response.status_code != 429:
                 raise ProviderDeclined(f"rejected_{response.status_code}", provider=self.name)
-            self._raise_for_transport(response)
+            raise_for_transport(response, provider=self.name)
 
         try:
             await self._guard.call(operation.value, create, idempotent_safe=True)
-        except ProviderDeclined as exc:
-            return ProviderResult(ProviderOutcome.FAILED, failure_code=exc.code, not_accepted=exc.retryable_elsewhere)
-        except ProviderUnavailable as exc:  # certainly not accepted: safe to call it failed
-            return ProviderResult(
-                ProviderOutcome.FAILED, failure_code=f"provider_unavailable:{exc.reason}", not_accepted=True
-            )
-        except ProviderTimeout:
-            return ProviderResult(ProviderOutcome.PENDING)
+        except (ProviderDeclined, ProviderUnavailable, ProviderTimeout) as exc:
+            return create_not_settled(exc)
         for attempt in range(self._poll_attempts):
             result = await self.status(request, operation)
             if result.outcome is not ProviderOutcome.PENDING:
@@ -133,18 +111,7 @@ class HttpMomoGateway:
         return ProviderResult(ProviderOutcome.PENDING)
 
     def _headers(self, request: ProviderRequest) -> dict[str, str]:
-        headers = {"X-Reference-Id": str(request.payment_id)}
-        if request.correlation_id:
-            headers["X-Correlation-ID"] = request.correlation_id
-        inject_context(headers)
-        return headers
-
-    def _raise_for_transport(self, response: httpx.Response) -> None:
-        error = classify_http_status(response.status_code, provider=self.name)
-        if error is not None:
-            raise error
-        if response.status_code >= 300:
-            raise ProviderTimeout(f"unexpected_status_{response.status_code}", provider=self.name)
+        return traced_headers(request.correlation_id, {"X-Reference-Id": str(request.payment_id)})
 
 
 def _result(body: dict[str, Any]) -> ProviderResult:

@@ -22,23 +22,10 @@ from typing import Any
 import httpx
 from loguru import logger
 
-from kora.observability import inject_context
+from kora.providers.adapters._http import create_not_settled, guarded_status, raise_for_transport, traced_headers
 from kora.providers.adapters.momo import major_units
-from kora.providers.ports import (
-    STATUS_UNREACHABLE,
-    ProviderOperation,
-    ProviderOutcome,
-    ProviderRequest,
-    ProviderResult,
-)
-from kora.providers.resilience import (
-    ProviderDeclined,
-    ProviderError,
-    ProviderGuard,
-    ProviderTimeout,
-    ProviderUnavailable,
-    classify_http_status,
-)
+from kora.providers.ports import ProviderOperation, ProviderOutcome, ProviderRequest, ProviderResult
+from kora.providers.resilience import ProviderDeclined, ProviderGuard, ProviderTimeout, ProviderUnavailable
 from kora.providers.webhooks import MalformedEvent, ProviderEvent
 
 # operation → (create path, amount field, party field, read path prefix, search path)
@@ -100,13 +87,10 @@ class HttpWaveGateway:
                 params={"client_reference": str(request.payment_id)},
                 headers=self._headers(request),
             )
-            self._raise_for_transport(response)
+            raise_for_transport(response, provider=self.name)
             return self._from_search(request.payment_id, _body(response).get("result"))
 
-        try:
-            return await self._guard.call(f"{operation.value}.status", query, idempotent_safe=True)
-        except ProviderError:
-            return ProviderResult(ProviderOutcome.PENDING, failure_code=STATUS_UNREACHABLE)
+        return await guarded_status(self._guard, operation, query)
 
     async def _move(self, request: ProviderRequest, operation: ProviderOperation) -> ProviderResult:
         path, amount_field, party_field, read_path, _ = _PATHS[operation]
@@ -127,19 +111,13 @@ class HttpWaveGateway:
                 raise _KeyReusedElsewhere
             if 400 <= response.status_code < 500 and response.status_code != 429:
                 raise ProviderDeclined(f"rejected_{response.status_code}", provider=self.name)
-            self._raise_for_transport(response)
+            raise_for_transport(response, provider=self.name)
             raise ProviderTimeout(f"unexpected_status_{response.status_code}", provider=self.name)
 
         try:
             resource = await self._guard.call(operation.value, create, idempotent_safe=True)
-        except ProviderDeclined as exc:
-            return ProviderResult(ProviderOutcome.FAILED, failure_code=exc.code, not_accepted=exc.retryable_elsewhere)
-        except ProviderUnavailable as exc:  # certainly not accepted: safe to call it failed
-            return ProviderResult(
-                ProviderOutcome.FAILED, failure_code=f"provider_unavailable:{exc.reason}", not_accepted=True
-            )
-        except ProviderTimeout:
-            return ProviderResult(ProviderOutcome.PENDING)
+        except (ProviderDeclined, ProviderUnavailable, ProviderTimeout) as exc:
+            return create_not_settled(exc)
         except _KeyReusedElsewhere:
             # Something else already sits under this payment's key and may move money: never
             # called failed. The status query (by our reference) will say what it became.
@@ -160,13 +138,10 @@ class HttpWaveGateway:
             response = await self._client.get(f"{self._base}/{path}", headers=self._headers(request))
             if response.status_code == 404:
                 return ProviderResult(ProviderOutcome.PENDING, failure_code="not_found")
-            self._raise_for_transport(response)
+            raise_for_transport(response, provider=self.name)
             return wave_result(_body(response))
 
-        try:
-            return await self._guard.call(f"{operation.value}.status", query, idempotent_safe=True)
-        except ProviderError:
-            return ProviderResult(ProviderOutcome.PENDING, failure_code=STATUS_UNREACHABLE)
+        return await guarded_status(self._guard, operation, query)
 
     def _from_search(self, payment_id: uuid.UUID, found: Any) -> ProviderResult:
         if not isinstance(found, list):
@@ -189,17 +164,7 @@ class HttpWaveGateway:
         headers: dict[str, str] = {}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
-        if request.correlation_id:
-            headers["X-Correlation-ID"] = request.correlation_id
-        inject_context(headers)
-        return headers
-
-    def _raise_for_transport(self, response: httpx.Response) -> None:
-        error = classify_http_status(response.status_code, provider=self.name)
-        if error is not None:
-            raise error
-        if response.status_code >= 300:
-            raise ProviderTimeout(f"unexpected_status_{response.status_code}", provider=self.name)
+        return traced_headers(request.correlation_id, headers)
 
 
 def wave_result(resource: dict[str, Any]) -> ProviderResult:
