@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
@@ -284,3 +287,32 @@ def business_error(exc: Exception) -> PaymentError:
         error.code = "ledger_refused"
         return error
     raise exc
+
+
+async def resolve_each(
+    work: Sequence[Payment],
+    resolve: Callable[[Payment], Awaitable[str]],
+    *,
+    counts: dict[str, int],
+    stop: asyncio.Event | None,
+    failure_log: str,
+    after_error: Callable[[Payment], Awaitable[None]] | None = None,
+) -> dict[str, int]:
+    """A sweeper's pass over its work list: ``resolve`` each payment and count the word it
+    returns. Stops between payments once ``stop`` is set (the rest waits for the next pass). A
+    payment whose resolution raises is logged and counted as ``errors``, then ``after_error``
+    runs (best effort) — one bad payment must not starve the others."""
+    for payment in work:
+        if stop is not None and stop.is_set():
+            break
+        try:
+            word = await resolve(payment)
+        except Exception as exc:
+            logger.opt(exception=exc).error(failure_log, payment_id=str(payment.id))
+            counts["errors"] = counts.get("errors", 0) + 1
+            if after_error is not None:
+                with contextlib.suppress(Exception):
+                    await after_error(payment)
+            continue
+        counts[word] = counts.get(word, 0) + 1
+    return counts

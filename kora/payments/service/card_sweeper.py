@@ -12,6 +12,7 @@ from opentelemetry import trace
 from kora.kernel import Clock
 from kora.payments.domain.model import Payment, PaymentStatus, PaymentType
 from kora.payments.ports import CardAcquirerRegistry, PaymentsUnitOfWorkFactory
+from kora.payments.service.base import resolve_each
 from kora.payments.service.card_common import CardMetrics, acquirer_named
 from kora.payments.service.card_records import CardRecords
 from kora.payments.service.card_refunds import CardRefunds
@@ -55,17 +56,14 @@ class CardSweeper:
         now = self._clock.now()
         async with self._uow() as uow:
             work = await uow.payments.find_card_work(now=now, updated_before=now - older_than, limit=limit)
-        counts: dict[str, int] = {}
         with _tracer.start_as_current_span("payments.card.sweep") as span:
-            for payment in work:
-                if stop is not None and stop.is_set():  # shutting down: the rest waits for the next pass
-                    break
-                try:
-                    word = await self._one(payment, now, give_up_after)
-                except Exception as exc:  # one bad payment must not starve the others
-                    logger.opt(exception=exc).error("resolving a card payment failed", payment_id=str(payment.id))
-                    word = "errors"
-                counts[word] = counts.get(word, 0) + 1
+            counts = await resolve_each(
+                work,
+                lambda payment: self._one(payment, now, give_up_after),
+                counts={},
+                stop=stop,
+                failure_log="resolving a card payment failed",
+            )
             span.set_attribute("kora.card.swept", len(work))
         if work:
             logger.info("card payments swept", **counts)

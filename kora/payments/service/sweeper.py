@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import datetime, timedelta
 
 from loguru import logger
@@ -25,6 +24,7 @@ from kora.payments.ports import (
 )
 from kora.payments.service.base import (
     PaymentMetrics,
+    resolve_each,
 )
 from kora.payments.service.provider_moves import ProviderMoves
 from kora.providers import (
@@ -73,20 +73,24 @@ class PendingSweeper:
         now = self._clock.now()
         async with self._uow() as uow:
             pending = await uow.payments.find_unresolved(updated_before=now - older_than, limit=limit)
-        counts = {"confirmed": 0, "failed": 0, "still_pending": 0, "gave_up": 0, "errors": 0}
-        for payment in pending:
-            if stop is not None and stop.is_set():  # shutting down: the rest waits for the next pass
-                break
-            try:
-                outcome = await self._sweep_one(payment, now, give_up_after)
-                counts[outcome] += 1
-                if outcome == "errors":  # the provider could not be asked: back of the queue
-                    await self._moves.postpone(payment.id)
-            except Exception as exc:  # one bad payment must not starve the others
-                logger.opt(exception=exc).error("sweeping a pending payment failed", payment_id=str(payment.id))
-                counts["errors"] += 1
-                with contextlib.suppress(Exception):  # to the back of the queue, so it cannot block the rest
-                    await self._moves.postpone(payment.id)
+
+        async def resolve(payment: Payment) -> str:
+            outcome = await self._sweep_one(payment, now, give_up_after)
+            if outcome == "errors":  # the provider could not be asked: back of the queue
+                await self._moves.postpone(payment.id)
+            return outcome
+
+        async def postpone(payment: Payment) -> None:  # to the back of the queue, so it cannot block the rest
+            await self._moves.postpone(payment.id)
+
+        counts = await resolve_each(
+            pending,
+            resolve,
+            counts={"confirmed": 0, "failed": 0, "still_pending": 0, "gave_up": 0, "errors": 0},
+            stop=stop,
+            failure_log="sweeping a pending payment failed",
+            after_error=postpone,
+        )
         if pending:
             logger.info("pending payments swept", **counts)
         return counts
