@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from loguru import logger
 from opentelemetry import trace
@@ -44,6 +44,9 @@ from kora.payments.ports import (
 )
 
 _tracer = trace.get_tracer("kora.payments")
+
+
+_Started = TypeVar("_Started")
 
 
 class PaymentMetrics(Protocol):
@@ -257,6 +260,36 @@ class PaymentsBase:
         self._metrics.payment_finished(payment_type.value, "REFUSED")
         logger.info("payment refused", payment_type=payment_type.value, code=code)
         return PaymentResult(Outcome.FAILED, body)
+
+    async def _under_key(
+        self,
+        idem: IdempotencyRequest,
+        begin: Callable[[], Awaitable[_Started]],
+        *,
+        refusals: tuple[type[Exception], ...] = (),
+        payment_type: PaymentType,
+        actor: str,
+        correlation_id: str | None,
+        on_refused: Callable[[Exception], None] | None = None,
+    ) -> _Started | PaymentResult:
+        """Run ``begin`` (the first transaction of a keyed payment) and settle what the key
+        says: a concurrent request holding the key → its answer, replayed; a business refusal
+        (one of ``refusals``) → stored against the key in the payment's words and answered
+        FAILED; any other PaymentError (the key reused for another request) → counted and
+        raised, nothing stored."""
+        try:
+            return await begin()
+        except DuplicateInFlight:
+            return await self._replay_after_race(idem)
+        except refusals as exc:
+            if on_refused is not None:
+                on_refused(exc)
+            return await self._store_failure(
+                idem, business_error(exc), payment_type=payment_type, actor=actor, correlation_id=correlation_id
+            )
+        except PaymentError as exc:
+            self._metrics.idempotency_conflict(exc.code)
+            raise
 
     def _finished(self, payment: Payment) -> None:
         self._metrics.payment_finished(payment.type.value, payment.status.value)

@@ -30,9 +30,9 @@ from kora.kernel import Money
 from kora.ledger import AccountKind, Direction, LedgerError, Leg
 from kora.payments.domain.errors import PaymentNotFound
 from kora.payments.domain.idempotency import IdempotencyRequest, Outcome, fingerprint, validate_key
-from kora.payments.domain.model import Payment, PaymentError, PaymentStatus, PaymentType, RefundNotAllowed
+from kora.payments.domain.model import Payment, PaymentStatus, PaymentType, RefundNotAllowed
 from kora.payments.ports import CardAcquirerRegistry, PaymentsUnitOfWork
-from kora.payments.service.base import DuplicateInFlight, PaymentResult, PaymentsBase, business_error
+from kora.payments.service.base import PaymentResult, PaymentsBase
 from kora.payments.service.card_common import (
     REFUND_UNRESOLVED,
     CardMetrics,
@@ -74,25 +74,25 @@ class CardRefunds(PaymentsBase):
         )
         actor = f"user:{cmd.merchant_user_id}"
         with _tracer.start_as_current_span("payments.card.refund") as span:
-            try:
-                started = await self._begin_refund(cmd, money, idem, actor)
-            except DuplicateInFlight:
-                return await self._replay_after_race(idem)
-            except (LedgerError, PaymentNotFound, RefundNotAllowed, CardOperationInProgress) as exc:
+            refused = False
+
+            def on_refused(_: Exception) -> None:
+                nonlocal refused
+                refused = True
                 self._card_metrics.card_operation("refund", "refused")
-                result = await self._store_failure(
-                    idem,
-                    business_error(exc),
-                    payment_type=PaymentType.REFUND,
-                    actor=actor,
-                    correlation_id=cmd.correlation_id,
-                )
-                span.set_attribute("kora.payment.refused", str(result.body.get("code")))
-                return result
-            except PaymentError as exc:
-                self._metrics.idempotency_conflict(exc.code)
-                raise
+
+            started = await self._under_key(
+                idem,
+                lambda: self._begin_refund(cmd, money, idem, actor),
+                refusals=(LedgerError, PaymentNotFound, RefundNotAllowed, CardOperationInProgress),
+                payment_type=PaymentType.REFUND,
+                actor=actor,
+                correlation_id=cmd.correlation_id,
+                on_refused=on_refused,
+            )
             if isinstance(started, PaymentResult):
+                if refused:
+                    span.set_attribute("kora.payment.refused", str(started.body.get("code")))
                 return started
             refund, original = started
             return await asyncio.shield(self._refund_at(refund, original, idem, cmd.correlation_id))

@@ -33,7 +33,6 @@ from kora.payments.domain.model import (
     InvalidCapture,
     InvalidFee,
     Payment,
-    PaymentError,
     PaymentStatus,
     PaymentType,
 )
@@ -110,13 +109,13 @@ class CardPayments(PaymentsBase):
             fingerprint("card_payment", cmd.fingerprint_body()),
         )
         with _tracer.start_as_current_span("payments.card.authorize", attributes={"kora.acquirer": acquirer.name}):
-            try:
-                started = await self._begin_authorization(cmd, money, acquirer.name, idem)
-            except DuplicateInFlight:
-                return await self._replay_after_race(idem)
-            except PaymentError as exc:
-                self._metrics.idempotency_conflict(exc.code)
-                raise
+            started = await self._under_key(
+                idem,
+                lambda: self._begin_authorization(cmd, money, acquirer.name, idem),
+                payment_type=PaymentType.CARD,
+                actor=f"user:{cmd.merchant_user_id}",
+                correlation_id=cmd.correlation_id,
+            )
             if isinstance(started, PaymentResult):
                 return started
             request = CardAuthorizationRequest(started.id, money, cmd.card_token, cmd.correlation_id)
@@ -200,23 +199,20 @@ class CardPayments(PaymentsBase):
             f"user:{cmd.merchant_user_id}", validate_key(cmd.idempotency_key), fingerprint(f"card_{operation}", body)
         )
         with _tracer.start_as_current_span(f"payments.card.{operation}") as span:
-            try:
-                started = await self._begin_operation(cmd, operation, idem)
-            except DuplicateInFlight:
-                return await self._replay_after_race(idem)
-            except (PaymentNotFound, IllegalTransition, InvalidCapture, InvalidFee) as exc:
+
+            def on_refused(exc: Exception) -> None:
                 self._card_metrics.card_operation(operation, "refused")
-                span.set_attribute("kora.payment.refused", exc.code)
-                return await self._store_failure(
-                    idem,
-                    exc,
-                    payment_type=PaymentType.CARD,
-                    actor=f"user:{cmd.merchant_user_id}",
-                    correlation_id=cmd.correlation_id,
-                )
-            except PaymentError as exc:
-                self._metrics.idempotency_conflict(exc.code)
-                raise
+                span.set_attribute("kora.payment.refused", getattr(exc, "code", "payment_failed"))
+
+            started = await self._under_key(
+                idem,
+                lambda: self._begin_operation(cmd, operation, idem),
+                refusals=(PaymentNotFound, IllegalTransition, InvalidCapture, InvalidFee),
+                payment_type=PaymentType.CARD,
+                actor=f"user:{cmd.merchant_user_id}",
+                correlation_id=cmd.correlation_id,
+                on_refused=on_refused,
+            )
             if isinstance(started, PaymentResult):
                 return started
             payment, amount = started

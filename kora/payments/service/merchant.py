@@ -32,7 +32,7 @@ from kora.payments.domain.model import (
     RefundNotAllowed,
 )
 from kora.payments.ports import PaymentsUnitOfWork
-from kora.payments.service.base import DuplicateInFlight, PaymentResult, PaymentsBase, business_error
+from kora.payments.service.base import PaymentResult, PaymentsBase
 
 _tracer = trace.get_tracer("kora.payments")
 
@@ -151,21 +151,14 @@ class MerchantPayments(PaymentsBase):
         )
         actor = f"user:{cmd.user_id}"
         with _tracer.start_as_current_span("payments.pay_merchant") as span:
-            try:
-                result = await self._pay(cmd, money, fee, idem, actor)
-            except DuplicateInFlight:
-                result = await self._replay_after_race(idem)
-            except (LedgerError, RecipientNotFound, SameWallet) as exc:
-                result = await self._store_failure(
-                    idem,
-                    business_error(exc),
-                    payment_type=PaymentType.MERCHANT,
-                    actor=actor,
-                    correlation_id=cmd.correlation_id,
-                )
-            except PaymentError as exc:
-                self._metrics.idempotency_conflict(exc.code)
-                raise
+            result = await self._under_key(
+                idem,
+                lambda: self._pay(cmd, money, fee, idem, actor),
+                refusals=(LedgerError, RecipientNotFound, SameWallet),
+                payment_type=PaymentType.MERCHANT,
+                actor=actor,
+                correlation_id=cmd.correlation_id,
+            )
             if result.outcome is Outcome.FAILED:
                 span.set_attribute("kora.payment.refused", str(result.body.get("code")))
         return result
@@ -253,21 +246,14 @@ class MerchantPayments(PaymentsBase):
         )
         actor = f"user:{cmd.merchant_user_id}"
         with _tracer.start_as_current_span("payments.refund") as span:
-            try:
-                result = await self._refund(cmd, money, idem, actor)
-            except DuplicateInFlight:
-                result = await self._replay_after_race(idem)
-            except (LedgerError, PaymentNotFound, RefundNotAllowed) as exc:
-                result = await self._store_failure(
-                    idem,
-                    business_error(exc),
-                    payment_type=PaymentType.REFUND,
-                    actor=actor,
-                    correlation_id=cmd.correlation_id,
-                )
-            except PaymentError as exc:
-                self._metrics.idempotency_conflict(exc.code)
-                raise
+            result = await self._under_key(
+                idem,
+                lambda: self._refund(cmd, money, idem, actor),
+                refusals=(LedgerError, PaymentNotFound, RefundNotAllowed),
+                payment_type=PaymentType.REFUND,
+                actor=actor,
+                correlation_id=cmd.correlation_id,
+            )
             if result.outcome is Outcome.FAILED:
                 span.set_attribute("kora.payment.refused", str(result.body.get("code")))
         return result
