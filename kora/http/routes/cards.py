@@ -15,14 +15,14 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from kora.http.antireplay import fresh_request_required, with_anti_replay_errors
 from kora.http.container import services
-from kora.http.problems import problem_response, problem_responses
+from kora.http.problems import problem_responses
 from kora.http.routes.merchant import REFERENCE_PATTERN
-from kora.http.routes.money import CURRENCY_PATTERN, IdempotencyKey, StatusChangeOut
+from kora.http.routes.money import CURRENCY_PATTERN, IdempotencyKey, StatusChangeOut, payment_answer
 from kora.http.security import require_role
 from kora.identity import Principal, Role
 from kora.observability import get_correlation_id
@@ -30,7 +30,6 @@ from kora.payments import (
     CardOperationCommand,
     CardPaymentCommand,
     CardRefundCommand,
-    Outcome,
     PaymentResult,
     RefundReason,
 )
@@ -139,11 +138,8 @@ Merchant = Annotated[Principal, Depends(require_role(Role.MERCHANT))]
 
 
 def _answer(result: PaymentResult, status_code: int) -> Response:
-    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
-    if result.outcome is Outcome.FAILED:
-        return problem_response(str(result.body.get("code")), result.body.get("detail"), headers=headers)
     pending = result.body.get("pending_operation") and result.body.get("status") in _PENDING_STATUSES
-    return JSONResponse(result.body, status_code=202 if pending else status_code, headers=headers)
+    return payment_answer(result, 202 if pending else status_code)
 
 
 @router.post("", status_code=201, response_model=CardPaymentOut, responses={**AUTHORIZE_ERRORS, **_PENDING})

@@ -7,17 +7,17 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from kora.http.antireplay import fresh_request_required, with_anti_replay_errors
 from kora.http.container import services
-from kora.http.problems import problem_response, problem_responses
-from kora.http.routes.money import CURRENCY_PATTERN, IdempotencyKey, StatusChangeOut
+from kora.http.problems import problem_responses
+from kora.http.routes.money import CURRENCY_PATTERN, IdempotencyKey, StatusChangeOut, payment_answer
 from kora.http.security import require_role
 from kora.identity import Principal, Role
 from kora.observability import get_correlation_id
-from kora.payments import MerchantPaymentCommand, Outcome, PaymentResult, RefundCommand, RefundReason
+from kora.payments import MerchantPaymentCommand, RefundCommand, RefundReason
 
 router = APIRouter(prefix="/v1", tags=["merchant"])
 
@@ -115,13 +115,6 @@ Merchant = Annotated[Principal, Depends(require_role(Role.MERCHANT))]
 Admin = Annotated[Principal, Depends(require_role(Role.ADMIN))]
 
 
-def _answer(result: PaymentResult) -> Response:
-    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
-    if result.outcome is Outcome.FAILED:
-        return problem_response(str(result.body.get("code")), result.body.get("detail"), headers=headers)
-    return JSONResponse(result.body, status_code=201, headers=headers)
-
-
 @router.post(
     "/merchant-payments",
     status_code=201,
@@ -147,7 +140,7 @@ async def pay_merchant(
             correlation_id=get_correlation_id(),
         )
     )
-    return _answer(result)
+    return payment_answer(result)
 
 
 @router.post(
@@ -177,7 +170,7 @@ async def refund_payment(
             correlation_id=get_correlation_id(),
         )
     )
-    return _answer(result)
+    return payment_answer(result)
 
 
 @router.get("/merchant/payments", response_model=MerchantPaymentPage, responses=READ_ERRORS)

@@ -114,11 +114,13 @@ Authenticated = Annotated[Principal, Depends(current_principal)]
 Customer = Annotated[Principal, Depends(require_role("customer"))]
 
 
-def _answer(result: PaymentResult) -> Response:
+def payment_answer(result: PaymentResult, status_code: int = 201) -> Response:
+    """A payment use case's answer over HTTP (money, merchant and card routes): a refusal as
+    problem+json, anything else as the payment's view; a replay says so in a header."""
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None
     if result.outcome is Outcome.FAILED:
         return problem_response(str(result.body.get("code")), result.body.get("detail"), headers=headers)
-    return JSONResponse(result.body, status_code=201, headers=headers)
+    return JSONResponse(result.body, status_code=status_code, headers=headers)
 
 
 @router.post(
@@ -144,7 +146,7 @@ async def create_transfer(
             correlation_id=get_correlation_id(),
         )
     )
-    return _answer(result)
+    return payment_answer(result)
 
 
 # Cash-in debits no account of ours (the provider pays in), so the anti-replay headers are
@@ -161,7 +163,7 @@ async def create_cash_in(
 ) -> Response:
     """Fund the wallet from the customer's mobile-money account through a provider."""
     result = await services(request).payments.cash_in(_provider_command(body, principal, idempotency_key))
-    return _answer(result)
+    return payment_answer(result)
 
 
 @router.post(
@@ -176,7 +178,7 @@ async def create_cash_out(
 ) -> Response:
     """Withdraw from the wallet to the customer's mobile-money account through a provider."""
     result = await services(request).payments.cash_out(_provider_command(body, principal, idempotency_key))
-    return _answer(result)
+    return payment_answer(result)
 
 
 def _provider_command(body: ProviderMoveIn, principal: Principal, key: str | None) -> ProviderMoveCommand:
