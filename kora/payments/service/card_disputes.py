@@ -51,7 +51,11 @@ class ChargebackBook:
                 return "unknown_payment"
             assert payment is not None
             if payment.status is PaymentStatus.CHARGED_BACK:
-                return "duplicate"
+                # The same event id never gets here (its webhook receipt stops it): this is a
+                # second dispute of the payment. Not applied, but never silently lost.
+                await self._flag(uow, payment, chargeback, acquirer, "already_charged_back", correlation_id)
+                await uow.commit()
+                return "conflict"
             problem = _misfit(payment, chargeback)
             if problem is not None:
                 await self._flag(uow, payment, chargeback, acquirer, problem, correlation_id)
@@ -157,6 +161,10 @@ def _misfit(payment: Payment, chargeback: Chargeback) -> str | None:
         return "not_captured"
     if chargeback.currency != payment.money.currency:
         return "other_currency"
+    if payment.pending_operation == "refund":
+        # A refund is out at the acquirer: what the merchant still owes is not known until it
+        # ends (applying both could claw back more than was paid). A person decides.
+        return "refund_pending"
     if not 0 < chargeback.amount <= payment.refundable:
         return "amount_above_captured"
     return None

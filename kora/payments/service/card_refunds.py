@@ -186,6 +186,11 @@ class CardRefunds(PaymentsBase):
                     await self._refused(uow, refund, original, result.failure_code or "refund_declined", actor)
                 await uow.payments.save(original)
                 await uow.payments.save(refund)
+            elif refund.status is PaymentStatus.FAILED and result.outcome is CardOutcome.SUCCEEDED:
+                # The acquirer paid a refund we had given up on (its hold is released): the
+                # shopper may be paid twice if the merchant refunds again. Never silent.
+                logger.error("acquirer confirmed a refund recorded as failed", refund_id=str(refund.id))
+                await self._audit(uow, refund, original, actor, "payment.refund.conflicting_answer")
             view = card_view(refund)
             if idem is None:  # the job: the creating request's replay says how it ended
                 record = await uow.idempotency.find_by_payment(refund.id)
@@ -214,7 +219,11 @@ class CardRefunds(PaymentsBase):
             correlation_id=refund.correlation_id,
             capture_holds=[hold.id] if hold is not None else (),
         )
-        original.record_refund(money.amount)
+        if money.amount <= original.refundable:
+            original.record_refund(money.amount)
+        else:  # e.g. charged back meanwhile: the money did go out, so it is posted — and flagged
+            logger.error("refund confirmed beyond what the payment still allows", refund_id=str(refund.id))
+            await self._audit(uow, refund, original, actor, "payment.refund.conflicting_answer")
         original.pending_operation = refund.pending_operation = None
         refund.provider_ref = result.reference or refund.provider_ref
         due = settlement_due(at, self._providers.settlement_days(refund.provider or ""))

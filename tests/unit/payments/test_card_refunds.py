@@ -129,8 +129,9 @@ async def test_a_chargeback_is_applied_once_and_one_that_does_not_fit_is_flagged
         "unknown_payment"
     )
     assert await card.record_chargeback(chargeback(payment, 4_000), acquirer="card", correlation_id=None) == "applied"
+    # A second dispute (another event id) of a charged-back payment is flagged, never applied.
     assert await card.record_chargeback(chargeback(payment, 4_000, "evt_2"), acquirer="card", correlation_id=None) == (
-        "duplicate"
+        "conflict"
     )
     assert w.payment(payment["id"]).status is PaymentStatus.CHARGED_BACK
     assert await w.merchant_balance() == (9_650, 9_650)
@@ -153,3 +154,27 @@ async def test_a_chargeback_the_merchant_cannot_cover_sends_the_rest_to_suspense
     assert ("chargeback_shortfall", ("XOF", 200)) in w.metrics.calls
     assert "payment.card.chargeback_shortfall" in w.h.audit_actions()
     assert w.h.verify().ok
+
+
+async def test_a_chargeback_while_a_refund_is_out_is_flagged_and_the_refund_still_ends() -> None:
+    """Applying a chargeback while a refund is pending at the acquirer could claw back more than
+    the merchant kept and strand the refund: the chargeback is flagged for a person instead, and
+    the refund resolves as usual."""
+    w = card_world()
+    payment = await captured(w)  # 10 000, merchant credited 9 750
+    w.acquirer.script("refund", CardResult(CardOutcome.PENDING))
+    pending = await w.service.refund_card_payment(refund_cmd(w, payment["id"], 2_000, "refund-cb-1"))
+    before = await w.merchant_balance()
+    outcome = await w.service.record_chargeback(chargeback(payment, 10_000), acquirer="card", correlation_id=None)
+    assert outcome == "conflict"
+    assert await w.merchant_balance() == before  # nothing clawed back
+    assert w.payment(payment["id"]).status is not PaymentStatus.CHARGED_BACK
+    w.later()
+    w.acquirer.state = AuthorizationStatus(
+        AuthorizationState.CAPTURED, "auth_1", captured_amount=10_000, refunded_amount=2_000
+    )
+    counts = await w.service.sweep_card_payments(**RESOLVE)
+    assert counts.get("errors", 0) == 0, counts
+    refund = w.payment(pending.body["id"])
+    assert (refund.status, refund.pending_operation) == (PaymentStatus.CAPTURED, None)
+    assert w.payment(payment["id"]).refunded_amount == 2_000
