@@ -43,6 +43,7 @@ from kora.payments.service.card_common import (
     VOIDED,
     CardMetrics,
     CardOperationCommand,
+    CardOperationInProgress,
     CardPaymentCommand,
     InvalidCardToken,
     NullCardMetrics,
@@ -244,6 +245,10 @@ class CardPayments(PaymentsBase):
                 if not 0 < amount <= payment.money.amount:
                     raise InvalidCapture(f"a capture is more than 0 and at most {payment.money.amount}")
                 self.records.fee_for(amount)
+            if payment.pending_operation not in (None, operation):
+                # Another operation's answer is still unknown: a second one would overwrite the
+                # marker the resolution job follows (rolled back with the key's claim).
+                raise CardOperationInProgress(f"a {payment.pending_operation} is still pending at the acquirer")
             payment.pending_operation = operation
             payment.updated_at = self._clock.now()
             await uow.payments.save(payment)

@@ -15,6 +15,7 @@ from loguru import logger
 from kora.ledger import AccountKind
 from kora.payments import (
     CardOperationCommand,
+    CardOperationInProgress,
     CardPaymentCommand,
     IdempotencyKeyReused,
     InvalidCardToken,
@@ -277,3 +278,33 @@ async def test_the_card_token_never_reaches_the_logs() -> None:
         logger.remove(sink)
     assert lines
     assert not any(TOKEN in line or TOKEN[-12:] in line for line in lines)
+
+
+async def test_a_void_while_a_capture_is_pending_is_refused_and_keeps_the_capture_tracked() -> None:
+    w = card_world()
+    body = await authorize(w)
+    w.acquirer.script("capture", CardResult(CardOutcome.PENDING))
+    await w.service.capture_card_payment(op(w, body["id"], "card-cap-0008", 4_000))
+    with pytest.raises(CardOperationInProgress):
+        await w.service.void_card_payment(op(w, body["id"], "card-void-0008"))
+    assert w.payment(body["id"]).pending_operation == "capture"  # the job still follows the capture
+    assert w.h.idempotency_row(w.merchant, "card-void-0008") is None  # nothing stored against the key
+
+
+async def test_a_card_payment_the_job_cannot_resolve_goes_to_the_back_of_its_queue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    w = card_world()
+    body = await authorize(w)
+    w.acquirer.script("capture", CardResult(CardOutcome.PENDING))
+    await w.service.capture_card_payment(op(w, body["id"], "card-cap-0009", 4_000))
+    before = w.payment(body["id"]).updated_at
+
+    async def broken(authorization_id: str, *, correlation_id: str | None) -> AuthorizationStatus:
+        raise RuntimeError("acquirer answered nonsense")
+
+    monkeypatch.setattr(w.acquirer, "status", broken)
+    w.later()
+    assert await w.service.sweep_card_payments(**RESOLVE) == {"errors": 1}
+    assert w.payment(body["id"]).updated_at > before  # postponed: newer work is reached first
+    assert w.payment(body["id"]).pending_operation == "capture"
