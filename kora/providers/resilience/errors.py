@@ -22,8 +22,6 @@ import httpx
 # Reasons the toolkit itself produces (label-safe words).
 BREAKER_OPEN = "breaker_open"
 BULKHEAD_FULL = "bulkhead_full"
-EXHAUSTED = "exhausted"
-NO_ROUTE = "no_route"
 
 # HTTP statuses that, by default, mean "not accepted". Every 5xx is ambiguous by default:
 # the provider may have processed the request before failing. A provider whose API documents
