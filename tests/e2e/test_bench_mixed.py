@@ -5,7 +5,6 @@ role, a two-second mixed run with retries, then the ledger verified."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,13 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.net import free_port
+
 pytestmark = pytest.mark.e2e
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -39,7 +34,7 @@ def _wait(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    sim_port, kora_port = _free_port(), _free_port()
+    sim_port, kora_port = free_port(), free_port()
     simulator, kora = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{kora_port}"
     env = {
         **os.environ,

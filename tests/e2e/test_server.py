@@ -4,7 +4,6 @@ then the operator commands (`ledger verify`, `audit verify`, `bench`) against it
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import httpx
 import pytest
 
 from tests.support.api import fresh_request_headers
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -25,12 +25,6 @@ pytestmark = pytest.mark.e2e
 class Server:
     url: str
     env: dict[str, str]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def kora(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -50,7 +44,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
         database_url = f"sqlite+aiosqlite:///{tmp_path / 'e2e.db'}"
     else:
         database_url = str(request.getfixturevalue("postgres_database"))
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "KORA_DATABASE_URL": database_url,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -33,18 +32,13 @@ from kora.simulator import SimulatorConfig, create_simulator_app
 from tests.integration.simulator.conftest import RunningServer, serve
 from tests.support.api import Api, Merchant
 from tests.support.api import test_settings as settings_for
+from tests.support.net import free_port
 
 SECRET = "whsec_card_test_only"  # a test value, shared with the simulator
 CARD = "4111111111111111"
 DECLINED_CARD = "4000000000000002"  # the simulator's magic: insufficient funds
 CHARGEBACK_CARD = "4000000000000070"  # the simulator's magic: a chargeback after capture
 TTL_SECONDS = 3600
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -162,7 +156,7 @@ async def card_stack(database_url: str, tmp_path: Path, *, latency_ms: int = 0) 
         KORA_SWEEP_INTERVAL_SECONDS="0",  # the tests run the card job themselves
     )
     kora = Kora(settings, clock=clock, acquirers=[acquirer])
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(kora), host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
     )

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -35,6 +34,7 @@ from kora.simulator import SimulatorConfig, create_simulator_app
 from kora.simulator.config import ApiStyle, ProviderConfig
 from tests.integration.simulator.conftest import RunningServer, serve
 from tests.support.api import test_settings as settings_for
+from tests.support.net import free_port
 
 ROUTING = '{"disburse": {"XOF": ["mtn", "orange"]}, "collect": {"XOF": ["mtn", "orange"]}}'
 
@@ -169,10 +169,7 @@ async def test_an_open_breaker_sends_new_cash_outs_to_the_next_provider(world: W
 
 
 def _closed_port() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"  # nothing listens there once the socket is closed
+    return f"http://127.0.0.1:{free_port()}"  # nothing listens there
 
 
 async def test_a_provider_that_refuses_connections_hands_over_at_once(

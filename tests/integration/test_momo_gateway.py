@@ -21,6 +21,7 @@ from kora.providers.resilience import ProviderGuard, ProviderPolicy, RetryPolicy
 from kora.simulator import SimulatorConfig, create_simulator_app
 from tests.integration.simulator.conftest import RunningServer, serve
 from tests.support.api import test_settings as settings_for
+from tests.support.net import free_port
 
 
 @pytest.fixture
@@ -142,7 +143,7 @@ async def test_a_503_outage_is_ambiguous_and_left_pending(world: World) -> None:
 async def test_a_provider_that_cannot_be_reached_fails_cleanly(migrated_sqlite_url: str, tmp_path: Path) -> None:
     """Connection refused: the request certainly was not accepted, so the payment can fail at
     once and the customer's hold is given back."""
-    dead = f"http://127.0.0.1:{_unused_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
     async with httpx.AsyncClient() as client:
         gateway = HttpMomoGateway("momo", dead, client=client, guard=ProviderGuard("momo"))
         kora = Kora(settings_for(migrated_sqlite_url, tmp_path), providers=[gateway])
@@ -154,14 +155,6 @@ async def test_a_provider_that_cannot_be_reached_fails_cleanly(migrated_sqlite_u
             await kora.aclose()
     assert refused.body["status"] == "FAILED"
     assert refused.body["failure_code"].startswith("provider_unavailable")
-
-
-def _unused_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_amounts_go_out_in_major_units() -> None:

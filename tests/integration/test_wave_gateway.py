@@ -7,7 +7,6 @@ reused-key behaviour; a reversal; and the status of a reference the provider nev
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from kora.providers.resilience import BreakerPolicy, ProviderGuard, ProviderPoli
 from kora.simulator import SimulatorConfig, create_simulator_app
 from tests.integration.simulator.conftest import RunningServer, serve
 from tests.support.api import test_settings as settings_for
+from tests.support.net import free_port
 
 # One attempt of at most 0.4 s: a held answer (1 s) is a timeout, so the status path is exercised.
 ONE_SHOT = ProviderPolicy(
@@ -146,7 +146,7 @@ async def test_a_safe_retry_after_a_timeout_finds_the_same_payout(
 
 
 async def test_an_unreachable_provider_certainly_did_not_accept(client: httpx.AsyncClient) -> None:
-    wave = gateway(f"http://127.0.0.1:{_unused_port()}", client)
+    wave = gateway(f"http://127.0.0.1:{free_port()}", client)
     result = await wave.disburse(request("00"))
     assert (result.outcome, result.not_accepted) == (ProviderOutcome.FAILED, True)
     assert result.failure_code == "provider_unavailable:connect_error"
@@ -254,9 +254,3 @@ async def test_kora_moves_money_through_the_configured_wave_provider(kora: Kora)
     wallet = await kora.payments.wallet(registered.user_id)
     assert (wallet["balance"], wallet["available_balance"]) == (5_000, 5_000)
     assert (await kora.verify_ledger()).ok
-
-
-def _unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -5,9 +5,6 @@ that answer, so a forged callback that lies about the outcome changes nothing.""
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -16,8 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
 from kora.bootstrap import Kora
 from kora.http.app import create_app
@@ -25,27 +20,7 @@ from kora.simulator import SimulatorConfig, create_simulator_app
 from tests.integration.simulator.conftest import RunningServer, serve
 from tests.support.api import Api, Customer
 from tests.support.api import test_settings as settings_for
-
-
-def serve_on(app: FastAPI, port: int) -> RunningServer:
-    """Like `serve`, on a port chosen beforehand (Kora must know its own public URL)."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
-    config.timeout_graceful_shutdown = 2
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise AssertionError("server did not start")
-        time.sleep(0.01)
-    return RunningServer(f"http://127.0.0.1:{port}", server, thread)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.net import free_port
 
 
 @dataclass
@@ -86,7 +61,7 @@ async def stack(migrated_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
         KORA_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
         KORA_SWEEP_INTERVAL_SECONDS="0",  # only callbacks resolve payments here
     )
-    kora = serve_on(create_app(Kora(settings)), port)
+    kora = serve(create_app(Kora(settings)), port=port)
     async with httpx.AsyncClient(base_url=kora.url, timeout=10) as client:
         try:
             yield Stack(simulator, Api(client))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -45,6 +44,7 @@ from kora.providers.resilience import (
 )
 from kora.simulator import ApiStyle, BehaviourMix, LatencyConfig, LatencyKind, ProviderConfig, SimulatorConfig
 from tests.support.api import test_settings
+from tests.support.net import free_port
 
 MOMO_PROVIDERS = ("mtn", "orange")
 WAVE_PROVIDER = "wave"
@@ -104,12 +104,6 @@ def _policy() -> ProviderPolicy:
         breaker=BreakerPolicy(fail_max=8, reset_timeout=0.5),
         bulkhead=BulkheadPolicy(max_concurrent=64, max_wait=0.25),
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -244,7 +238,7 @@ def simulator_process(config: SimulatorConfig, tmp_path: Path) -> Iterator[str]:
     event loop with Kora); yields its base URL."""
     path = tmp_path / "simulator.json"
     path.write_text(config.model_dump_json())
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "simulator.log").open("w")
     command = [sys.executable, "-m", "kora.simulator", "--port", str(port), "--config", str(path)]
     process = subprocess.Popen(
@@ -282,7 +276,7 @@ async def chaos_world(database_url: str, tmp_path: Path) -> AsyncIterator[World]
 
 @asynccontextmanager
 async def _world(database_url: str, tmp_path: Path, simulator_url: str) -> AsyncIterator[World]:
-    port = _free_port()
+    port = free_port()
     kora_url = f"http://127.0.0.1:{port}"
     client = httpx.AsyncClient(
         timeout=_policy().default_timeout.httpx_timeout(),

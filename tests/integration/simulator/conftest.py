@@ -3,7 +3,6 @@ small webhook receiver that records what it gets."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,12 +16,7 @@ from fastapi import FastAPI, Request, Response
 
 from kora.kernel import Clock
 from kora.simulator import SimulatorConfig, SimulatorState, create_simulator_app, simulator_state
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.net import free_port
 
 
 @dataclass
@@ -36,8 +30,9 @@ class RunningServer:
         self.thread.join(timeout=10)
 
 
-def serve(app: FastAPI) -> RunningServer:
-    port = _free_port()
+def serve(app: FastAPI, *, port: int | None = None) -> RunningServer:
+    """Run `app` in a background thread on `port` (a free one by default) until `stop()`."""
+    port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
     config.timeout_graceful_shutdown = 2
     server = uvicorn.Server(config)
