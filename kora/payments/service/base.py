@@ -322,6 +322,19 @@ def business_error(exc: Exception) -> PaymentError:
     raise exc
 
 
+async def postpone(uow_factory: PaymentsUnitOfWorkFactory, clock: Clock, payment: Payment) -> None:
+    """Move an unresolved payment to the back of a sweeper's work list (its last-changed time
+    becomes now), so one that keeps failing cannot starve the others. A payment that ended
+    meanwhile is left as it is."""
+    async with uow_factory() as uow:
+        current = await uow.payments.get(payment.id, for_update=True)
+        if current is None or current.status.is_final:
+            return
+        current.updated_at = clock.now()
+        await uow.payments.save(current)
+        await uow.commit()
+
+
 async def resolve_each(
     work: Sequence[Payment],
     resolve: Callable[[Payment], Awaitable[str]],

@@ -12,7 +12,7 @@ from opentelemetry import trace
 from kora.kernel import Clock
 from kora.payments.domain.model import Payment, PaymentStatus, PaymentType
 from kora.payments.ports import CardAcquirerRegistry, PaymentsUnitOfWorkFactory
-from kora.payments.service.base import resolve_each
+from kora.payments.service.base import postpone, resolve_each
 from kora.payments.service.card_common import CardMetrics, acquirer_named
 from kora.payments.service.card_records import CardRecords
 from kora.payments.service.card_refunds import CardRefunds
@@ -63,23 +63,12 @@ class CardSweeper:
                 counts={},
                 stop=stop,
                 failure_log="resolving a card payment failed",
-                after_error=self._postpone,
+                after_error=lambda payment: postpone(self._uow, self._clock, payment),
             )
             span.set_attribute("kora.card.swept", len(work))
         if work:
             logger.info("card payments swept", **counts)
         return counts
-
-    async def _postpone(self, payment: Payment) -> None:
-        """To the back of the work list (its last-changed time becomes now), so one payment
-        that keeps failing cannot starve the others."""
-        async with self._uow() as uow:
-            current = await uow.payments.get(payment.id, for_update=True)
-            if current is None or current.status.is_final:
-                return
-            current.updated_at = self._clock.now()
-            await uow.payments.save(current)
-            await uow.commit()
 
     async def _one(self, payment: Payment, now: datetime, give_up_after: timedelta) -> str:
         if payment.type is PaymentType.REFUND:

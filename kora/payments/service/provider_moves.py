@@ -397,17 +397,6 @@ class ProviderMoves(PaymentsBase):
             },
         )
 
-    async def postpone(self, payment_id: uuid.UUID) -> None:
-        """Move an unresolved payment to the back of the sweeper's queue (its last-changed time
-        becomes now), so one that cannot be resolved does not starve the others."""
-        async with self._uow() as uow:
-            payment = await uow.payments.get(payment_id, for_update=True)
-            if payment is None or payment.status not in (PaymentStatus.INITIATED, PaymentStatus.AUTHORIZED):
-                return
-            payment.updated_at = self._clock.now()
-            await uow.payments.save(payment)
-            await uow.commit()
-
     async def _capture(
         self,
         uow: PaymentsUnitOfWork,

@@ -24,6 +24,7 @@ from kora.payments.ports import (
 )
 from kora.payments.service.base import (
     PaymentMetrics,
+    postpone,
     resolve_each,
 )
 from kora.payments.service.provider_moves import ProviderMoves
@@ -77,11 +78,8 @@ class PendingSweeper:
         async def resolve(payment: Payment) -> str:
             outcome = await self._sweep_one(payment, now, give_up_after)
             if outcome == "errors":  # the provider could not be asked: back of the queue
-                await self._moves.postpone(payment.id)
+                await postpone(self._uow, self._clock, payment)
             return outcome
-
-        async def postpone(payment: Payment) -> None:  # to the back of the queue, so it cannot block the rest
-            await self._moves.postpone(payment.id)
 
         counts = await resolve_each(
             pending,
@@ -89,7 +87,7 @@ class PendingSweeper:
             counts={"confirmed": 0, "failed": 0, "still_pending": 0, "gave_up": 0, "errors": 0},
             stop=stop,
             failure_log="sweeping a pending payment failed",
-            after_error=postpone,
+            after_error=lambda payment: postpone(self._uow, self._clock, payment),
         )
         if pending:
             logger.info("pending payments swept", **counts)
