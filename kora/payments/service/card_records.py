@@ -21,7 +21,7 @@ from kora.payments.ports import PaymentsUnitOfWork, PaymentsUnitOfWorkFactory, P
 from kora.payments.service.base import PaymentMetrics
 from kora.payments.service.card_common import UNRESOLVED, VOIDED, card_view, unresolved
 from kora.payments.service.merchant import FeeMetrics, FeeSchedule
-from kora.payments.service.provider_moves import settlement_due
+from kora.payments.service.provider_answers import settlement_due
 from kora.providers import AuthorizationState, CardAcquirer, CardOutcome, CardResult
 
 # What the resolution job reports for an authorization, by what the acquirer says of it.

@@ -45,7 +45,7 @@ from kora.payments.service.card_common import (
     merchants_card_payment,
 )
 from kora.payments.service.card_disputes import ChargebackBook
-from kora.payments.service.provider_moves import settlement_due
+from kora.payments.service.provider_answers import settlement_due
 from kora.providers import AuthorizationState, CardOutcome, CardResult, Chargeback
 
 _tracer = trace.get_tracer("kora.payments")
