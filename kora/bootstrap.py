@@ -20,12 +20,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 # Importing the table modules registers every table on the shared metadata.
 import kora.audit.adapters.tables
+import kora.events.adapters.tables
 import kora.identity.adapters.tables
 import kora.ledger.adapters.tables
 import kora.payments.adapters.tables
 import kora.providers.adapters.tables  # noqa: F401
 from kora.audit import SqlAuditTrail, audit_key_from_secret, verify_audit_chain
 from kora.audit.domain import AuditReport
+from kora.events import EventRecorder
+from kora.events.adapters.outbox import write_outbox
+from kora.events.signing import EventSigner, EventVerifier, load_signing_keys, load_verify_keys
 from kora.identity import IdentityService, build_identity_adapters
 from kora.identity.adapters.nonces import SqlRequestNonceStore
 from kora.identity.adapters.sql import SqlLoginThrottle, SqlRefreshTokenStore, SqlUserRepository
@@ -78,6 +82,7 @@ class KoraUnitOfWork(SqlUnitOfWork):
     throttle: SqlLoginThrottle
     wallets: LedgerWalletOpener
     request_nonces: SqlRequestNonceStore
+    events: EventRecorder
 
     def __init__(
         self,
@@ -87,9 +92,11 @@ class KoraUnitOfWork(SqlUnitOfWork):
         audit_key: bytes,
         audit_chains: int,
         accounts: AccountCache,
+        signer: EventSigner,
         snapshot: bool = False,
     ) -> None:
         super().__init__(engine, snapshot=snapshot)
+        self._signer = signer
         self._accounts = accounts
         self._audit_chains = audit_chains
         self._clock = clock
@@ -98,16 +105,24 @@ class KoraUnitOfWork(SqlUnitOfWork):
     async def __aenter__(self) -> Self:
         await super().__aenter__()
         conn = self.connection
-        self.ledger = Ledger(SqlLedgerStore(conn, cache=self._accounts), self._clock)
-        self.payments = SqlPaymentRepository(conn)
+        self.events = EventRecorder()
+        self.ledger = Ledger(SqlLedgerStore(conn, cache=self._accounts, events=self.events), self._clock)
+        self.payments = SqlPaymentRepository(conn, events=self.events)
         self.idempotency = SqlIdempotencyStore(conn)
         self.audit = SqlAuditTrail(conn, key=self._audit_key, clock=self._clock, chains=self._audit_chains)
-        self.users = SqlUserRepository(conn)
+        self.users = SqlUserRepository(conn, events=self.events)
         self.refresh_tokens = SqlRefreshTokenStore(conn)
         self.throttle = SqlLoginThrottle(conn)
         self.wallets = LedgerWalletOpener(self.ledger)
         self.request_nonces = SqlRequestNonceStore(conn)
         return self
+
+    async def commit(self) -> None:
+        """Write the events recorded meanwhile to the outbox, then commit: the state change and
+        its events land together or not at all (ADR 0018)."""
+        if len(self.events):
+            await write_outbox(self.connection, self.events.drain(), self._signer, at=self._clock.now())
+        await super().commit()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -147,6 +162,11 @@ class Kora:
         self.metrics = KoraMetrics(self.registry)
         self._audit_key = audit_key_from_secret(settings.secret("KORA_AUDIT_KEY"))
         self._accounts = AccountCache()
+        try:
+            self.event_signer, own_keys = load_signing_keys(settings.secret("KORA_EVENT_SIGNING_KEYS"))
+            self.event_verifier = EventVerifier({**load_verify_keys(settings.event_verify_keys), **own_keys})
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from exc
         adapters = build_identity_adapters(settings)
         self.identity = IdentityService(
             uow_factory=self.unit_of_work,
@@ -251,6 +271,7 @@ class Kora:
             audit_key=self._audit_key,
             audit_chains=self.settings.audit_chains,
             accounts=self._accounts,
+            signer=self.event_signer,
             snapshot=snapshot,
         )
 

@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from kora.audit.ports import AuditRecorder
+from kora.events import EventRecorder
 from kora.ledger import Ledger
 from kora.payments.domain.idempotency import IdempotencyRecord, IdempotencyRequest, Outcome
 from kora.payments.domain.model import Payment
@@ -142,6 +143,11 @@ class PaymentsUnitOfWork(Protocol):
 
     @property
     def audit(self) -> AuditRecorder: ...
+
+    @property
+    def events(self) -> EventRecorder:
+        """The events recorded in this transaction (the repositories record them)."""
+        ...
 
     async def __aenter__(self) -> Self: ...
 

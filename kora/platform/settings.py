@@ -43,6 +43,7 @@ SECRET_NAMES = (
     "KORA_PII_ENCRYPTION_KEY",  # urlsafe-base64 32-byte key(s), comma-separated, first one encrypts
     "KORA_PII_INDEX_KEY",  # key of the HMAC blind index used to look phone numbers up
     "KORA_AUDIT_KEY",  # HMAC key of the audit hash chain
+    "KORA_EVENT_SIGNING_KEYS",  # JSON list of {"kid": ..., "private_key_pem": ...} (Ed25519); first one signs
 )
 
 
@@ -104,6 +105,22 @@ class Settings:
     webhook_tolerance_seconds: int = 300
     # Anti-replay (ADR 0012): how far a debit request's X-Request-Timestamp may be from our clock.
     replay_window_seconds: int = 300
+    # Events (ADR 0018): `inprocess` (the embedded default: a stream table in the same database)
+    # or `nats` (JetStream at nats_url, with the credentials in KORA_NATS_USER/KORA_NATS_PASSWORD).
+    events_bus: str = "inprocess"
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_user: str | None = None
+    nats_password: str | None = None
+    nats_stream: str = "KORA_EVENTS"
+    # The API process also runs the relay and the consumers (the embedded default); a
+    # production deployment runs `kora relay` and `kora worker` instead.
+    events_in_process: bool = True
+    relay_batch_size: int = 500
+    relay_idle_seconds: float = 0.2
+    consumer_max_deliver: int = 5
+    # Public keys (JSON list of {"kid", "public_key_pem"}) of event producers other than this
+    # process's own signing keys, e.g. in a consumer-only deployment.
+    event_verify_keys: str | None = None
 
     @property
     def is_production(self) -> bool:
@@ -181,6 +198,16 @@ class Settings:
             public_base_url=env.get("KORA_PUBLIC_BASE_URL") or None,
             webhook_tolerance_seconds=int(env.get("KORA_WEBHOOK_TOLERANCE_SECONDS", 300)),
             replay_window_seconds=int(env.get("KORA_REPLAY_WINDOW_SECONDS", 300)),
+            events_bus=env.get("KORA_EVENTS_BUS", "inprocess"),
+            nats_url=env.get("KORA_NATS_URL", "nats://127.0.0.1:4222"),
+            nats_user=read_setting(env, "KORA_NATS_USER"),
+            nats_password=read_setting(env, "KORA_NATS_PASSWORD"),
+            nats_stream=env.get("KORA_NATS_STREAM", "KORA_EVENTS"),
+            events_in_process=env.get("KORA_EVENTS_IN_PROCESS", "true").lower() != "false",
+            relay_batch_size=int(env.get("KORA_RELAY_BATCH_SIZE", 500)),
+            relay_idle_seconds=float(env.get("KORA_RELAY_IDLE_SECONDS", 0.2)),
+            consumer_max_deliver=int(env.get("KORA_CONSUMER_MAX_DELIVER", 5)),
+            event_verify_keys=read_setting(env, "KORA_EVENT_VERIFY_KEYS"),
         )
 
 
@@ -213,8 +240,18 @@ def _new_dev_secrets() -> dict[str, str]:
     def key() -> str:
         return base64.urlsafe_b64encode(_secrets.token_bytes(32)).decode()
 
+    def ed25519_pem() -> str:
+        return (
+            Ed25519PrivateKey.generate()
+            .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+            .decode()
+        )
+
     return {
         "KORA_JWT_SIGNING_KEYS": json.dumps([{"kid": "dev-" + _secrets.token_hex(4), "private_key_pem": pem}]),
+        "KORA_EVENT_SIGNING_KEYS": json.dumps(
+            [{"kid": "dev-events-" + _secrets.token_hex(4), "private_key_pem": ed25519_pem()}]
+        ),
         "KORA_PII_ENCRYPTION_KEY": key(),
         "KORA_PII_INDEX_KEY": key(),
         "KORA_AUDIT_KEY": key(),
@@ -224,11 +261,14 @@ def _new_dev_secrets() -> dict[str, str]:
 def load_or_create_dev_secrets(path: Path) -> dict[str, str]:
     """Development only: secrets generated on first use and kept in a local 0600 file (never
     committed), so an embedded database stays readable across restarts."""
+    data: dict[str, str] = {}
     if path.exists():
-        data: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
         if all(name in data for name in SECRET_NAMES):
             return data
-    data = _new_dev_secrets()
+    # Only the missing ones are generated: replacing a PII or audit key would make the data
+    # already written with it unreadable.
+    data = {**_new_dev_secrets(), **data}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:

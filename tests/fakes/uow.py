@@ -15,6 +15,7 @@ from typing import Any, Self
 
 from kora.audit import AuditDetail, AuditEvent, AuditRecorder, InMemoryAuditTrail
 from kora.audit.ports import record_one_by_one
+from kora.events import EventRecorder
 from kora.kernel import Clock
 from kora.ledger import Ledger
 from kora.payments.ports import IdempotencyStore, PaymentRepository
@@ -94,6 +95,7 @@ class InMemoryUnitOfWork:
     payment_repository: InMemoryPaymentRepository
     idempotency_store: InMemoryIdempotencyStore
     staged_audit: StagedAudit
+    events: EventRecorder
 
     def __init__(self, db: InMemoryDatabase) -> None:
         self._db = db
@@ -109,6 +111,7 @@ class InMemoryUnitOfWork:
         self.payments = self.payment_repository
         self.idempotency = self.idempotency_store
         self.audit = self.staged_audit
+        self.events = EventRecorder()
 
     async def __aenter__(self) -> Self:
         if self._open:

@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kora.events import DomainEvent, EventRecorder
 from kora.identity.adapters.tables import auth_sessions, login_throttle, refresh_tokens, user_roles, users
 from kora.identity.domain import (
     AuthSession,
@@ -25,8 +26,11 @@ from kora.identity.domain import (
 
 
 class SqlUserRepository:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, *, events: EventRecorder | None = None) -> None:
         self._conn = conn
+        # A new user is announced in the transaction that creates it (the outbox): its id and
+        # roles only, never its phone number or name.
+        self._events = events
 
     async def add(self, user: UserRecord) -> None:
         try:
@@ -51,6 +55,17 @@ class SqlUserRepository:
             await self._conn.execute(
                 user_roles.insert(),
                 [{"user_id": user.id, "role": role.value, "granted_at": user.created_at} for role in user.roles],
+            )
+        if self._events is not None:
+            self._events.record(
+                DomainEvent(
+                    type="identity.user_registered",
+                    version=1,
+                    aggregate_type="user",
+                    aggregate_id=str(user.id),
+                    payload={"user_id": str(user.id), "roles": sorted(r.value for r in user.roles)},
+                    occurred_at=user.created_at,
+                )
             )
 
     async def get(self, user_id: uuid.UUID) -> UserRecord | None:

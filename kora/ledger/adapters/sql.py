@@ -12,7 +12,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kora.events import EventRecorder
 from kora.kernel import Money, new_id
+from kora.ledger.adapters.events import transaction_posted_events
 from kora.ledger.adapters.tables import ledger_accounts, ledger_entries, ledger_holds, ledger_transactions
 from kora.ledger.domain.model import (
     Account,
@@ -78,8 +80,12 @@ class AccountCache:
 
 
 class SqlLedgerStore:
-    def __init__(self, conn: AsyncConnection, *, cache: AccountCache | None = None) -> None:
+    def __init__(
+        self, conn: AsyncConnection, *, cache: AccountCache | None = None, events: EventRecorder | None = None
+    ) -> None:
         self._conn = conn
+        # Each journal transaction is announced in the transaction that posts it (the outbox).
+        self._events = events
         self._pg = conn.dialect.name == "postgresql"
         self._cache = cache or AccountCache()
         self._uncommitted: set[uuid.UUID] = set()
@@ -218,6 +224,8 @@ class SqlLedgerStore:
             )
         except IntegrityError as exc:
             raise LedgerStorageError("the database refused the posting") from exc
+        if self._events is not None:
+            self._events.record(*transaction_posted_events(txns, entries, self._cache.by_id))
 
     async def add_hold(self, hold: Hold) -> None:
         await self._conn.execute(

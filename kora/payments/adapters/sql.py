@@ -12,7 +12,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kora.events import EventRecorder
 from kora.kernel import Money
+from kora.payments.adapters.events import status_changed_events
 from kora.payments.adapters.tables import idempotency_keys, payment_status_history, payments
 from kora.payments.domain.idempotency import IdempotencyRecord, IdempotencyRequest, Outcome
 from kora.payments.domain.model import Payment, PaymentStatus, PaymentType, StatusChange
@@ -20,9 +22,11 @@ from kora.payments.ports import CapturedBacklog
 
 
 class SqlPaymentRepository:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, *, events: EventRecorder | None = None) -> None:
         self._conn = conn
         self._pg = conn.dialect.name == "postgresql"
+        # Each stored status change is announced in the same transaction (the outbox).
+        self._events = events
 
     async def add(self, payment: Payment) -> None:
         await self.add_many([payment])
@@ -39,6 +43,8 @@ class SqlPaymentRepository:
         if changes:
             await self._conn.execute(payment_status_history.insert(), changes)
         for p in batch:
+            if self._events is not None and p.new_changes:
+                self._events.record(*status_changed_events(p, p.new_changes))
             p.new_changes.clear()
 
     async def save(self, payment: Payment) -> None:
@@ -79,6 +85,8 @@ class SqlPaymentRepository:
                 for c in payment.new_changes
             ],
         )
+        if self._events is not None:
+            self._events.record(*status_changed_events(payment, payment.new_changes))
         payment.new_changes.clear()
 
     async def get(self, payment_id: uuid.UUID, *, for_update: bool = False) -> Payment | None:

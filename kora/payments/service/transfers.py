@@ -13,6 +13,7 @@ from loguru import logger
 from opentelemetry import trace
 
 from kora.audit import AuditEvent
+from kora.events import current_origin
 from kora.kernel import Money, new_id
 from kora.ledger import (
     AccountKind,
@@ -184,6 +185,9 @@ class Transfers(PaymentsBase):
                         ready.append(i)
                 plans: dict[int, tuple[Payment, list[Leg]] | Exception] = {}
                 for i in ready:
+                    context = jobs[i].context
+                    if context is not None:  # its events carry its request's trace, not the batch's
+                        uow.events.bind_origin(str(payment_ids[i]), context.run(current_origin))
                     try:
                         plans[i] = await self._plan_transfer(uow, jobs[i], payment_ids[i], at)
                     except (RecipientNotFound, SameWallet, WalletNotFound) as exc:
