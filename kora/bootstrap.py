@@ -10,7 +10,7 @@ import time
 import uuid
 from datetime import timedelta
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import httpx
 import sqlalchemy as sa
@@ -27,6 +27,7 @@ import kora.payments.adapters.tables
 import kora.providers.adapters.tables  # noqa: F401
 from kora.audit import SqlAuditTrail, audit_key_from_secret, verify_audit_chain
 from kora.audit.domain import AuditReport
+from kora.bootstrap_events import EventsRuntime
 from kora.events import EventRecorder
 from kora.events.adapters.outbox import write_outbox
 from kora.events.signing import EventSigner, EventVerifier, load_signing_keys, load_verify_keys
@@ -36,7 +37,8 @@ from kora.identity.adapters.sql import SqlLoginThrottle, SqlRefreshTokenStore, S
 from kora.kernel import Clock, SystemClock
 from kora.ledger import InvariantReport, Ledger
 from kora.ledger.adapters.sql import AccountCache, SqlLedgerStore
-from kora.observability import KoraMetrics, render_metrics
+from kora.observability import KoraMetrics, get_correlation_id, render_metrics
+from kora.observability.event_metrics import EventMetrics
 from kora.payments import FeeSchedule, PaymentsConfig, PaymentsService
 from kora.payments.adapters.sql import SqlIdempotencyStore, SqlPaymentRepository
 from kora.platform.db import create_engine
@@ -160,6 +162,7 @@ class Kora:
         self.engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
         self.registry = registry or CollectorRegistry()
         self.metrics = KoraMetrics(self.registry)
+        self.event_metrics = EventMetrics(self.registry)
         self._audit_key = audit_key_from_secret(settings.secret("KORA_AUDIT_KEY"))
         self._accounts = AccountCache()
         try:
@@ -210,6 +213,7 @@ class Kora:
             metrics=self.metrics,
             tolerance_seconds=settings.webhook_tolerance_seconds,
         )
+        self.events = self._build_events(settings)
         self.webhooks = WebhookInbox(
             _webhook_sources(settings, self.providers),
             receipts=SqlWebhookReceipts(self.engine),
@@ -219,6 +223,25 @@ class Kora:
             metrics=self.metrics,
             tolerance_seconds=settings.webhook_tolerance_seconds,
         )
+
+    def _build_events(self, settings: Settings) -> EventsRuntime:
+        return EventsRuntime(
+            settings,
+            engine=self.engine,
+            clock=self.clock,
+            verifier=self.event_verifier,
+            metrics=self.event_metrics,
+            handlers=[],
+            audit=self._audit_operation,
+        )
+
+    async def _audit_operation(self, actor: str, action: str, subject: str, details: dict[str, Any]) -> None:
+        """An operator's action outside any business use case (event replay, dead letters)."""
+        async with self.unit_of_work() as uow:
+            await uow.audit.record(
+                actor=actor, action=action, subject=subject, correlation_id=get_correlation_id(), details=details
+            )
+            await uow.commit()
 
     def _configured_gateways(self, settings: Settings) -> list[ProviderGateway]:
         """A MoMo-style HTTP provider when KORA_PROVIDER_MOMO_URL is set; the sandbox (which
@@ -359,6 +382,7 @@ class Kora:
         return render_metrics(self.registry, accept)
 
     async def aclose(self) -> None:
+        await self.events.aclose()
         if self._http_client is not None:
             await self._http_client.aclose()
         await self.engine.dispose()

@@ -335,3 +335,12 @@ def bench(
         click.echo("ledger verification (this process reads KORA_DATABASE_URL):")
         ledger_verify.main(args=[], standalone_mode=False)
     sys.exit(0 if errors == 0 else 1)
+
+
+def _register_event_commands() -> None:
+    from kora.cli_events import register
+
+    register(main)
+
+
+_register_event_commands()

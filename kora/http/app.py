@@ -13,7 +13,7 @@ from kora import __version__
 from kora.bootstrap import Kora
 from kora.http.container import Services
 from kora.http.problems import Problem, install_problem_handlers
-from kora.http.routes import auth, cards, merchant, money, ops, settlement, webhooks
+from kora.http.routes import auth, cards, events, merchant, money, ops, settlement, webhooks
 from kora.identity import IdentityError
 from kora.kernel import InvalidAmount, UnknownCurrency
 from kora.ledger import LedgerError
@@ -44,11 +44,20 @@ def create_app(kora: Kora, *, manage_lifecycle: bool = True) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
         sweeper = asyncio.create_task(kora.run_sweeper(stop), name="pending-payment-sweeper")
+        # The embedded default runs the relay and the consumers here; production runs
+        # `kora relay` and `kora worker` processes instead (KORA_EVENTS_IN_PROCESS=false).
+        pipeline = (
+            asyncio.create_task(kora.events.run_in_process(stop), name="event-pipeline")
+            if kora.settings.events_in_process
+            else None
+        )
         try:
             yield
         finally:
             stop.set()
             await sweeper
+            if pipeline is not None:
+                await pipeline
             if manage_lifecycle:
                 await kora.aclose()
 
@@ -70,6 +79,7 @@ def create_app(kora: Kora, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(settlement.router)
     app.include_router(webhooks.router)
     app.include_router(cards.router)
+    app.include_router(events.router)
     if kora.settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

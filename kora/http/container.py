@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 from fastapi import Request
 
 if TYPE_CHECKING:
+    from kora.bootstrap_events import EventsRuntime
     from kora.identity import IdentityService
     from kora.ledger import InvariantReport
     from kora.observability import KoraMetrics
@@ -24,6 +25,7 @@ class Services(Protocol):
     metrics: KoraMetrics
     webhooks: WebhookInbox
     card_notifications: CardNotificationInbox
+    events: EventsRuntime
 
     async def verify_ledger(self) -> InvariantReport: ...
 

@@ -26,6 +26,8 @@ def test_settings(database_url: str, tmp_path: Path, **extra: str) -> Settings:
         "KORA_ARGON2_TIME_COST": "1",
         "KORA_ARGON2_MEMORY_KIB": "8192",
         "KORA_LOG_LEVEL": "DEBUG",
+        # The event pipeline runs in process only in the tests about it (they pass "true").
+        "KORA_EVENTS_IN_PROCESS": "false",
         **extra,
     }
     return Settings.from_env(env)

@@ -83,7 +83,7 @@ class SqlDeadLetters:
             )
         return letter_id
 
-    async def list(
+    async def find(
         self, *, consumer: str | None = None, status: str | None = "open", limit: int = 100
     ) -> list[DeadLetter]:
         d = dead_letters

@@ -1,0 +1,186 @@
+"""`kora relay`, `kora worker` and `kora events ...`: the event pipeline's processes and the
+operators' tools (replay, dead letters). Registered on the `kora` group by kora/cli.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+
+def _run(work: Callable[[Any], Awaitable[Any]]) -> Any:
+    from kora.bootstrap import Kora
+    from kora.observability import configure_logging
+    from kora.platform.settings import Settings
+
+    settings = Settings.from_env()
+    configure_logging(level=settings.log_level, json=settings.log_json)
+
+    async def runner() -> Any:
+        kora = Kora(settings)
+        try:
+            return await work(kora)
+        finally:
+            await kora.aclose()
+
+    return asyncio.run(runner())
+
+
+def _until_signalled(job: Callable[[Any, asyncio.Event], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+    async def work(kora: Any) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await job(kora, stop)
+
+    return work
+
+
+def _metrics_server(kora: Any, port: int | None) -> None:
+    if port:
+        from prometheus_client import start_http_server
+
+        start_http_server(port, addr="127.0.0.1", registry=kora.registry)
+
+
+def register(main: click.Group) -> None:
+    @main.command()
+    @click.option("--metrics-port", type=int, default=None, help="serve /metrics on 127.0.0.1:PORT")
+    def relay(metrics_port: int | None) -> None:
+        """Publish the outbox to the bus until SIGTERM (several may run at once)."""
+
+        async def job(kora: Any, stop: asyncio.Event) -> None:
+            _metrics_server(kora, metrics_port)
+            await kora.events.run_relay(stop)
+
+        _run(_until_signalled(job))
+
+    @main.command()
+    @click.option("--consumer", "consumers", multiple=True, help="run only this consumer (repeatable)")
+    @click.option("--metrics-port", type=int, default=None, help="serve /metrics on 127.0.0.1:PORT")
+    def worker(consumers: tuple[str, ...], metrics_port: int | None) -> None:
+        """Run the event consumers (all by default) until SIGTERM."""
+
+        async def job(kora: Any, stop: asyncio.Event) -> None:
+            _metrics_server(kora, metrics_port)
+            await kora.events.run_workers(stop, list(consumers) or None)
+
+        _run(_until_signalled(job))
+
+    @main.group()
+    def events() -> None:
+        """The event pipeline: status, bus set-up, replay and dead letters."""
+
+    @events.command("setup")
+    def events_setup() -> None:
+        """Create or update the JetStream streams (needs the NATS admin user)."""
+
+        async def work(kora: Any) -> Any:
+            bus = await kora.events.bus()
+            ensure = getattr(bus, "ensure_stream", None)
+            if ensure is None:
+                return {"bus": kora.settings.events_bus, "streams": "nothing to set up"}
+            await ensure()
+            return {"bus": kora.settings.events_bus, "streams": "ready"}
+
+        click.echo(json.dumps(_run(work)))
+
+    @events.command("status")
+    def events_status() -> None:
+        """Outbox backlog and oldest unpublished age, consumer lag, open dead letters."""
+
+        async def work(kora: Any) -> Any:
+            backlog, age = await (await kora.events.relay()).refresh_backlog()
+            lags = await kora.events.refresh_gauges()
+            letters = await kora.events.dead_letters.open_counts()
+            return {
+                "outbox_backlog": backlog,
+                "outbox_oldest_age_seconds": round(age, 3),
+                "consumer_lag": lags,
+                "dead_letters_open": letters,
+            }
+
+        click.echo(json.dumps(_run(work), indent=2))
+
+    @events.command("replay")
+    @click.option("--consumer", required=True, help="the one consumer to re-deliver to")
+    @click.option("--from-seq", type=int, default=None, help="from this stream sequence")
+    @click.option("--since", default=None, help="from this time (ISO 8601, UTC if no offset)")
+    @click.option("--actor", required=True, help="who asks (recorded in the audit trail)")
+    def events_replay(consumer: str, from_seq: int | None, since: str | None, actor: str) -> None:
+        """Re-deliver the stream to one consumer; what it already applied is not applied again."""
+        if (from_seq is None) == (since is None):
+            raise click.UsageError("give exactly one of --from-seq and --since")
+        start = None if since is None else _parse_time(since)
+
+        async def work(kora: Any) -> Any:
+            return await kora.events.replay(consumer, from_seq=from_seq, since=start, actor=actor)
+
+        click.echo(json.dumps(_run(work), indent=2))
+
+    @events.group("dlq")
+    def dlq() -> None:
+        """Dead letters: list, re-drive, drop (audited)."""
+
+    @dlq.command("list")
+    @click.option("--consumer", default=None)
+    @click.option("--status", type=click.Choice(["open", "retried", "dropped", "all"]), default="open")
+    @click.option("--limit", type=int, default=100, show_default=True)
+    def dlq_list(consumer: str | None, status: str, limit: int) -> None:
+        """The dead letters, oldest first."""
+
+        async def work(kora: Any) -> Any:
+            found = await kora.events.dead_letters.find(
+                consumer=consumer, status=None if status == "all" else status, limit=limit
+            )
+            return [letter.view() for letter in found]
+
+        click.echo(json.dumps(_run(work), indent=2))
+
+    @dlq.command("retry")
+    @click.argument("letter_id", type=click.UUID)
+    @click.option("--actor", required=True, help="who asks (recorded in the audit trail)")
+    def dlq_retry(letter_id: uuid.UUID, actor: str) -> None:
+        """Run a dead letter through its consumer again; exit 1 if it fails again."""
+
+        async def work(kora: Any) -> Any:
+            letter, outcome = await kora.events.retry_dead_letter(letter_id, actor=actor)
+            return {
+                "id": str(letter.id),
+                "consumer": letter.consumer,
+                "outcome": outcome.word,
+                "detail": outcome.detail,
+            }
+
+        result = _run(work)
+        click.echo(json.dumps(result, indent=2))
+        sys.exit(0 if result["outcome"] in ("applied", "duplicate") else 1)
+
+    @dlq.command("drop")
+    @click.argument("letter_id", type=click.UUID)
+    @click.option("--actor", required=True, help="who asks (recorded in the audit trail)")
+    @click.option("--reason", required=True, help="why it is dropped (recorded in the audit trail)")
+    def dlq_drop(letter_id: uuid.UUID, actor: str, reason: str) -> None:
+        """Close a dead letter without applying it."""
+
+        async def work(kora: Any) -> Any:
+            letter = await kora.events.drop_dead_letter(letter_id, actor=actor, reason=reason)
+            return {"id": str(letter.id), "consumer": letter.consumer, "status": "dropped"}
+
+        click.echo(json.dumps(_run(work), indent=2))
+
+
+def _parse_time(value: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise click.BadParameter(f"not an ISO 8601 time: {value!r}") from exc
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
