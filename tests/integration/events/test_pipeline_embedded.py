@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,9 +47,9 @@ class CountingHandler:
 
 
 @pytest.fixture
-async def kora_api(api: Api) -> AsyncIterator[tuple[Api, Kora]]:
+def kora_api(api: Api) -> tuple[Api, Kora]:
     kora: Kora = api.kora  # type: ignore[attr-defined]
-    yield api, kora
+    return api, kora
 
 
 async def _traffic(api: Api) -> None:
@@ -221,10 +220,12 @@ async def test_a_poison_event_is_retried_then_parked_then_redriven(kora_api: tup
     handler = CountingHandler(fail_on={poison})
     runner, bus = await _runner(kora, handler)
     counts = await _consume_all(runner, bus)
-    assert counts["retried"] == 2 and counts["dead_lettered"] == 1  # max_deliver=3
+    assert counts["retried"] == 2
+    assert counts["dead_lettered"] == 1
     assert poison not in handler.applied
     [letter] = await kora.events.dead_letters.find(consumer=handler.name)
-    assert letter.reason == "handler_failed" and letter.deliveries == 3
+    assert letter.reason == "handler_failed"
+    assert letter.deliveries == 3
 
     handler.fail_on.clear()  # the bug is fixed
     kora.events.handlers[handler.name] = handler
@@ -241,7 +242,8 @@ async def test_consumer_lag_and_backlog_are_measured(kora_api: tuple[Api, Kora],
     await _traffic(api)
     relay = await kora.events.relay()
     backlog, age = await relay.refresh_backlog()
-    assert backlog == len(await _outbox_ids(kora)) and age >= 0
+    assert backlog == len(await _outbox_ids(kora))
+    assert age >= 0
     await _drain_relay(kora)
     assert (await relay.refresh_backlog())[0] == 0
     handler = CountingHandler()
