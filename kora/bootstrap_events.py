@@ -82,6 +82,8 @@ class EventsRuntime:
             user=self._settings.nats_user,
             password=self._settings.nats_password,
             stream=self._settings.nats_stream,
+            dlq_stream=self._settings.nats_dlq_stream,
+            namespace=self._settings.nats_namespace,
             name="kora",
         )
         return bus

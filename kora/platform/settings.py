@@ -112,6 +112,9 @@ class Settings:
     nats_user: str | None = None
     nats_password: str | None = None
     nats_stream: str = "KORA_EVENTS"
+    nats_dlq_stream: str = "KORA_DLQ"
+    # A prefix on every subject (e.g. `staging`), so environments can share one NATS cluster.
+    nats_namespace: str = ""
     # The API process also runs the relay and the consumers (the embedded default); a
     # production deployment runs `kora relay` and `kora worker` instead.
     events_in_process: bool = True
@@ -203,6 +206,8 @@ class Settings:
             nats_user=read_setting(env, "KORA_NATS_USER"),
             nats_password=read_setting(env, "KORA_NATS_PASSWORD"),
             nats_stream=env.get("KORA_NATS_STREAM", "KORA_EVENTS"),
+            nats_dlq_stream=env.get("KORA_NATS_DLQ_STREAM", "KORA_DLQ"),
+            nats_namespace=env.get("KORA_NATS_NAMESPACE", ""),
             events_in_process=env.get("KORA_EVENTS_IN_PROCESS", "true").lower() != "false",
             relay_batch_size=int(env.get("KORA_RELAY_BATCH_SIZE", 500)),
             relay_idle_seconds=float(env.get("KORA_RELAY_IDLE_SECONDS", 0.2)),
