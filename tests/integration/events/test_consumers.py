@@ -20,7 +20,7 @@ from alembic.migration import MigrationContext
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from kora.events import DomainEvent, Envelope, Origin
+from kora.events import DomainEvent, Envelope, Origin, envelope_from_json
 from kora.events.adapters.dead_letters import SqlDeadLetters
 from kora.events.adapters.outbox import envelope_for
 from kora.events.adapters.sql_bus import SqlStreamBus
@@ -482,3 +482,63 @@ def test_downgrade_refuses_while_notifications_are_pending(migrated_url: str) ->
     with pytest.raises(Exception, match="notifications are still pending"):
         downgrade(migrated_url, "0006")
     migrate_up(migrated_url)  # still at head: nothing was dropped
+
+
+# -- end to end: real traffic through the app's outbox ----------------------------------------
+
+
+async def test_real_traffic_feeds_the_consumers_without_pii(api: Any) -> None:
+    """Customers register, cash in and transfer through the HTTP API; the events the app wrote
+    to its outbox are published to the embedded stream and run through the three consumers."""
+    from kora.events.adapters.tables import event_outbox
+    from kora.kernel import SystemClock
+
+    alice = await api.customer(fund=10_000)
+    bob = await api.customer()
+    response = await api.transfer(alice, recipient_wallet_id=bob.wallet_id, amount=2_500, currency="XOF")
+    assert response.status_code == 201, response.text
+
+    kora = api.kora
+    clock = SystemClock()
+    bus = SqlStreamBus(kora.engine, clock)
+    async with kora.engine.connect() as conn:
+        outbox = (await conn.execute(sa.select(event_outbox.c.envelope).order_by(event_outbox.c.seq))).scalars().all()
+    envelopes = [envelope_from_json(raw) for raw in outbox]
+    await bus.publish([OutgoingMessage(e.subject, str(e.id), e.to_json(), {}) for e in envelopes])
+    sender = SimulatedSender()
+    for handler in build_consumers(sender=sender, clock=clock):
+        runner = ConsumerRunner(
+            handler,
+            source=bus,
+            engine=kora.engine,
+            verifier=kora.event_verifier,
+            clock=clock,
+            dead_letters=SqlDeadLetters(kora.engine),
+        )
+        while deliveries := await bus.fetch(handler.spec, batch=50, wait_seconds=0.0):
+            for delivery in deliveries:
+                outcome = await runner.process(delivery)
+                assert outcome.word in {"applied", "skipped"}, outcome
+        if isinstance(handler, NotificationsConsumer):
+            assert (await handler.dispatcher(kora.engine).deliver_due(50))["failed"] == 0
+
+    rows = await _rows(kora.engine, notifications)
+    got = {(r["template"], str(r["user_id"])) for r in rows}
+    assert {("welcome", alice.user_id), ("welcome", bob.user_id)} <= got
+    assert {("p2p_sent", alice.user_id), ("p2p_received", bob.user_id), ("cash_in_received", alice.user_id)} <= got
+    assert {r["status"] for r in rows} == {"sent"}
+    today = clock.now().date()
+    kpis = await daily_kpis(kora.engine, today - timedelta(days=1), today + timedelta(days=1))
+    assert any(k.payment_type == "p2p" and k.status == "SETTLED" and k.amount == 2_500 for k in kpis)
+    customers = await daily_new_customers(kora.engine, today - timedelta(days=1), today + timedelta(days=1))
+    assert sum(c.new_customers for c in customers) >= 2
+
+    recon = await _rows(kora.engine, recon_feed_payments)
+    assert [(r["payment_type"], r["provider"], r["status"]) for r in recon] == [("cash_in", "sandbox", "CAPTURED")]
+    stored = json.dumps(
+        [await _rows(kora.engine, t) for t in (notifications, recon_feed_payments, recon_feed_events)], default=str
+    )
+    stored += json.dumps([m.params for m in sender.sent])
+    for phone in (alice.phone_number, bob.phone_number):
+        assert phone not in stored
+        assert phone.lstrip("+") not in stored
