@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 # Importing the table modules registers every table on the shared metadata.
 import kora.audit.adapters.tables
 import kora.events.adapters.tables
+import kora.events.consumers
 import kora.identity.adapters.tables
 import kora.ledger.adapters.tables
 import kora.payments.adapters.tables
@@ -30,6 +31,7 @@ from kora.audit.domain import AuditReport
 from kora.bootstrap_events import EventsRuntime
 from kora.events import EventRecorder
 from kora.events.adapters.outbox import write_outbox
+from kora.events.consumers import NotificationsConsumer, SimulatedSender, build_consumers
 from kora.events.signing import EventSigner, EventVerifier, load_signing_keys, load_verify_keys
 from kora.identity import IdentityService, build_identity_adapters
 from kora.identity.adapters.nonces import SqlRequestNonceStore
@@ -225,15 +227,38 @@ class Kora:
         )
 
     def _build_events(self, settings: Settings) -> EventsRuntime:
-        return EventsRuntime(
+        # No SMS/push gateway is integrated yet: the simulated one records what would be sent
+        # (user ids and templates; the real gateway would look the number up at send time).
+        self.notification_sender = SimulatedSender()
+        runtime = EventsRuntime(
             settings,
             engine=self.engine,
             clock=self.clock,
             verifier=self.event_verifier,
             metrics=self.event_metrics,
-            handlers=[],
+            handlers=build_consumers(sender=self.notification_sender, clock=self.clock),
             audit=self._audit_operation,
         )
+        notifications = runtime.handlers["notifications"]
+        assert isinstance(notifications, NotificationsConsumer)
+        self.notifications = notifications.dispatcher(self.engine)
+        runtime.worker_jobs.append(self._deliver_notifications)
+        return runtime
+
+    async def _deliver_notifications(self, stop: asyncio.Event) -> None:
+        """Beside the consumers: send the queued customer notifications that are due."""
+        while not stop.is_set():
+            counts: dict[str, int] = {}
+            try:
+                counts = await self.notifications.deliver_due(200)
+            except Exception as exc:
+                logger.opt(exception=exc).warning("notification delivery failed")
+            for outcome, n in counts.items():
+                if n:
+                    self.event_metrics.notifications.labels(outcome).inc(n)
+            if sum(counts.values()) < 200:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=1.0)
 
     async def _audit_operation(self, actor: str, action: str, subject: str, details: dict[str, Any]) -> None:
         """An operator's action outside any business use case (event replay, dead letters)."""

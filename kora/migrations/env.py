@@ -8,9 +8,12 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 import kora.audit.adapters.tables
+import kora.events.adapters.tables
+import kora.events.consumers
 import kora.identity.adapters.tables
 import kora.ledger.adapters.tables
-import kora.payments.adapters.tables  # noqa: F401  (register every table on the metadata)
+import kora.payments.adapters.tables
+import kora.providers.adapters.tables  # noqa: F401  (register every table on the metadata)
 from kora.platform.db import create_engine, metadata
 
 config = context.config

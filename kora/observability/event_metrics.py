@@ -74,6 +74,13 @@ class EventMetrics:
             registry=registry,
         )
 
+        self.notifications = Counter(
+            "kora_notifications_total",
+            "Customer notifications handed to the gateway, by outcome (sent | retried | failed).",
+            ["outcome"],
+            registry=registry,
+        )
+
     def relay_published(self, event_type: str, ok: int, failed: int) -> None:
         label = safe_label(event_type)
         if ok:

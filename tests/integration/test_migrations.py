@@ -11,6 +11,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 import kora.audit.adapters.tables
+import kora.events.adapters.tables
+import kora.events.consumers
 import kora.identity.adapters.tables
 import kora.ledger.adapters.tables
 import kora.payments.adapters.tables
