@@ -139,31 +139,41 @@ class NatsEventBus:
         name: str = "kora",
         ack_timeout: float = 10.0,
         api_timeout: float = 5.0,
-        connect_timeout: float = 2.0,
+        connect_timeout: float = 5.0,
     ) -> NatsEventBus:
-        """Connect (nats-py then reconnects on its own, forever). Each user gets its own inbox
-        prefix `_INBOX.<user>` so the server config can let it subscribe to its replies only."""
+        """Connect, giving up with BusUnavailable after `connect_timeout` (a wrong password or an
+        absent server); once connected, nats-py reconnects on its own, forever. Each user gets
+        its own inbox prefix `_INBOX.<user>` so the server can let it subscribe to its replies only."""
         holder: list[NatsEventBus] = []
+        seen: list[str] = []
 
         async def on_error(exc: Exception) -> None:
+            seen[:] = [f"{type(exc).__name__}: {exc}"[:200]]
             if holder and "permissions violation" in str(exc).lower():
                 holder[0]._denied, holder[0]._denied_at = str(exc)[:300], time.monotonic()
 
-        inbox = f"_INBOX.{user.replace('.', '_')}" if user else "_INBOX"
+        nc = Client()
         try:
-            nc = await nats.connect(
-                url,
-                user=user,
-                password=password,
-                name=name,
-                inbox_prefix=inbox,
-                error_cb=on_error,
-                connect_timeout=connect_timeout,
-                allow_reconnect=True,
-                max_reconnect_attempts=-1,
+            await asyncio.wait_for(
+                nc.connect(
+                    url,
+                    user=user,
+                    password=password,
+                    name=name,
+                    inbox_prefix=f"_INBOX.{user.replace('.', '_')}" if user else "_INBOX",
+                    error_cb=on_error,
+                    connect_timeout=2,  # per attempt; the whole connect is bounded by wait_for
+                    reconnect_time_wait=1,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                ),
+                timeout=connect_timeout,
             )
         except (nats.errors.Error, OSError, TimeoutError) as exc:
-            raise BusUnavailable(f"cannot connect to NATS: {type(exc).__name__}") from exc
+            with contextlib.suppress(nats.errors.Error):
+                await nc.close()
+            why = seen[0] if seen else type(exc).__name__
+            raise BusUnavailable(f"cannot connect to NATS: {why}") from exc
         bus = cls(
             nc,
             stream=stream,
@@ -176,9 +186,13 @@ class NatsEventBus:
         return bus
 
     async def close(self) -> None:
+        """Send what is buffered (acks included), then disconnect. Not `drain()`: it waits up to
+        30 s for a pull subscription whose lingering request the server still holds."""
         self._subs.clear()
+        with contextlib.suppress(nats.errors.Error, TimeoutError):
+            await self._nc.flush(timeout=2)
         with contextlib.suppress(nats.errors.Error):
-            await self._nc.drain()
+            await self._nc.close()
 
     # -- administration -----------------------------------------------------------------------
     async def ensure_stream(self, *, max_age_days: float = 30.0, dlq_max_age_days: float = 90.0) -> None:
@@ -280,7 +294,7 @@ class NatsEventBus:
                 stream=self.dlq_stream,
                 headers=dict(headers),
             )
-        except nats.errors.TimeoutError as exc:
+        except TimeoutError as exc:
             raise PublishError(self._explain("dead letter not acknowledged")) from exc
         except nats.errors.Error as exc:
             raise PublishError(f"dead letter refused: {type(exc).__name__}: {exc}"[:300]) from exc
@@ -293,7 +307,7 @@ class NatsEventBus:
         while True:
             try:
                 msgs = await sub.fetch(batch, timeout=max(deadline - time.monotonic(), 0.05))
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats-py raises both its own and asyncio's
                 msgs = []
             except nats.errors.Error as exc:
                 self._subs.pop(consumer.name, None)
@@ -334,7 +348,7 @@ class NatsEventBus:
             while True:
                 try:
                     msgs = await sub.fetch(500, timeout=self._ack_timeout)
-                except nats.errors.TimeoutError:
+                except TimeoutError:  # nats-py raises both its own and asyncio's
                     return
                 except nats.errors.Error as exc:
                     raise BusUnavailable(f"replay failed: {type(exc).__name__}") from exc
@@ -397,7 +411,7 @@ class NatsEventBus:
             return await call
         except nats.js.errors.NotFoundError:
             raise
-        except nats.errors.TimeoutError as exc:
+        except TimeoutError as exc:
             raise BusUnavailable(self._explain("JetStream did not answer")) from exc
         except nats.errors.Error as exc:
             raise BusUnavailable(f"JetStream refused: {type(exc).__name__}: {exc}"[:300]) from exc
