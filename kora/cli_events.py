@@ -126,6 +126,32 @@ def register(main: click.Group) -> None:
 
         click.echo(json.dumps(_run(work), indent=2))
 
+    @events.command("bench-relay")
+    @click.option("--events", "count", default=50_000, show_default=True, type=int)
+    @click.option("--batch", default=500, show_default=True, type=int)
+    def events_bench_relay(count: int, batch: int) -> None:
+        """Benchmark: write COUNT signed events to the outbox, then time one relay publishing them
+        to the configured bus (run on an empty outbox; `kora events setup` first for NATS)."""
+        from kora.bench_events import run_relay_bench
+
+        async def work(kora: Any) -> Any:
+            return await run_relay_bench(kora, events=count, batch_size=batch)
+
+        click.echo(_run(work).render())
+
+    @events.command("lag-report")
+    @click.option("--metrics-url", required=True, help="a worker's /metrics (kora worker --metrics-port)")
+    def events_lag_report(metrics_url: str) -> None:
+        """End-to-end lag (commit → consumer effect) percentiles per consumer, from the worker's
+        kora_event_end_to_end_seconds histogram."""
+        from kora.bench_events import lag_report
+
+        for consumer, q in sorted(asyncio.run(lag_report(metrics_url)).items()):
+            click.echo(
+                f"{consumer}: {q['count']:.0f} events, end-to-end lag p50 {q['p50'] * 1000:.0f} ms, "
+                f"p95 {q['p95'] * 1000:.0f} ms, p99 {q['p99'] * 1000:.0f} ms"
+            )
+
     @events.group("dlq")
     def dlq() -> None:
         """Dead letters: list, re-drive, drop (audited)."""

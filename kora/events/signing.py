@@ -13,7 +13,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from kora.events.domain import Envelope, EventError
+from kora.events.domain import Envelope, EventError, canonical_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,9 +22,20 @@ class EventSigner:
     _key: Ed25519PrivateKey
 
     def sign(self, envelope: Envelope) -> Envelope:
-        unsigned = envelope.signed(self.key_id, "")
-        signature = self._key.sign(unsigned.signing_bytes())
-        return unsigned.signed(self.key_id, base64.urlsafe_b64encode(signature).decode().rstrip("="))
+        return self.sign_to_json(envelope)[0]
+
+    def sign_to_json(self, envelope: Envelope) -> tuple[Envelope, bytes]:
+        """The signed envelope and its JSON, serialising the fields once for both (the outbox
+        writes this on the payment path)."""
+        unsigned = envelope if envelope.key_id == self.key_id else envelope.signed(self.key_id, "")
+        data = unsigned.unsigned()
+        raw = self._key.sign(canonical_json(data))
+        signature = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        data["signature"] = signature
+        # The stored form need not be canonical: a verifier re-canonicalises what it parsed.
+        return unsigned.signed(self.key_id, signature), json.dumps(
+            data, separators=(",", ":"), ensure_ascii=False
+        ).encode("utf-8")
 
 
 class EventVerifier:

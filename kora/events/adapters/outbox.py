@@ -18,6 +18,12 @@ from kora.platform.db import UtcDateTime
 
 
 def envelope_for(event: DomainEvent, origin: Origin, signer: EventSigner, *, producer: str = PRODUCER) -> Envelope:
+    return signed_envelope(event, origin, signer, producer=producer)[0]
+
+
+def signed_envelope(
+    event: DomainEvent, origin: Origin, signer: EventSigner, *, producer: str = PRODUCER
+) -> tuple[Envelope, bytes]:
     envelope = Envelope(
         id=uuid6.uuid7(),
         type=event.type,
@@ -29,8 +35,9 @@ def envelope_for(event: DomainEvent, origin: Origin, signer: EventSigner, *, pro
         correlation_id=origin.correlation_id,
         trace=origin.trace,
         payload=event.payload,
+        key_id=signer.key_id,
     )
-    return signer.sign(envelope)
+    return signer.sign_to_json(envelope)
 
 
 async def write_outbox(
@@ -39,7 +46,7 @@ async def write_outbox(
     """Envelope, sign and insert the events, in the caller's transaction (one statement)."""
     if not events:
         return []
-    envelopes = [envelope_for(event, origin, signer) for event, origin in events]
+    signed = [signed_envelope(event, origin, signer) for event, origin in events]
     await conn.execute(
         event_outbox.insert(),
         [
@@ -50,13 +57,13 @@ async def write_outbox(
                 "type": e.type,
                 "version": e.version,
                 "subject": e.subject,
-                "envelope": e.to_json().decode("utf-8"),
+                "envelope": data.decode("utf-8"),
                 "created_at": at,
             }
-            for e in envelopes
+            for e, data in signed
         ],
     )
-    return envelopes
+    return [e for e, _ in signed]
 
 
 @dataclass(frozen=True, slots=True)
