@@ -49,6 +49,11 @@ class BusUnavailable(Exception):
     """NATS could not be reached, refused the request, or did not answer in time."""
 
 
+class NotFoundOnBus(BusUnavailable):
+    """The stream or consumer asked about does not exist (yet): `kora events setup` creates
+    the streams, a consumer's first fetch creates its durable."""
+
+
 @dataclass(slots=True)
 class NatsDelivery:
     subject: str
@@ -222,14 +227,14 @@ class NatsEventBus:
     async def delete_streams(self) -> None:
         """Remove both streams (tests and teardown)."""
         for name in (self.stream, self.dlq_stream):
-            with contextlib.suppress(nats.js.errors.NotFoundError):
+            with contextlib.suppress(NotFoundOnBus):
                 await self._call(self._js.delete_stream(name))
 
     async def _ensure(self, config: api.StreamConfig) -> None:
         assert config.name is not None
         try:
             await self._call(self._js.stream_info(config.name))
-        except nats.js.errors.NotFoundError:
+        except NotFoundOnBus:
             await self._call(self._js.add_stream(config))
             return
         await self._call(self._js.update_stream(config))
@@ -385,7 +390,7 @@ class NatsEventBus:
         )
         try:
             existing = await self._call(self._js.consumer_info(self.stream, consumer.name))
-        except nats.js.errors.NotFoundError:
+        except NotFoundOnBus:
             existing = None
         if existing is None or _differs(existing.config, config):
             await self._call(self._js.add_consumer(self.stream, config))
@@ -406,11 +411,11 @@ class NatsEventBus:
         )
 
     async def _call(self, call: Awaitable[T]) -> T:
-        """Await a JetStream API call; NotFoundError passes through, the rest is BusUnavailable."""
+        """Await a JetStream API call, translating its errors (NotFoundOnBus, BusUnavailable)."""
         try:
             return await call
-        except nats.js.errors.NotFoundError:
-            raise
+        except nats.js.errors.NotFoundError as exc:
+            raise NotFoundOnBus(f"{exc.description or 'not found'}"[:300]) from exc
         except TimeoutError as exc:
             raise BusUnavailable(self._explain("JetStream did not answer")) from exc
         except nats.errors.Error as exc:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kora.events.adapters.nats_bus import BusUnavailable, NatsEventBus, consumer_filter
+from kora.events.adapters.nats_bus import BusUnavailable, NatsEventBus, NotFoundOnBus, consumer_filter
 from kora.events.ports import ConsumerSpec, Delivery, OutgoingMessage, PublishError
 from tests.integration.events.nats_support import SecuredNats, SharedNats, secured_nats, shared_nats
 from tests.support.net import free_port
@@ -180,6 +180,17 @@ async def test_pipelined_batch_arrives_complete_and_in_order(shared_nats: Shared
     assert not any(await bus.publish(sent))
     seqs = [d.data async for d in bus.replay(spec(), from_seq=1)]
     assert seqs == [m.data for m in sent]
+
+
+async def test_an_unknown_consumer_or_stream_is_not_found(shared_nats: SharedNats) -> None:
+    with pytest.raises(NotFoundOnBus):
+        await shared_nats.bus.consumer_lag("nobody")
+    elsewhere = await shared_nats.connect(stream="NO_SUCH_STREAM")
+    try:
+        with pytest.raises(NotFoundOnBus):
+            await elsewhere.stream_last_seq()
+    finally:
+        await elsewhere.close()
 
 
 async def test_no_server_is_bus_unavailable() -> None:
