@@ -115,7 +115,9 @@ class EventsRuntime:
     async def run_consumers(self, stop: asyncio.Event, names: Sequence[str] | None = None) -> None:
         runners = [await self.runner(name) for name in (names or sorted(self.handlers))]
         tasks = [asyncio.create_task(r.run(stop), name=f"consumer-{r.name}") for r in runners]
-        tasks.append(asyncio.create_task(self._refresh_gauges(stop), name="event-gauges"))
+        # Each process reports the lag of the consumers it runs (with least-privilege NATS users it
+        # may read no other consumer's state).
+        tasks.append(asyncio.create_task(self._refresh_gauges(stop, [r.name for r in runners]), name="event-gauges"))
         await asyncio.gather(*tasks)
 
     async def run_workers(self, stop: asyncio.Event, names: Sequence[str] | None = None) -> None:
@@ -135,19 +137,19 @@ class EventsRuntime:
             if isinstance(result, Exception):
                 logger.opt(exception=result).error("in-process event pipeline stopped with an error")
 
-    async def _refresh_gauges(self, stop: asyncio.Event, every: float = 5.0) -> None:
+    async def _refresh_gauges(self, stop: asyncio.Event, names: Sequence[str], every: float = 5.0) -> None:
         while not stop.is_set():
             try:
-                await self.refresh_gauges()
+                await self.refresh_gauges(names)
             except Exception as exc:
                 logger.opt(exception=exc).warning("event gauges refresh failed")
             await sleep_or_stop(stop, every)
 
-    async def refresh_gauges(self) -> dict[str, int]:
-        """Consumer lag and open dead letters, per consumer."""
+    async def refresh_gauges(self, names: Sequence[str] | None = None) -> dict[str, int]:
+        """Consumer lag (of `names`, default all) and open dead letters, per consumer."""
         bus = await self.bus()
         lags: dict[str, int] = {}
-        for name in self.handlers:
+        for name in names or list(self.handlers):
             lag = await _lag(bus, name)
             if lag is not None:
                 lags[name] = lag
