@@ -128,7 +128,7 @@ def register(main: click.Group) -> None:
 
     @events.command("bench-relay")
     @click.option("--events", "count", default=50_000, show_default=True, type=int)
-    @click.option("--batch", default=500, show_default=True, type=int)
+    @click.option("--batch", default=1000, show_default=True, type=int)
     def events_bench_relay(count: int, batch: int) -> None:
         """Benchmark: write COUNT signed events to the outbox, then time one relay publishing them
         to the configured bus (run on an empty outbox; `kora events setup` first for NATS)."""

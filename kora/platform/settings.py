@@ -118,7 +118,7 @@ class Settings:
     # The API process also runs the relay and the consumers (the embedded default); a
     # production deployment runs `kora relay` and `kora worker` instead.
     events_in_process: bool = True
-    relay_batch_size: int = 500
+    relay_batch_size: int = 1000
     relay_idle_seconds: float = 0.2
     consumer_max_deliver: int = 5
     # Public keys (JSON list of {"kid", "public_key_pem"}) of event producers other than this
@@ -209,7 +209,7 @@ class Settings:
             nats_dlq_stream=env.get("KORA_NATS_DLQ_STREAM", "KORA_DLQ"),
             nats_namespace=env.get("KORA_NATS_NAMESPACE", ""),
             events_in_process=env.get("KORA_EVENTS_IN_PROCESS", "true").lower() != "false",
-            relay_batch_size=int(env.get("KORA_RELAY_BATCH_SIZE", 500)),
+            relay_batch_size=int(env.get("KORA_RELAY_BATCH_SIZE", 1000)),
             relay_idle_seconds=float(env.get("KORA_RELAY_IDLE_SECONDS", 0.2)),
             consumer_max_deliver=int(env.get("KORA_CONSUMER_MAX_DELIVER", 5)),
             event_verify_keys=read_setting(env, "KORA_EVENT_VERIFY_KEYS"),

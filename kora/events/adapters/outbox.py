@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 import uuid6
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kora.events.adapters.tables import event_outbox, event_outbox_partitions
@@ -58,6 +60,7 @@ async def write_outbox(
                 "version": e.version,
                 "subject": e.subject,
                 "envelope": data.decode("utf-8"),
+                "headers": json.dumps(message_headers(e), separators=(",", ":")),
                 "created_at": at,
             }
             for e, data in signed
@@ -66,12 +69,27 @@ async def write_outbox(
     return [e for e, _ in signed]
 
 
+def message_headers(envelope: Envelope) -> dict[str, str]:
+    """The bus message's headers: the event id doubles as the de-duplication id
+    (`Nats-Msg-Id`), and a broker or a tracing tool can route and trace without parsing."""
+    headers = {
+        "Nats-Msg-Id": str(envelope.id),
+        "Kora-Event-Type": envelope.type,
+        "Kora-Event-Version": str(envelope.version),
+    }
+    if envelope.correlation_id:
+        headers["Kora-Correlation-Id"] = envelope.correlation_id
+    headers.update(envelope.trace)
+    return headers
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxRow:
     seq: int
     event_id: uuid.UUID
     subject: str
     envelope: str
+    headers: str
     attempts: int
 
 
@@ -93,18 +111,20 @@ class SqlOutboxReader:
     async def unpublished(self, partitions: Sequence[int], limit: int) -> list[OutboxRow]:
         o = event_outbox
         rows = await self._conn.execute(
-            sa.select(o.c.seq, o.c.event_id, o.c.subject, o.c.envelope, o.c.attempts)
+            sa.select(o.c.seq, o.c.event_id, o.c.subject, o.c.envelope, o.c.headers, o.c.attempts)
             .where(o.c.published_at.is_(None), o.c.partition.in_(list(partitions)))
             .order_by(o.c.seq)
             .limit(limit)
         )
-        return [OutboxRow(r.seq, r.event_id, r.subject, r.envelope, r.attempts) for r in rows]
+        return [OutboxRow(r.seq, r.event_id, r.subject, r.envelope, r.headers, r.attempts) for r in rows]
 
     async def mark_published(self, seqs: Sequence[int], at: datetime) -> None:
-        if seqs:
-            await self._conn.execute(
-                event_outbox.update().where(event_outbox.c.seq.in_(list(seqs))).values(published_at=at, last_error=None)
-            )
+        if not seqs:
+            return
+        o = event_outbox
+        # One array parameter on PostgreSQL rather than an IN list of a thousand.
+        which = o.c.seq == sa.any_(sa.bindparam("seqs", type_=ARRAY(sa.BigInteger))) if self._pg else o.c.seq.in_(seqs)
+        await self._conn.execute(o.update().where(which).values(published_at=at, last_error=None), {"seqs": list(seqs)})
 
     async def mark_failed(self, failures: Sequence[tuple[int, str]]) -> None:
         for seq, error in failures:

@@ -34,6 +34,9 @@ event_outbox = sa.Table(
     sa.Column("version", sa.SmallInteger, nullable=False),
     sa.Column("subject", sa.String(128), nullable=False),
     sa.Column("envelope", sa.Text, nullable=False),
+    # The message headers (event id, type, version, correlation id, trace context), written with
+    # the row so the relay does not parse each envelope.
+    sa.Column("headers", sa.Text, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("published_at", UtcDateTime, nullable=True),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),

@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("version", sa.SmallInteger(), nullable=False),
         sa.Column("subject", sa.String(length=128), nullable=False),
         sa.Column("envelope", sa.Text(), nullable=False),
+        sa.Column("headers", sa.Text(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
