@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from loguru import logger
@@ -93,52 +95,104 @@ class ConsumerRunner:
                 logger.opt(exception=exc).warning("event fetch failed", consumer=self.name)
                 await sleep_or_stop(stop, 1.0)
                 continue
-            for delivery in deliveries:
-                await self.process(delivery)
+            await self.process_batch(deliveries)
 
     async def process(self, delivery: Delivery) -> Outcome:
         """Handle one delivery and settle it (ack, or nak with backoff)."""
         started = time.perf_counter()
         outcome = await self._process(delivery)
-        if outcome.word == "retried":
-            await delivery.nak(self.handler.spec.backoff(delivery.delivered))
-        else:
-            await delivery.ack()
+        await self._settle(delivery, outcome)
         if self._metrics is not None:
             self._metrics.consumer_outcome(self.name, outcome.word, time.perf_counter() - started)
         return outcome
 
-    async def _process(self, delivery: Delivery) -> Outcome:
+    async def process_batch(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+        """Handle a fetched batch and settle each delivery. The events that pass the checks are
+        applied together, in one transaction (one commit for the batch); if any effect fails,
+        each is handled alone, so one poison event never holds the others back."""
+        if len(deliveries) < 2:
+            return [await self.process(d) for d in deliveries]
+        started = time.perf_counter()
+        outcomes: list[Outcome | None] = [None] * len(deliveries)
+        ready: list[tuple[int, Envelope]] = []
+        for i, delivery in enumerate(deliveries):
+            checked = await self._check(delivery)
+            if isinstance(checked, Outcome):
+                outcomes[i] = checked
+            else:
+                ready.append((i, checked))
+        try:
+            applied = await self._apply_many([(deliveries[i], envelope) for i, envelope in ready])
+        except Exception as exc:
+            logger.warning("batch effect failed; applying one by one", consumer=self.name, error=type(exc).__name__)
+            for i, envelope in ready:
+                outcomes[i] = await self._apply_one(deliveries[i], envelope)
+        else:
+            for i, envelope in ready:
+                first = envelope.id in applied
+                applied.discard(envelope.id)  # a second copy in the same batch is a duplicate
+                outcomes[i] = Outcome("applied" if first else "duplicate")
+                if first and self._metrics is not None:
+                    self._metrics.effect_lag(self.name, (self._clock.now() - envelope.occurred_at).total_seconds())
+        each = (time.perf_counter() - started) / len(deliveries)
+        final: list[Outcome] = []
+        for delivery, outcome in zip(deliveries, outcomes, strict=True):
+            assert outcome is not None
+            await self._settle(delivery, outcome)
+            if self._metrics is not None:
+                self._metrics.consumer_outcome(self.name, outcome.word, each)
+            final.append(outcome)
+        return final
+
+    async def _settle(self, delivery: Delivery, outcome: Outcome) -> None:
+        if outcome.word == "retried":
+            await delivery.nak(self.handler.spec.backoff(delivery.delivered))
+        else:
+            await delivery.ack()
+
+    async def _check(self, delivery: Delivery) -> Envelope | Outcome:
+        """Parse, verify and check the contract: the envelope to apply, or the outcome
+        (`skipped`, or `dead_lettered` for what can never succeed)."""
         try:
             envelope = envelope_from_json(delivery.data)
         except EventError as exc:
             return await self._dead_letter(delivery, None, exc.reason, exc.detail)
+        try:
+            self._verifier.verify(envelope)
+            if (envelope.type, envelope.version) not in self.handler.handles:
+                return Outcome("skipped")
+            validate_envelope(envelope)
+        except EventError as exc:
+            return await self._dead_letter(delivery, envelope, exc.reason, exc.detail)
+        return envelope
+
+    def _span(self, envelope: Envelope, delivery: Delivery) -> Any:
+        """The consumer's span, a child of the span that recorded the event (its trace context
+        travelled in the envelope, and in the message headers)."""
         parent = extract_context(dict(envelope.trace) or dict(delivery.headers))
-        with (
-            correlation_scope(envelope.correlation_id),
-            _tracer.start_as_current_span(
-                f"consume {envelope.type}",
-                context=parent,
-                kind=SpanKind.CONSUMER,
-                attributes={
-                    "messaging.system": "kora",
-                    "messaging.destination.name": delivery.subject,
-                    "messaging.consumer.group.name": self.name,
-                    "messaging.message.id": str(envelope.id),
-                    "kora.event.type": envelope.type,
-                    "kora.event.version": envelope.version,
-                    "kora.delivery.count": delivery.delivered,
-                },
-            ) as span,
-        ):
-            try:
-                self._verifier.verify(envelope)
-                if (envelope.type, envelope.version) not in self.handler.handles:
-                    return Outcome("skipped")
-                validate_envelope(envelope)
-            except EventError as exc:
-                span.set_status(Status(StatusCode.ERROR, exc.reason))
-                return await self._dead_letter(delivery, envelope, exc.reason, exc.detail)
+        return _tracer.start_as_current_span(
+            f"consume {envelope.type}",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kora",
+                "messaging.destination.name": delivery.subject,
+                "messaging.consumer.group.name": self.name,
+                "messaging.message.id": str(envelope.id),
+                "kora.event.type": envelope.type,
+                "kora.event.version": envelope.version,
+                "kora.delivery.count": delivery.delivered,
+            },
+        )
+
+    async def _process(self, delivery: Delivery) -> Outcome:
+        checked = await self._check(delivery)
+        if isinstance(checked, Outcome):
+            return checked
+        return await self._apply_one(delivery, checked)
+
+    async def _apply_one(self, delivery: Delivery, envelope: Envelope) -> Outcome:
+        with correlation_scope(envelope.correlation_id), self._span(envelope, delivery) as span:
             try:
                 applied = await self.apply(envelope)
             except Exception as exc:
@@ -156,9 +210,29 @@ class ConsumerRunner:
                     error=type(exc).__name__,
                 )
                 return Outcome("retried", detail)
-            if applied and self._metrics is not None:
-                self._metrics.effect_lag(self.name, (self._clock.now() - envelope.occurred_at).total_seconds())
-            return Outcome("applied" if applied else "duplicate")
+        if applied and self._metrics is not None:
+            self._metrics.effect_lag(self.name, (self._clock.now() - envelope.occurred_at).total_seconds())
+        return Outcome("applied" if applied else "duplicate")
+
+    async def _apply_many(self, batch: Sequence[tuple[Delivery, Envelope]]) -> set[uuid.UUID]:
+        """`apply` for several events in one transaction; the ids actually applied."""
+        if not batch:
+            return set()
+        by_id = {e.id: e for _, e in batch}  # a duplicate within the batch is applied once
+        insert = (postgresql.insert if self._pg else sqlite.insert)(processed_events)
+        at = self._clock.now()
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                insert.values([{"consumer": self.name, "event_id": i, "processed_at": at} for i in by_id])
+                .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+                .returning(processed_events.c.event_id)
+            )
+            fresh = set(result.scalars())
+            for delivery, envelope in batch:
+                if envelope.id in fresh and envelope is by_id[envelope.id]:
+                    with correlation_scope(envelope.correlation_id), self._span(envelope, delivery):
+                        await self.handler.handle(envelope, conn)
+        return fresh
 
     async def apply(self, envelope: Envelope) -> bool:
         """Record the event as processed and apply its effect, in one transaction; False (and

@@ -98,9 +98,8 @@ async def _runner(kora: Kora, handler: CountingHandler) -> tuple[ConsumerRunner,
 async def _consume_all(runner: ConsumerRunner, bus: SqlStreamBus) -> dict[str, int]:
     counts: dict[str, int] = {}
     while deliveries := await bus.fetch(runner.handler.spec, batch=50, wait_seconds=0.05):
-        for delivery in deliveries:
-            word = (await runner.process(delivery)).word
-            counts[word] = counts.get(word, 0) + 1
+        for outcome in await runner.process_batch(deliveries):  # one transaction per batch
+            counts[outcome.word] = counts.get(outcome.word, 0) + 1
     return counts
 
 
