@@ -47,7 +47,7 @@ class Relay:
         metrics: EventMetrics | None = None,
         batch_size: int = 1000,
         partitions_per_claim: int = OUTBOX_PARTITIONS,
-        idle_seconds: float = 0.2,
+        idle_seconds: float = 0.05,
         retention: timedelta = timedelta(days=7),
     ) -> None:
         if batch_size < 1 or not 1 <= partitions_per_claim <= OUTBOX_PARTITIONS:

@@ -119,7 +119,7 @@ class Settings:
     # production deployment runs `kora relay` and `kora worker` instead.
     events_in_process: bool = True
     relay_batch_size: int = 1000
-    relay_idle_seconds: float = 0.2
+    relay_idle_seconds: float = 0.05
     consumer_max_deliver: int = 5
     # Public keys (JSON list of {"kid", "public_key_pem"}) of event producers other than this
     # process's own signing keys, e.g. in a consumer-only deployment.
@@ -210,7 +210,7 @@ class Settings:
             nats_namespace=env.get("KORA_NATS_NAMESPACE", ""),
             events_in_process=env.get("KORA_EVENTS_IN_PROCESS", "true").lower() != "false",
             relay_batch_size=int(env.get("KORA_RELAY_BATCH_SIZE", 1000)),
-            relay_idle_seconds=float(env.get("KORA_RELAY_IDLE_SECONDS", 0.2)),
+            relay_idle_seconds=float(env.get("KORA_RELAY_IDLE_SECONDS", 0.05)),
             consumer_max_deliver=int(env.get("KORA_CONSUMER_MAX_DELIVER", 5)),
             event_verify_keys=read_setting(env, "KORA_EVENT_VERIFY_KEYS"),
         )
