@@ -242,7 +242,7 @@ class Kora:
         notifications = runtime.handlers["notifications"]
         assert isinstance(notifications, NotificationsConsumer)
         self.notifications = notifications.dispatcher(self.engine)
-        runtime.worker_jobs.append(self._deliver_notifications)
+        runtime.worker_jobs.setdefault("notifications", []).append(self._deliver_notifications)
         return runtime
 
     async def _deliver_notifications(self, stop: asyncio.Event) -> None:

@@ -62,8 +62,9 @@ class EventsRuntime:
         self.dead_letters = SqlDeadLetters(engine)
         self._audit = audit
         self._bus: Bus | None = None
-        # Jobs that run beside the consumers (e.g. the notification dispatcher).
-        self.worker_jobs: list[Callable[[asyncio.Event], Awaitable[None]]] = []
+        # Jobs that run beside a consumer, in the process that runs it (e.g. the notification
+        # dispatcher beside `notifications`).
+        self.worker_jobs: dict[str, list[Callable[[asyncio.Event], Awaitable[None]]]] = {}
         self._lock = asyncio.Lock()
 
     async def bus(self) -> Bus:
@@ -122,7 +123,9 @@ class EventsRuntime:
 
     async def run_workers(self, stop: asyncio.Event, names: Sequence[str] | None = None) -> None:
         """`kora worker`: the consumers (all, or those named) and the jobs that go with them."""
-        await asyncio.gather(self.run_consumers(stop, names), *(job(stop) for job in self.worker_jobs))
+        chosen = list(names or sorted(self.handlers))
+        jobs = [job(stop) for name in chosen for job in self.worker_jobs.get(name, [])]
+        await asyncio.gather(self.run_consumers(stop, chosen), *jobs)
 
     async def run_relay(self, stop: asyncio.Event) -> None:
         await (await self.relay()).run(stop)

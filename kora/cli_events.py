@@ -44,33 +44,40 @@ def _until_signalled(job: Callable[[Any, asyncio.Event], Awaitable[None]]) -> Ca
     return work
 
 
-def _metrics_server(kora: Any, port: int | None) -> None:
+def _metrics_server(kora: Any, port: int | None, host: str) -> None:
     if port:
         from prometheus_client import start_http_server
 
-        start_http_server(port, addr="127.0.0.1", registry=kora.registry)
+        start_http_server(port, addr=host, registry=kora.registry)
 
 
 def register(main: click.Group) -> None:
+    metrics_port_option = click.option("--metrics-port", type=int, default=None, help="serve /metrics on this port")
+    metrics_host_option = click.option(
+        "--metrics-host", default="127.0.0.1", show_default=True, help="address of /metrics (0.0.0.0 in a container)"
+    )
+
     @main.command()
-    @click.option("--metrics-port", type=int, default=None, help="serve /metrics on 127.0.0.1:PORT")
-    def relay(metrics_port: int | None) -> None:
+    @metrics_port_option
+    @metrics_host_option
+    def relay(metrics_port: int | None, metrics_host: str) -> None:
         """Publish the outbox to the bus until SIGTERM (several may run at once)."""
 
         async def job(kora: Any, stop: asyncio.Event) -> None:
-            _metrics_server(kora, metrics_port)
+            _metrics_server(kora, metrics_port, metrics_host)
             await kora.events.run_relay(stop)
 
         _run(_until_signalled(job))
 
     @main.command()
     @click.option("--consumer", "consumers", multiple=True, help="run only this consumer (repeatable)")
-    @click.option("--metrics-port", type=int, default=None, help="serve /metrics on 127.0.0.1:PORT")
-    def worker(consumers: tuple[str, ...], metrics_port: int | None) -> None:
+    @metrics_port_option
+    @metrics_host_option
+    def worker(consumers: tuple[str, ...], metrics_port: int | None, metrics_host: str) -> None:
         """Run the event consumers (all by default) until SIGTERM."""
 
         async def job(kora: Any, stop: asyncio.Event) -> None:
-            _metrics_server(kora, metrics_port)
+            _metrics_server(kora, metrics_port, metrics_host)
             await kora.events.run_workers(stop, list(consumers) or None)
 
         _run(_until_signalled(job))
