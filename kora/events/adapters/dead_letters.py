@@ -65,7 +65,17 @@ class SqlDeadLetters:
         at: datetime,
     ) -> uuid.UUID:
         letter_id = uuid.uuid4()
+        d = dead_letters
         async with self._engine.begin() as conn:
+            if stream_seq is not None:  # the same message again (a replay): one open letter is enough
+                found = await conn.execute(
+                    sa.select(d.c.id).where(
+                        d.c.consumer == consumer, d.c.stream_seq == stream_seq, d.c.status == "open"
+                    )
+                )
+                existing = found.scalar()
+                if existing is not None:
+                    return uuid.UUID(str(existing))
             await conn.execute(
                 dead_letters.insert().values(
                     id=letter_id,

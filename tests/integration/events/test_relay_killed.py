@@ -197,3 +197,40 @@ async def test_a_killed_relay_loses_nothing_on_jetstream(
     finally:
         await admin.delete_streams()
         await admin.close()
+
+
+async def test_two_relays_at_once_publish_each_event_once_and_in_order(
+    migrated_postgres_url: str, tmp_path: Path
+) -> None:
+    from kora.events.adapters.sql_bus import SqlStreamBus
+    from kora.events.relay import Relay
+    from kora.kernel import SystemClock
+
+    _, settings = _env(migrated_postgres_url, tmp_path)
+    written = await _fill_outbox(migrated_postgres_url, settings)
+    engine = create_engine(migrated_postgres_url)
+    try:
+        bus = SqlStreamBus(engine, SystemClock())
+        # Each claims half the partitions at a time (SKIP LOCKED): they share the work.
+        relays = [Relay(engine, bus, SystemClock(), batch_size=250, partitions_per_claim=8) for _ in range(2)]
+        counts = [0, 0]
+
+        async def drain(i: int) -> None:
+            idle = 0
+            while idle < 3:
+                n = await relays[i].publish_once()
+                counts[i] += n
+                idle = idle + 1 if n == 0 else 0
+                await asyncio.sleep(0)
+
+        await asyncio.gather(drain(0), drain(1))
+        async with engine.connect() as conn:
+            stream = [
+                uuid.UUID(m) for m in (await conn.execute(sa.select(event_stream.c.msg_id).order_by("seq"))).scalars()
+            ]
+    finally:
+        await engine.dispose()
+    assert sum(counts) == EVENTS
+    assert min(counts) > 0, f"one relay did all the work: {counts}"
+    assert sorted(stream) == sorted(event_id for event_id, _ in written)
+    _assert_order_per_aggregate(written, stream)
