@@ -1,6 +1,7 @@
-"""The embedded default end to end: `kora serve`'s lifespan runs the relay and the consumers in
-process; a request's events reach a consumer on their own, and the consumer's span continues the
-request's trace (W3C context carried through the outbox row and the message)."""
+"""`kora serve`'s lifespan running the relay and the consumers in process, on the embedded stream
+(the default) and on JetStream: a request's events reach a consumer on their own, and the
+consumer's span continues the request's trace (W3C context carried through the outbox row and the
+message), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,6 +24,7 @@ from kora.events import Envelope
 from kora.events.ports import ConsumerSpec
 from kora.http.app import create_app
 from kora.observability import configure_tracing
+from tests.integration.events.nats_support import SHARED_NATS_URL, SharedNats
 from tests.support.api import Api
 from tests.support.api import test_settings as settings_for
 
@@ -52,9 +55,30 @@ def spans() -> Iterator[InMemorySpanExporter]:
     provider.shutdown()
 
 
+@pytest.fixture(params=["inprocess", "nats"])
+def bus_settings(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The embedded stream, or JetStream (a namespace of its own on the shared server)."""
+    if request.param == "inprocess":
+        return {"KORA_EVENTS_BUS": "inprocess"}
+    nats: SharedNats = request.getfixturevalue("shared_nats")
+    return {
+        "KORA_EVENTS_BUS": "nats",
+        "KORA_NATS_URL": SHARED_NATS_URL,
+        "KORA_NATS_STREAM": nats.stream,
+        "KORA_NATS_DLQ_STREAM": nats.dlq_stream,
+        "KORA_NATS_NAMESPACE": nats.namespace,
+    }
+
+
 @pytest.fixture
-async def serving(migrated_url: str, tmp_path: Path) -> AsyncIterator[tuple[Api, Recorder]]:
-    kora = Kora(settings_for(migrated_url, tmp_path, KORA_EVENTS_IN_PROCESS="true", KORA_RELAY_IDLE_SECONDS="0.05"))
+async def serving(
+    migrated_url: str, tmp_path: Path, bus_settings: dict[str, str]
+) -> AsyncIterator[tuple[Api, Recorder]]:
+    kora = Kora(
+        settings_for(
+            migrated_url, tmp_path, KORA_EVENTS_IN_PROCESS="true", KORA_RELAY_IDLE_SECONDS="0.05", **bus_settings
+        )
+    )
     recorder = Recorder()
     kora.events.handlers[recorder.name] = recorder
     app = create_app(kora)
@@ -89,21 +113,26 @@ async def test_the_consumer_span_continues_the_request_trace(
     assert event.payload["status"] == "SETTLED"
     assert event.correlation_id == response.headers["X-Correlation-ID"]
 
-    finished = spans.get_finished_spans()
+    def consumer_spans() -> list[Any]:
+        return [
+            s
+            for s in spans.get_finished_spans()
+            if s.name == "consume payment.status_changed"
+            and s.attributes is not None
+            and s.attributes.get("messaging.message.id") == str(event.id)
+            and s.attributes.get("messaging.consumer.group.name") == recorder.name
+        ]
+
+    await _until(lambda: bool(consumer_spans()))  # the span ends just after the effect
     request_traces = {
-        s.context.trace_id for s in finished if s.name.startswith("POST /v1/transfers") or s.name == "payments.transfer"
+        s.context.trace_id
+        for s in spans.get_finished_spans()
+        if s.name.startswith("POST /v1/transfers") or s.name == "payments.transfer"
     }
-    consumer_spans = [
-        s
-        for s in finished
-        if s.name == "consume payment.status_changed"
-        and s.attributes is not None
-        and s.attributes.get("messaging.message.id") == str(event.id)
-    ]
     assert request_traces
-    assert consumer_spans
-    assert consumer_spans[0].context.trace_id in request_traces
-    assert consumer_spans[0].parent is not None
+    [span] = consumer_spans()
+    assert span.context.trace_id in request_traces
+    assert span.parent is not None
 
 
 async def test_a_payment_reaches_consumers_without_any_manual_step(serving: tuple[Api, Recorder]) -> None:

@@ -33,8 +33,6 @@ from kora.events.runtime import ConsumerRunner
 from tests.integration.events.nats_support import SHARED_NATS_URL, SharedNats
 from tests.support.api import test_settings as settings_for
 
-pytest_plugins = ["tests.integration.events.nats_support"]
-
 EVENTS = 1_500
 
 
