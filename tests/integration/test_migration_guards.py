@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from kora.migrations.guards import DowngradeRefused
 from kora.payments.adapters.tables import payments
 from kora.platform.db import create_engine
-from kora.platform.migrate import downgrade, upgrade
+from kora.platform.migrate import alembic_config, downgrade, upgrade
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
 
@@ -57,6 +57,14 @@ def insert(url: str, row: dict[str, Any]) -> None:
     asyncio.run(_run(url, payments.insert().values(row)))
 
 
+def head() -> str:
+    from alembic.script import ScriptDirectory
+
+    revision = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert revision is not None
+    return revision
+
+
 def version(url: str) -> str:
     return str(asyncio.run(_run(url, sa.text("SELECT version_num FROM alembic_version")))[0][0])
 
@@ -79,7 +87,7 @@ def test_below_0002_is_refused_while_payments_hold_its_money_facts(url: str, row
         downgrade(url, "0001")
 
     assert "revision 0002" in str(refused.value)
-    assert version(url) == "0005"  # nothing changed, not even the later revisions' downgrades
+    assert version(url) == head()  # nothing changed, not even the later revisions' downgrades
     kept = asyncio.run(
         _run(url, sa.select(payments.c.refunded_amount, payments.c.fee).where(payments.c.id == row["id"]))
     )
@@ -112,7 +120,7 @@ def test_below_0005_is_refused_while_card_payments_depend_on_it(url: str, row: d
     with pytest.raises(DowngradeRefused, match=found):
         downgrade(url, "0004")
 
-    assert version(url) == "0005"
+    assert version(url) == head()
 
 
 def test_below_0005_keeps_a_merchant_payments_order_reference_where_older_code_reads_it(url: str) -> None:
