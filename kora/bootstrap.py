@@ -359,6 +359,7 @@ class Kora:
             await self.sweep_card_payments(stop)
             await self.purge_request_nonces()
             await self.refresh_settlement_backlog()
+            await self.refresh_outbox_gauges()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
 
@@ -374,6 +375,13 @@ class Kora:
         except Exception as exc:
             logger.opt(exception=exc).error("card payment sweep failed")
             return {}
+
+    async def refresh_outbox_gauges(self) -> None:
+        """Piggybacked on the sweeper's loop: the outbox backlog and age, exported by the API too."""
+        try:
+            await self.events.refresh_outbox_gauges()
+        except Exception as exc:
+            logger.opt(exception=exc).error("outbox gauge refresh failed")
 
     async def refresh_settlement_backlog(self) -> None:
         """Piggybacked on the sweeper's loop: refresh the overdue-settlement gauges (captured

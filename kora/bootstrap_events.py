@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -14,8 +14,9 @@ from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from kora.events.adapters.dead_letters import DeadLetter, SqlDeadLetters
+from kora.events.adapters.outbox import SqlOutboxReader
 from kora.events.adapters.sql_bus import SqlStreamBus
-from kora.events.ports import EventBus, EventSource
+from kora.events.ports import ConsumerSpec, Delivery, EventBus, EventSource
 from kora.events.relay import Relay, sleep_or_stop
 from kora.events.runtime import ConsumerRunner, EventHandler, Outcome
 from kora.events.signing import EventVerifier
@@ -99,13 +100,15 @@ class EventsRuntime:
             idle_seconds=self._settings.relay_idle_seconds,
         )
 
-    async def runner(self, name: str) -> ConsumerRunner:
+    async def runner(self, name: str, *, offline: bool = False) -> ConsumerRunner:
+        """The runner of consumer `name`; `offline` for work that never touches the bus (a
+        dead-letter re-drive reads the stored message), so the API needs no NATS user for it."""
         handler = self.handlers.get(name)
         if handler is None:
             raise UnknownConsumer(f"no consumer named {name!r}; known: {', '.join(sorted(self.handlers))}")
         return ConsumerRunner(
             handler,
-            source=await self.bus(),
+            source=_OfflineSource() if offline else await self.bus(),
             engine=self._engine,
             verifier=self._verifier,
             clock=self._clock,
@@ -170,7 +173,7 @@ class EventsRuntime:
         runner = await self.runner(consumer)
         counts: dict[str, int] = {}
         async for delivery in (await self.bus()).replay(runner.handler.spec, from_seq=from_seq, since=since):
-            outcome = await runner.process(delivery)
+            outcome = await runner.process(delivery, last_attempt=True)
             counts[outcome.word] = counts.get(outcome.word, 0) + 1
         await self._audit(
             actor,
@@ -182,7 +185,7 @@ class EventsRuntime:
 
     async def retry_dead_letter(self, letter_id: uuid.UUID, *, actor: str) -> tuple[DeadLetter, Outcome]:
         letter = await self._open_letter(letter_id)
-        runner = await self.runner(letter.consumer)
+        runner = await self.runner(letter.consumer, offline=True)
         outcome = await runner.redrive(letter, by=actor)
         await self._audit(
             actor,
@@ -210,12 +213,35 @@ class EventsRuntime:
             raise DeadLetterNotOpen(str(letter_id))
         return letter
 
+    async def refresh_outbox_gauges(self) -> tuple[int, float]:
+        """Outbox backlog and oldest unpublished age, from any process (the API's sweeper loop
+        too), so the lag alert still sees a growing age when no relay is alive."""
+        async with self._engine.connect() as conn:
+            backlog, age = await SqlOutboxReader(conn).backlog(self._clock.now())
+        self.metrics.set_outbox(backlog, age)
+        return backlog, age
+
     async def aclose(self) -> None:
         bus, self._bus = self._bus, None
         close = getattr(bus, "close", None)
         if close is not None:
             with contextlib.suppress(Exception):
                 await close()
+
+
+class _OfflineSource:
+    """An EventSource for work that must not need the bus: any use of it is a bug."""
+
+    async def fetch(self, consumer: ConsumerSpec, *, batch: int, wait_seconds: float) -> list[Delivery]:
+        raise RuntimeError("offline runner: no bus")
+
+    def replay(
+        self, consumer: ConsumerSpec, *, from_seq: int | None = None, since: datetime | None = None
+    ) -> AsyncIterator[Delivery]:
+        raise RuntimeError("offline runner: no bus")
+
+    async def publish_dead_letter(self, consumer: str, data: bytes, headers: Mapping[str, str]) -> None:
+        raise RuntimeError("offline runner: no bus")
 
 
 async def _lag(bus: Bus, consumer: str) -> int | None:

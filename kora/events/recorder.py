@@ -4,13 +4,14 @@ transaction just before it commits (the transactional outbox, ADR 0018)."""
 from __future__ import annotations
 
 from kora.events.domain import DomainEvent, Origin
-from kora.observability import get_correlation_id, inject_context
+from kora.observability import get_correlation_id, inject_trace_context
 
 
 def current_origin() -> Origin:
-    """The running request's correlation id and W3C trace context (empty outside a request)."""
+    """The running request's correlation id and W3C trace context (empty outside a request);
+    never baggage, which a client fills as it likes."""
     carrier: dict[str, str] = {}
-    inject_context(carrier)
+    inject_trace_context(carrier)
     return Origin(get_correlation_id(), carrier)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections import Counter
+from collections import Counter, deque
 from datetime import timedelta
 
 from loguru import logger
@@ -46,7 +46,7 @@ class Relay:
         *,
         metrics: EventMetrics | None = None,
         batch_size: int = 1000,
-        partitions_per_claim: int = OUTBOX_PARTITIONS,
+        partitions_per_claim: int = OUTBOX_PARTITIONS // 2,
         idle_seconds: float = 0.05,
         retention: timedelta = timedelta(days=7),
     ) -> None:
@@ -100,19 +100,28 @@ class Relay:
         return len(ok)
 
     async def _publish(self, rows: list[OutboxRow]) -> tuple[list[int], list[tuple[int, str]]]:
-        results = await self._bus.publish([message_for(row) for row in rows])
+        """Publish in waves: the first unpublished event of every aggregate in the batch, then
+        the second, and so on, each wave pipelined and acknowledged before the next. An
+        aggregate whose event failed sends nothing more in this batch, so its later events can
+        never overtake it on the bus; they stay in the outbox for the next batch."""
+        queues: dict[str, deque[OutboxRow]] = {}
+        for row in rows:
+            queues.setdefault(row.aggregate_id, deque()).append(row)
         ok: list[int] = []
         failed: list[tuple[int, str]] = []
         types_ok: Counter[str] = Counter()
         types_failed: Counter[str] = Counter()
-        for row, error in zip(rows, results, strict=True):
-            kind = row.subject.removeprefix("kora.events.").rsplit(".v", 1)[0]
-            if error is None:
-                ok.append(row.seq)
-                types_ok[kind] += 1
-            else:
-                failed.append((row.seq, str(error)))
-                types_failed[kind] += 1
+        while wave := [queue.popleft() for queue in queues.values() if queue]:
+            results = await self._bus.publish([message_for(row) for row in wave])
+            for row, error in zip(wave, results, strict=True):
+                kind = row.subject.removeprefix("kora.events.").rsplit(".v", 1)[0]
+                if error is None:
+                    ok.append(row.seq)
+                    types_ok[kind] += 1
+                else:
+                    failed.append((row.seq, str(error)))
+                    types_failed[kind] += 1
+                    queues[row.aggregate_id].clear()
         if failed:
             logger.warning("outbox publish failed for some events", failed=len(failed), first_error=failed[0][1])
         if self._metrics is not None:
@@ -147,7 +156,7 @@ class Relay:
                 logger.opt(exception=exc).warning("relay batch failed; retrying")
                 published = 0
                 await sleep_or_stop(stop, 1.0)
-            if published < self._batch:
+            if published == 0:  # nothing claimable: empty, or every waiting partition is another relay's
                 await sleep_or_stop(stop, self._idle)
 
 

@@ -95,12 +95,17 @@ class ConsumerRunner:
                 logger.opt(exception=exc).warning("event fetch failed", consumer=self.name)
                 await sleep_or_stop(stop, 1.0)
                 continue
-            await self.process_batch(deliveries)
+            try:
+                await self.process_batch(deliveries)
+            except Exception as exc:  # never let one batch kill the consumer: unacked, it comes back
+                logger.opt(exception=exc).error("event batch failed; it will be redelivered", consumer=self.name)
+                await sleep_or_stop(stop, 1.0)
 
-    async def process(self, delivery: Delivery) -> Outcome:
-        """Handle one delivery and settle it (ack, or nak with backoff)."""
+    async def process(self, delivery: Delivery, *, last_attempt: bool = False) -> Outcome:
+        """Handle one delivery and settle it (ack, or nak with backoff). With `last_attempt`
+        (a replay, whose deliveries are not redelivered) a failing effect is dead-lettered at once."""
         started = time.perf_counter()
-        outcome = await self._process(delivery)
+        outcome = await self._process(delivery, last_attempt=last_attempt)
         await self._settle(delivery, outcome)
         if self._metrics is not None:
             self._metrics.consumer_outcome(self.name, outcome.word, time.perf_counter() - started)
@@ -145,10 +150,13 @@ class ConsumerRunner:
         return final
 
     async def _settle(self, delivery: Delivery, outcome: Outcome) -> None:
-        if outcome.word == "retried":
-            await delivery.nak(self.handler.spec.backoff(delivery.delivered))
-        else:
-            await delivery.ack()
+        try:
+            if outcome.word == "retried":
+                await delivery.nak(self.handler.spec.backoff(delivery.delivered))
+            else:
+                await delivery.ack()
+        except Exception as exc:  # the bus redelivers it; processed_events makes that harmless
+            logger.warning("event settle failed", consumer=self.name, error=type(exc).__name__)
 
     async def _check(self, delivery: Delivery) -> Envelope | Outcome:
         """Parse, verify and check the contract: the envelope to apply, or the outcome
@@ -157,6 +165,12 @@ class ConsumerRunner:
             envelope = envelope_from_json(delivery.data)
         except EventError as exc:
             return await self._dead_letter(delivery, None, exc.reason, exc.detail)
+        if delivery.delivered > self.handler.spec.max_deliver:
+            # Delivered again after its last allowed attempt: the consumer died while handling it
+            # (the bus allows one delivery more than we do, for exactly this).
+            return await self._dead_letter(
+                delivery, envelope, "max_deliveries", f"delivered {delivery.delivered} times without an answer"
+            )
         try:
             self._verifier.verify(envelope)
             if (envelope.type, envelope.version) not in self.handler.handles:
@@ -185,13 +199,13 @@ class ConsumerRunner:
             },
         )
 
-    async def _process(self, delivery: Delivery) -> Outcome:
+    async def _process(self, delivery: Delivery, *, last_attempt: bool = False) -> Outcome:
         checked = await self._check(delivery)
         if isinstance(checked, Outcome):
             return checked
-        return await self._apply_one(delivery, checked)
+        return await self._apply_one(delivery, checked, last_attempt=last_attempt)
 
-    async def _apply_one(self, delivery: Delivery, envelope: Envelope) -> Outcome:
+    async def _apply_one(self, delivery: Delivery, envelope: Envelope, *, last_attempt: bool = False) -> Outcome:
         with correlation_scope(envelope.correlation_id), self._span(envelope, delivery) as span:
             try:
                 applied = await self.apply(envelope)
@@ -199,7 +213,7 @@ class ConsumerRunner:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
                 detail = f"{type(exc).__name__}: {exc}"[:300]
-                if delivery.delivered >= self.handler.spec.max_deliver:
+                if last_attempt or delivery.delivered >= self.handler.spec.max_deliver:
                     return await self._dead_letter(delivery, envelope, "handler_failed", detail)
                 logger.warning(
                     "event handling failed; will retry",
@@ -256,6 +270,13 @@ class ConsumerRunner:
             return int(found.scalar() or 0)
 
     async def _dead_letter(self, delivery: Delivery, envelope: Envelope | None, reason: str, detail: str) -> Outcome:
+        try:
+            return await self._park(delivery, envelope, reason, detail)
+        except Exception as exc:  # the dead-letter store is down: keep the message, try later
+            logger.opt(exception=exc).error("dead-lettering failed; will retry", consumer=self.name, reason=reason)
+            return Outcome("retried", f"dead-lettering failed: {type(exc).__name__}")
+
+    async def _park(self, delivery: Delivery, envelope: Envelope | None, reason: str, detail: str) -> Outcome:
         letter = await self._dead_letters.add(
             consumer=self.name,
             event_id=None if envelope is None else str(envelope.id),
@@ -293,7 +314,7 @@ class ConsumerRunner:
         """Run a dead letter through this consumer again (after a fix): applied or duplicate
         closes it as `retried`; another failure keeps it open with the new reason."""
         try:
-            envelope = envelope_from_json(letter.data)
+            envelope = envelope_from_json(letter.raw())
             self._verifier.verify(envelope)
             validate_envelope(envelope)
             if (envelope.type, envelope.version) not in self.handler.handles:

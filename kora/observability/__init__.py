@@ -30,6 +30,7 @@ from kora.observability.tracing import (
     extract_context_from_asgi_headers,
     get_tracer,
     inject_context,
+    inject_trace_context,
     instrument_engine,
 )
 
@@ -49,6 +50,7 @@ __all__ = [
     "get_correlation_id",
     "get_tracer",
     "inject_context",
+    "inject_trace_context",
     "instrument_engine",
     "is_sensitive_key",
     "is_valid_correlation_id",

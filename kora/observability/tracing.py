@@ -24,6 +24,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import Attributes
 
 if TYPE_CHECKING:
@@ -182,6 +183,9 @@ def _install_globally(provider: TracerProvider) -> None:
         )
 
 
+_TRACE_CONTEXT = TraceContextTextMapPropagator()
+
+
 def get_tracer(name: str) -> trace.Tracer:
     """A tracer for ``name`` (a module or component); follows later configure_tracing calls."""
     if _switch is not None:
@@ -245,6 +249,15 @@ def extract_context_from_asgi_headers(headers: AsgiHeaders) -> Context:
 def extract_context(carrier: Mapping[str, str]) -> Context:
     """The trace context stored in a plain mapping (an outbox row, a bus message's headers)."""
     return propagate.extract(carrier)
+
+
+def inject_trace_context(carrier: MutableMapping[str, str]) -> None:
+    """Write only the W3C trace context (`traceparent`, `tracestate`) into ``carrier``: what a
+    stored, signed artefact (an outbox event) may carry. Baggage is left out on purpose — a
+    client can put anything in it, a phone number included."""
+    _TRACE_CONTEXT.inject(carrier)
+    if len(carrier.get("tracestate", "")) > 512:
+        carrier.pop("tracestate")
 
 
 def inject_context(carrier: MutableMapping[str, str]) -> None:

@@ -10,7 +10,12 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from kora.events.adapters.bytes_as_text import bytes_to_text, text_to_bytes
 from kora.events.adapters.tables import dead_letters
+
+
+def _text(value: str) -> str:
+    return value.replace("\x00", "\\0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +33,10 @@ class DeadLetter:
     failed_at: datetime
     resolved_at: datetime | None
     resolved_by: str | None
+
+    def raw(self) -> bytes:
+        """The message as it was delivered."""
+        return text_to_bytes(self.data)
 
     def view(self) -> dict[str, object]:
         """What operators see (the event itself carries no PII)."""
@@ -66,16 +75,15 @@ class SqlDeadLetters:
     ) -> uuid.UUID:
         letter_id = uuid.uuid4()
         d = dead_letters
+        stored = bytes_to_text(data)
         async with self._engine.begin() as conn:
-            if stream_seq is not None:  # the same message again (a replay): one open letter is enough
-                found = await conn.execute(
-                    sa.select(d.c.id).where(
-                        d.c.consumer == consumer, d.c.stream_seq == stream_seq, d.c.status == "open"
-                    )
-                )
-                existing = found.scalar()
-                if existing is not None:
-                    return uuid.UUID(str(existing))
+            # The same message again (a replay, a redelivery): one open letter is enough. Matched
+            # on the event id, or on the exact bytes when the message was not even readable.
+            same = d.c.event_id == event_id if event_id is not None else d.c.data == stored
+            found = await conn.execute(sa.select(d.c.id).where(d.c.consumer == consumer, same, d.c.status == "open"))
+            existing = found.scalar()
+            if existing is not None:
+                return uuid.UUID(str(existing))
             await conn.execute(
                 dead_letters.insert().values(
                     id=letter_id,
@@ -83,9 +91,9 @@ class SqlDeadLetters:
                     event_id=event_id,
                     subject=subject[:128],
                     stream_seq=stream_seq,
-                    data=data.decode("utf-8", errors="replace"),
-                    reason=reason[:32],
-                    detail=detail[:500],
+                    data=stored,
+                    reason=_text(reason)[:32],
+                    detail=_text(detail)[:500],
                     deliveries=deliveries,
                     status="open",
                     failed_at=at,
@@ -126,7 +134,7 @@ class SqlDeadLetters:
             await conn.execute(
                 dead_letters.update()
                 .where(dead_letters.c.id == letter_id)
-                .values(reason=reason[:32], detail=detail[:500], deliveries=dead_letters.c.deliveries + 1)
+                .values(reason=_text(reason)[:32], detail=_text(detail)[:500], deliveries=dead_letters.c.deliveries + 1)
             )
 
     async def open_counts(self) -> dict[str, int]:

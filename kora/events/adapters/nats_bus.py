@@ -386,7 +386,10 @@ class NatsEventBus:
             deliver_policy=api.DeliverPolicy.ALL,
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=self._ack_wait,
-            max_deliver=consumer.max_deliver,
+            # One delivery more than the runtime's own limit: a message whose handling crashed the
+            # process every time still comes back once more, and the runtime parks it (it
+            # dead-letters at `delivered >= spec.max_deliver`) instead of JetStream dropping it.
+            max_deliver=consumer.max_deliver + 1,
         )
         try:
             existing = await self._call(self._js.consumer_info(self.stream, consumer.name))

@@ -87,6 +87,7 @@ def message_headers(envelope: Envelope) -> dict[str, str]:
 class OutboxRow:
     seq: int
     event_id: uuid.UUID
+    aggregate_id: str
     subject: str
     envelope: str
     headers: str
@@ -101,9 +102,12 @@ class SqlOutboxReader:
         self._pg = conn.dialect.name == "postgresql"
 
     async def claim_partitions(self, limit: int) -> list[int]:
-        """Lock up to `limit` partitions no other relay holds (SKIP LOCKED) for this
-        transaction. SQLite has one writer at a time: every partition is this relay's."""
-        query = sa.select(event_outbox_partitions.c.partition).order_by(sa.func.random()).limit(limit)
+        """Lock up to `limit` partitions that have unpublished events and that no other relay
+        holds (SKIP LOCKED), for this transaction. SQLite has one writer at a time: every
+        partition is this relay's."""
+        p, o = event_outbox_partitions, event_outbox
+        waiting = sa.exists().where(o.c.partition == p.c.partition, o.c.published_at.is_(None))
+        query = sa.select(p.c.partition).where(waiting).order_by(sa.func.random()).limit(limit)
         if self._pg:
             query = query.with_for_update(skip_locked=True)
         return list((await self._conn.execute(query)).scalars())
@@ -111,12 +115,14 @@ class SqlOutboxReader:
     async def unpublished(self, partitions: Sequence[int], limit: int) -> list[OutboxRow]:
         o = event_outbox
         rows = await self._conn.execute(
-            sa.select(o.c.seq, o.c.event_id, o.c.subject, o.c.envelope, o.c.headers, o.c.attempts)
+            sa.select(o.c.seq, o.c.event_id, o.c.aggregate_id, o.c.subject, o.c.envelope, o.c.headers, o.c.attempts)
             .where(o.c.published_at.is_(None), o.c.partition.in_(list(partitions)))
             .order_by(o.c.seq)
             .limit(limit)
         )
-        return [OutboxRow(r.seq, r.event_id, r.subject, r.envelope, r.headers, r.attempts) for r in rows]
+        return [
+            OutboxRow(r.seq, r.event_id, r.aggregate_id, r.subject, r.envelope, r.headers, r.attempts) for r in rows
+        ]
 
     async def mark_published(self, seqs: Sequence[int], at: datetime) -> None:
         if not seqs:

@@ -23,10 +23,13 @@ import uuid6
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from kora.events.adapters.bytes_as_text import bytes_to_text, text_to_bytes
 from kora.events.adapters.tables import event_consumer_cursors, event_stream
 from kora.events.domain import dlq_subject_for
 from kora.events.ports import ConsumerSpec, Delivery, OutgoingMessage, PublishError
 from kora.kernel import Clock
+
+_STREAM_LOCK = 0x4B4F5241  # "KORA": the advisory lock serialising writes to event_stream
 
 
 def subject_matches(pattern: str, subject: str) -> bool:
@@ -87,7 +90,7 @@ class SqlStreamBus:
             {
                 "msg_id": m.msg_id,
                 "subject": m.subject,
-                "data": m.data.decode("utf-8"),
+                "data": bytes_to_text(m.data),
                 "headers": json.dumps(dict(m.headers), sort_keys=True),
                 "stored_at": self._clock.now(),
             }
@@ -95,6 +98,10 @@ class SqlStreamBus:
         ]
         try:
             async with self._engine.begin() as conn:
+                if self._pg:
+                    # One writer at a time, so stream sequence order is commit order: a consumer
+                    # never sees seq N+1 committed while N is still in flight (and skips N).
+                    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_STREAM_LOCK)))
                 await conn.execute(insert.on_conflict_do_nothing(index_elements=["msg_id"]), rows)
         except Exception as exc:  # the relay keeps the events and retries
             error = PublishError(f"stream write failed: {type(exc).__name__}")
@@ -247,7 +254,7 @@ def _delivery(
     m = row._mapping
     return SqlDelivery(
         subject=str(m["subject"]),
-        data=str(m["data"]).encode("utf-8"),
+        data=text_to_bytes(str(m["data"])),
         headers=json.loads(str(m["headers"])),
         stream_seq=int(m["seq"]),
         delivered=delivered,

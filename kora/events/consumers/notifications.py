@@ -236,7 +236,12 @@ class NotificationDispatcher:
         """Send up to `limit` due messages; counts of `sent`, `retried` (due again later) and
         `failed` (given up after `max_attempts`)."""
         counts = {"sent": 0, "retried": 0, "failed": 0}
+        claimed_at = self._clock.now()
         for item in await self._claim(limit):
+            if self._clock.now() >= claimed_at + self._lease / 2:
+                # A slow gateway: past half the lease another dispatcher may soon claim the rest.
+                # Leave them (their lease runs out, then anyone sends them) rather than race it.
+                break
             try:
                 await self._sender.send(item.user_id, item.channel, item.template, item.params)
             except Exception as exc:
@@ -271,7 +276,12 @@ class NotificationDispatcher:
     async def _record_sent(self, item: _Claimed) -> None:
         n, now = notifications, self._clock.now()
         async with self._engine.begin() as conn:
-            await conn.execute(n.update().where(n.c.id == item.id).values(status="sent", sent_at=now, last_error=None))
+            # Only while the claim is still ours (a later claim bumped `attempts`).
+            await conn.execute(
+                n.update()
+                .where(n.c.id == item.id, n.c.attempts == item.attempts)
+                .values(status="sent", sent_at=now, last_error=None)
+            )
         logger.info("notification sent", notification_id=str(item.id), template=item.template, attempts=item.attempts)
 
     async def _record_failure(self, item: _Claimed, error: str) -> str:
@@ -283,7 +293,7 @@ class NotificationDispatcher:
         else:
             values["next_attempt_at"] = now + self.backoff(item.attempts)
         async with self._engine.begin() as conn:
-            await conn.execute(n.update().where(n.c.id == item.id).values(**values))
+            await conn.execute(n.update().where(n.c.id == item.id, n.c.attempts == item.attempts).values(**values))
         outcome = "failed" if give_up else "retried"
         log = logger.warning if give_up else logger.info
         log(

@@ -108,7 +108,8 @@ def secured_nats(tmp_path: Path) -> Iterator[SecuredNats]:
     if binary is None:
         service_unavailable("nats-server binary not found (needed to run deploy/nats/nats.conf)")
         raise AssertionError("unreachable")
-    passwords = {user: secrets.token_urlsafe(24) for user in USERS}
+    # A letter first: nats-server parses the variable's value, and one starting with a digit fails.
+    passwords = {user: "p" + secrets.token_hex(16) for user in USERS}
     env = {**os.environ, **{var: passwords[user] for user, var in USERS.items()}}
     port = free_port()
     log = tmp_path / "nats.log"

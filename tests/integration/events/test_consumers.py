@@ -8,7 +8,7 @@ import asyncio
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -308,6 +308,37 @@ async def test_dispatcher_sends_retries_with_backoff_then_gives_up(env: Env) -> 
     assert (rows[bob]["status"], rows[bob]["attempts"]) == ("failed", 3)
     assert rows[bob]["last_error"] == "simulated_unreachable"
     assert [(m.user_id, m.template) for m in env.sender.sent] == [(alice, "p2p_sent")]
+
+
+class SlowGateway(SimulatedSender):
+    """Each send takes `seconds` of the test clock."""
+
+    def __init__(self, clock: FixedClock, seconds: float) -> None:
+        super().__init__()
+        self._clock = clock
+        self._seconds = seconds
+
+    async def send(self, user_id: uuid.UUID, channel: str, template: str, params: Mapping[str, Any]) -> None:
+        self._clock.advance(timedelta(seconds=self._seconds))
+        await super().send(user_id, channel, template, params)
+
+
+async def test_a_slow_gateway_never_makes_two_dispatchers_send_twice(env: Env) -> None:
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    payment = _payment(PaymentType.P2P, payer=alice, payee=bob)
+    _settle_internal(payment)
+    runner = env.runner(NotificationsConsumer(clock=env.clock, sender=env.sender))
+    assert await runner.apply(env.emit(payment))
+    gateway = SlowGateway(env.clock, seconds=200)
+    first = NotificationDispatcher(env.engine, gateway, env.clock, lease_seconds=300)
+    second = NotificationDispatcher(env.engine, gateway, env.clock, lease_seconds=300)
+
+    # The first send eats more than half the lease: the first dispatcher stops there.
+    assert await first.deliver_due(10) == {"sent": 1, "retried": 0, "failed": 0}
+    assert await second.deliver_due(10) == {"sent": 0, "retried": 0, "failed": 0}  # still leased
+    env.clock.advance(timedelta(seconds=300))
+    assert await second.deliver_due(10) == {"sent": 1, "retried": 0, "failed": 0}
+    assert sorted(m.user_id for m in gateway.sent) == sorted([alice, bob])  # each once
 
 
 # -- KPI --------------------------------------------------------------------------------------

@@ -124,6 +124,10 @@ async def test_max_deliver_is_respected(shared_nats: SharedNats) -> None:
     [second] = await drain(bus, consumer, wait=2.0)
     assert second.delivered == 2
     await second.nak(0.1)
+    # One more than the spec's limit, so the runtime can park a message that crashed its process.
+    [third] = await drain(bus, consumer, wait=2.0)
+    assert third.delivered == 3
+    await third.nak(0.1)
 
     assert await drain(bus, consumer, wait=1.0) == []
 
