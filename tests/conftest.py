@@ -29,6 +29,22 @@ def service_unavailable(reason: str) -> None:
 
 
 @pytest.fixture
+def spans() -> Iterator[Any]:
+    """Tracing on (as the ASGI entrypoint turns it on in production; create_app does not), with
+    every finished span kept in memory: an `InMemorySpanExporter`."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from kora.observability import configure_tracing
+
+    provider = configure_tracing(service_name="kora-test", exporter="none")
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield exporter
+    provider.shutdown()
+
+
+@pytest.fixture
 def tmp_sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'kora-test.db'}"
 

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from kora.ledger import AccountKind
-from kora.observability import configure_tracing
 from tests.integration.card_support import CHARGEBACK_CARD, DECLINED_CARD, TTL_SECONDS, CardStack, card_stack
 
 PROBLEM = "application/problem+json"
@@ -27,15 +25,6 @@ PROBLEM = "application/problem+json"
 async def stack(migrated_url: str, tmp_path: Path) -> AsyncIterator[CardStack]:
     async with card_stack(migrated_url, tmp_path) as running:
         yield running
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    provider = configure_tracing(service_name="kora-test", exporter="none")
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield exporter
-    provider.shutdown()
 
 
 async def test_authorize_capture_part_then_settle(stack: CardStack) -> None:

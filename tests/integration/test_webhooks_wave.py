@@ -10,7 +10,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,13 +18,11 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
 from kora.bootstrap import Kora
 from kora.http.app import create_app
-from kora.observability import configure_tracing
 from kora.platform.db import create_engine
 from kora.providers.webhooks import signature_header
 from kora.simulator import SimulatorConfig, create_simulator_app
@@ -93,15 +91,6 @@ class Stack:
                 return list((await conn.execute(sa.text(query), params)).all())
         finally:
             await engine.dispose()
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    provider = configure_tracing(service_name="kora-test", exporter="none")
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield exporter
-    provider.shutdown()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -23,7 +22,6 @@ from kora.bootstrap import Kora
 from kora.events import Envelope
 from kora.events.ports import ConsumerSpec
 from kora.http.app import create_app
-from kora.observability import configure_tracing
 from tests.integration.events.nats_support import SHARED_NATS_URL, SharedNats
 from tests.support.api import Api
 from tests.support.api import test_settings as settings_for
@@ -44,15 +42,6 @@ class Recorder:
 
     async def handle(self, event: Envelope, conn: AsyncConnection) -> None:
         self.seen.append(event)
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    provider = configure_tracing(service_name="kora-test", exporter="none")
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield exporter
-    provider.shutdown()
 
 
 @pytest.fixture(params=["inprocess", "nats"])

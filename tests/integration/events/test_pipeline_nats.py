@@ -72,6 +72,11 @@ async def _processed(engine: object, consumer: str) -> int:
         return int(value.scalar() or 0)
 
 
+def _kora_for(url: str, tmp_path: Path, env: dict[str, str]) -> Kora:
+    """A Kora on the same database, secrets and JetStream namespace as the `kora` processes."""
+    return Kora(settings_for(url, tmp_path, **{k: v for k, v in env.items() if k.startswith("KORA_")}))
+
+
 async def _wait(check: Callable[[], Awaitable[bool]], limit_seconds: float) -> None:
     deadline = time.monotonic() + limit_seconds
     while time.monotonic() < deadline:
@@ -85,9 +90,7 @@ async def test_a_killed_worker_applies_every_event_exactly_once(
     migrated_postgres_url: str, tmp_path: Path, shared_nats: SharedNats
 ) -> None:
     env = _env(migrated_postgres_url, tmp_path, shared_nats)
-    kora = Kora(
-        settings_for(migrated_postgres_url, tmp_path, **{k: v for k, v in env.items() if k.startswith("KORA_")})
-    )
+    kora = _kora_for(migrated_postgres_url, tmp_path, env)
     try:
         total = await _publish_payments(kora, EVENTS)
         log = tmp_path / "worker.log"
@@ -177,9 +180,7 @@ async def test_duplicates_forgeries_poison_and_replay_on_jetstream(
     migrated_postgres_url: str, tmp_path: Path, shared_nats: SharedNats
 ) -> None:
     env = _env(migrated_postgres_url, tmp_path, shared_nats)
-    kora = Kora(
-        settings_for(migrated_postgres_url, tmp_path, **{k: v for k, v in env.items() if k.startswith("KORA_")})
-    )
+    kora = _kora_for(migrated_postgres_url, tmp_path, env)
     try:
         await _publish_payments(kora, 20)
         bus = await kora.events.bus()

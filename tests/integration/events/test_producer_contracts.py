@@ -9,33 +9,19 @@ import json
 import re
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import pytest
 import sqlalchemy as sa
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from kora.events import Envelope, envelope_from_json
 from kora.events.adapters.tables import event_outbox
 from kora.events.contracts import validate_envelope
-from kora.observability import configure_tracing
 from tests.support.api import Api, Customer, new_phone
 
 TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    """Tracing on, as the ASGI entrypoint turns it on in production (create_app does not)."""
-    provider = configure_tracing(service_name="kora-test", exporter="none")
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield exporter
-    provider.shutdown()
 
 
 @dataclass

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Self
 
 import pytest
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from kora.identity import (
@@ -24,7 +23,6 @@ from kora.identity import (
     Role,
 )
 from kora.identity.domain import RequestFreshness, check_fresh, parse_freshness
-from kora.observability import configure_tracing
 
 from .fakes import FakeUnitOfWork, Store, World, build_world, make_settings
 
@@ -294,15 +292,6 @@ async def test_the_window_is_a_setting() -> None:
         await world.service.consume_request_nonce(
             principal(), nonce=NONCE, timestamp=str(int(world.clock.now().timestamp()) - 31)
         )
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    provider = configure_tracing(service_name="kora-test", exporter="none")
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield exporter
-    provider.shutdown()
 
 
 async def test_the_outcome_is_a_span_attribute(world: World, spans: InMemorySpanExporter) -> None:
