@@ -159,6 +159,30 @@ def register(main: click.Group) -> None:
                 f"p95 {q['p95'] * 1000:.0f} ms, p99 {q['p99'] * 1000:.0f} ms"
             )
 
+    @events.command("compat")
+    @click.argument("old", type=click.Path(exists=True, dir_okay=False))
+    @click.argument("new", type=click.Path(exists=True, dir_okay=False))
+    def events_compat(old: str, new: str) -> None:
+        """Compare two versions of an event's JSON Schema: print every change and who it breaks
+        (readers, producers); exit 1 if any change breaks (ADR 0020)."""
+        from kora.events.compat import compare
+
+        changes = compare(_json_file(old), _json_file(new))
+        for change in changes:
+            click.echo(str(change))
+        if not changes:
+            click.echo("no change")
+        sys.exit(1 if any(c.breaking for c in changes) else 0)
+
+    @events.command("schema-digest")
+    @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+    def events_schema_digest(files: tuple[str, ...]) -> None:
+        """Print each schema's lock digest (what kora/events/RELEASED.json records)."""
+        from kora.events.compat import schema_digest
+
+        for name in files:
+            click.echo(f"{schema_digest(_json_file(name))}  {name}")
+
     @events.group("dlq")
     def dlq() -> None:
         """Dead letters: list, re-drive, drop (audited)."""
@@ -209,6 +233,11 @@ def register(main: click.Group) -> None:
             return {"id": str(letter.id), "consumer": letter.consumer, "status": "dropped"}
 
         click.echo(json.dumps(_run(work), indent=2))
+
+
+def _json_file(path: str) -> Any:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
 
 
 def _parse_time(value: str) -> datetime:

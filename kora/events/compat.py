@@ -288,30 +288,3 @@ def _canon(value: Any) -> str:
 def _short(value: Any) -> str:
     text = _canon(value) if not isinstance(value, _Missing) else repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m kora.events.compat OLD.json NEW.json`: print the changes, exit 1 if one breaks.
-    `python -m kora.events.compat --digest FILE...`: print each schema's lock digest."""
-    import sys
-    from pathlib import Path
-
-    args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["--digest"] and len(args) > 1:
-        for name in args[1:]:
-            print(f"{schema_digest(json.loads(Path(name).read_text(encoding='utf-8')))}  {name}")
-        return 0
-    if len(args) != 2:
-        print(main.__doc__)
-        return 2
-    old, new = (json.loads(Path(name).read_text(encoding="utf-8")) for name in args)
-    changes = compare(old, new)
-    for change in changes:
-        print(change)
-    if not changes:
-        print("no change")
-    return 1 if any(c.breaking for c in changes) else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -98,7 +98,7 @@ def test_released_contracts_are_locked() -> None:
             problems.append(
                 f"- {name}: its schema changed after it was released (sha256 now {digest}).\n"
                 f"  Compare it with the released file: git show HEAD:{repo_path(files[name])} > /tmp/old.json"
-                f" && python -m kora.events.compat /tmp/old.json {repo_path(files[name])}\n"
+                f" && kora events compat /tmp/old.json {repo_path(files[name])}\n"
                 "  * no breaking change (a new optional property, documentation): put the new sha256 in RELEASED.json;\n"
                 "  * a breaking change: revert this file and write the next version (<type>.v<N+1>.json) with its"
                 " upcaster and a dual-publish window (kora/events/upcasting.py, ADR 0020)."
