@@ -240,7 +240,8 @@ class Kora:
             audit=self._audit_operation,
         )
         notifications = runtime.handlers["notifications"]
-        assert isinstance(notifications, NotificationsConsumer)
+        if not isinstance(notifications, NotificationsConsumer):
+            raise ConfigurationError("the `notifications` consumer must be the NotificationsConsumer")
         self.notifications = notifications.dispatcher(self.engine)
         runtime.worker_jobs.setdefault("notifications", []).append(self._deliver_notifications)
         return runtime

@@ -141,8 +141,8 @@ class ConsumerRunner:
                     self._metrics.effect_lag(self.name, (self._clock.now() - envelope.occurred_at).total_seconds())
         each = (time.perf_counter() - started) / len(deliveries)
         final: list[Outcome] = []
-        for delivery, outcome in zip(deliveries, outcomes, strict=True):
-            assert outcome is not None
+        for delivery, maybe in zip(deliveries, outcomes, strict=True):
+            outcome = maybe or Outcome("retried", "no outcome")  # every slot is filled above
             await self._settle(delivery, outcome)
             if self._metrics is not None:
                 self._metrics.consumer_outcome(self.name, outcome.word, each)
