@@ -30,4 +30,7 @@ def load_dialect(name: str) -> Dialect:
         raise DialectError(f"dialect {name!r} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise DialectError(f"dialect {name!r} must be a JSON object")
-    return dialect_from_mapping(data)
+    dialect = dialect_from_mapping(data)
+    if dialect.name != name:
+        raise DialectError(f"dialect file {name}.json names itself {dialect.name!r}")
+    return dialect

@@ -8,7 +8,7 @@ the line type fits the payment type (``MatchRules.compatible_types``).
 
 Outcomes: MATCHED; MISMATCH with reasons (currency, amount, fee, status, duplicate);
 MISSING_INTERNAL (the provider has it, Kora has no final status for it or does not know it);
-MISSING_PROVIDER (Kora has a captured payment the report does not list, once its settlement
+MISSING_PROVIDER (Kora has a captured payment no line of the report names, once its settlement
 date + grace has passed as of ``as_of``); PENDING (not listed but not yet due: reported so the
 caller can see it, never a discrepancy). Failed or still-pending payments the report does not
 list are left out: nothing moved, or the provider has not finished.
@@ -139,6 +139,7 @@ class _Matcher:
         self.primary: dict[str, ReportLine] = {}  # payment id -> its line
         self.reversal: dict[str, ReportLine] = {}
         self.seen: dict[tuple[str, LineType], InternalTxn | None] = {}
+        self.reported: set[str] = set()  # payments with any line in this report
 
     def run(self, lines: Sequence[ReportLine], as_of: datetime) -> list[MatchResult]:
         results: list[MatchResult | None] = []
@@ -217,6 +218,7 @@ class _Matcher:
 
     # judging ------------------------------------------------------------------------------
     def _judge(self, line: ReportLine, txn: InternalTxn, key: MatchKey) -> MatchResult:
+        self.reported.add(txn.payment_id)
         claimed = self.reversal if line.type is LineType.REVERSAL else self.primary
         if line.type is not LineType.CHARGEBACK:
             if txn.payment_id in claimed:
@@ -276,7 +278,7 @@ class _Matcher:
     def _unreported(self, as_of: datetime) -> list[MatchResult]:
         results: list[MatchResult] = []
         for txn in sorted(self.internal, key=lambda t: t.payment_id):
-            if txn.payment_id in self.primary or txn.status not in SUCCEEDED_STATUSES:
+            if txn.payment_id in self.reported or txn.status not in SUCCEEDED_STATUSES:
                 continue
             due = txn.settlement_due or txn.captured_at
             if due is not None and as_of >= due + self.rules.grace_period:
