@@ -18,6 +18,7 @@ from kora.reconciliation.domain.report import (
     ReportLine,
 )
 from kora.reconciliation.domain.rules import FeeRule, MatchRules
+from kora.reconciliation.domain.view import InternalView, internal_txn
 
 __all__ = [
     "Dialect",
@@ -25,6 +26,7 @@ __all__ = [
     "Direction",
     "FeeRule",
     "InternalTxn",
+    "InternalView",
     "LineStatus",
     "LineType",
     "MatchKey",
@@ -40,6 +42,7 @@ __all__ = [
     "Resolution",
     "available_dialects",
     "dialect_from_mapping",
+    "internal_txn",
     "load_dialect",
     "match",
     "parse_report",
