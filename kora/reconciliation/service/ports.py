@@ -1,0 +1,69 @@
+"""The ports the reconciliation use cases sit on: where reports are stored, how they are encrypted."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Protocol
+
+from kora.reconciliation.domain.report import QuarantineReason, ReportLine
+
+
+@dataclass(frozen=True, slots=True)
+class NewReport:
+    """A report ready to store: its content and quarantined lines already encrypted."""
+
+    id: uuid.UUID
+    provider: str
+    report_day: date | None
+    digest: str
+    filename: str
+    size: int
+    content: bytes
+    key_id: str
+    imported_at: datetime
+    imported_by: str
+    lines: list[ReportLine]
+    quarantined: list[tuple[int, QuarantineReason, bytes]]  # line number, reason, encrypted raw
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReport:
+    """A stored report's header; ``content`` is still encrypted under ``key_id``."""
+
+    id: uuid.UUID
+    provider: str
+    report_day: date | None
+    digest: str
+    filename: str
+    size: int
+    content: bytes
+    key_id: str
+    imported_at: datetime
+    imported_by: str
+    line_count: int
+    quarantined_count: int
+
+
+class ReportStore(Protocol):
+    async def find_by_digest(self, provider: str, digest: str) -> StoredReport | None:
+        """The report of ``provider`` whose bytes hash to ``digest``, if already imported."""
+
+    async def add(self, report: NewReport) -> bool:
+        """Store the report, its lines and its quarantined lines in one transaction. False (and
+        nothing written) when the same (provider, digest) is already stored."""
+
+    async def get(self, report_id: uuid.UUID) -> StoredReport | None: ...
+
+    async def quarantined(self, report_id: uuid.UUID) -> list[tuple[int, str, bytes]]:
+        """(line number, reason, encrypted raw) of a report's quarantined lines, in order."""
+
+
+class ReportCipher(Protocol):
+    @property
+    def current_key_id(self) -> str: ...
+
+    def encrypt(self, plaintext: bytes, *, context: str) -> bytes: ...
+
+    def decrypt(self, blob: bytes, *, key_id: str, context: str) -> bytes: ...
