@@ -37,4 +37,4 @@ test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache kora.db kora.db-* .kora-dev-secrets.json
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache kora.db kora.db-* kora-recon.db* .kora-dev-secrets.json

@@ -344,3 +344,12 @@ def _register_event_commands() -> None:
 
 
 _register_event_commands()
+
+
+def _register_recon_commands() -> None:
+    from kora.reconciliation.cli import register
+
+    register(main)
+
+
+_register_recon_commands()
