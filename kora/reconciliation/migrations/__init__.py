@@ -5,23 +5,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
 from alembic.config import Config
+
+from kora.platform import migrate
 
 MIGRATIONS = Path(__file__).resolve().parent
 VERSION_TABLE = "recon_alembic_version"
 
 
 def alembic_config(database_url: str) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option("sqlalchemy.url", database_url)
-    return config
+    return migrate.alembic_config(database_url, migrations=MIGRATIONS)
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(database_url), revision)
+    migrate.upgrade(database_url, revision, migrations=MIGRATIONS)
 
 
 def downgrade(database_url: str, revision: str) -> None:
-    command.downgrade(alembic_config(database_url), revision)
+    migrate.downgrade(database_url, revision, migrations=MIGRATIONS)
