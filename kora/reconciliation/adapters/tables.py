@@ -59,3 +59,78 @@ recon_quarantine = sa.Table(
     # nonce || AES-GCM ciphertext of the raw line, under the report's key_id.
     sa.Column("raw", sa.LargeBinary, nullable=False),
 )
+
+# Kora's side of the reconciliation: the latest state of each provider payment, folded from the
+# core's `payment.status_changed` events (the service never reads the core's database).
+recon_payments = sa.Table(
+    "recon_payments",
+    recon_metadata,
+    sa.Column("payment_id", sa.String(64), primary_key=True),
+    sa.Column("provider", sa.String(32), nullable=False, index=True),
+    sa.Column("provider_ref", sa.String(128), nullable=True),
+    sa.Column("our_reference", sa.String(128), nullable=True),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    # Money in integer minor units.
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("fee", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("captured_amount", sa.BigInteger, nullable=True),
+    sa.Column("captured_at", UtcDateTime, nullable=True),
+    sa.Column("settlement_due", UtcDateTime, nullable=True),
+    # How many status changes the payment had when the stored event was emitted: an older
+    # event (redelivered, replayed, out of order) never overwrites a newer one.
+    sa.Column("sequence", sa.Integer, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.CheckConstraint("amount > 0", name="amount_positive"),
+    sa.CheckConstraint("sequence > 0", name="sequence_positive"),
+)
+
+# The outcome of the latest match run of each report: one row per result (a line, or a
+# payment the report does not list). A new run of the same report replaces them.
+_ResultId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+recon_results = sa.Table(
+    "recon_results",
+    recon_metadata,
+    sa.Column("id", _ResultId, primary_key=True, autoincrement=True),
+    sa.Column("report_id", sa.Uuid, sa.ForeignKey("recon_reports.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("line_number", sa.Integer, nullable=True),
+    sa.Column("payment_id", sa.String(64), nullable=True),
+    sa.Column("outcome", sa.String(24), nullable=False),
+    sa.Column("reason", sa.String(16), nullable=True),
+    sa.Column("auto_resolution", sa.String(16), nullable=False),
+    sa.Column("detail", sa.String(300), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.CheckConstraint("line_number IS NOT NULL OR payment_id IS NOT NULL", name="names_something"),
+)
+
+# The consumer runtime's own tables (kora/events/adapters/tables.py), with the same names and
+# columns: the runtime records applied events and parks dead letters in the database it is given,
+# here the reconciliation database.
+processed_events = sa.Table(
+    "processed_events",
+    recon_metadata,
+    sa.Column("consumer", sa.String(64), primary_key=True),
+    sa.Column("event_id", sa.Uuid, primary_key=True),
+    sa.Column("processed_at", UtcDateTime, nullable=False),
+)
+
+dead_letters = sa.Table(
+    "dead_letters",
+    recon_metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("consumer", sa.String(64), nullable=False),
+    sa.Column("event_id", sa.String(64), nullable=True),
+    sa.Column("subject", sa.String(128), nullable=False),
+    sa.Column("stream_seq", sa.BigInteger, nullable=True),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("detail", sa.String(500), nullable=False),
+    sa.Column("deliveries", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("failed_at", UtcDateTime, nullable=False),
+    sa.Column("resolved_at", UtcDateTime, nullable=True),
+    sa.Column("resolved_by", sa.String(64), nullable=True),
+    sa.CheckConstraint("status IN ('open','retried','dropped')", name="status_known"),
+)
+sa.Index("ix_dead_letters_open", dead_letters.c.consumer, dead_letters.c.failed_at)
