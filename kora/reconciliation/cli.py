@@ -80,5 +80,39 @@ def import_command(provider: str, actor: str, day: object, file: Path) -> None:
     click.echo(json.dumps(output))
 
 
+@recon.command("match")
+@click.option("--report-id", required=True, type=click.UUID, help="the stored report to match")
+def match_command(report_id: object) -> None:
+    """Match a stored report against Kora's payments of its provider, as of now; stores the
+    results in place of the report's previous run and prints the count of each outcome as JSON."""
+    import uuid
+
+    from kora.kernel import SystemClock
+    from kora.observability import configure_logging
+    from kora.platform.db import create_engine
+    from kora.reconciliation.domain.rules import MatchRules
+    from kora.reconciliation.service.importing import ReportNotFound
+    from kora.reconciliation.service.match_run import run_match
+    from kora.reconciliation.service.settings import ReconSettings
+
+    assert isinstance(report_id, uuid.UUID)
+    settings = ReconSettings.from_env()
+    configure_logging(level=os.environ.get("KORA_LOG_LEVEL", "INFO"), json=True, service="kora-recon")
+    clock = SystemClock()
+
+    async def run() -> dict[str, int]:
+        engine = create_engine(settings.database_url, pool_size=2)
+        try:
+            return await run_match(engine, report_id, rules=MatchRules(), as_of=clock.now(), clock=clock)
+        finally:
+            await engine.dispose()
+
+    try:
+        counts = asyncio.run(run())
+    except ReportNotFound as exc:
+        raise click.ClickException(f"no stored report {exc}") from exc
+    click.echo(json.dumps({"report_id": str(report_id), "counts": counts}))
+
+
 def register(main: click.Group) -> None:
     main.add_command(recon)
