@@ -33,7 +33,16 @@ async def _inspect(url: str) -> tuple[set[str], list[Any]]:
 
 
 def test_chain_upgrades_downgrades_and_matches_the_tables(recon_empty_url: str) -> None:
-    expected = {"recon_reports", "recon_report_lines", "recon_quarantine", "recon_alembic_version"}
+    expected = {
+        "recon_reports",
+        "recon_report_lines",
+        "recon_quarantine",
+        "recon_payments",
+        "recon_results",
+        "processed_events",
+        "dead_letters",
+        "recon_alembic_version",
+    }
     upgrade(recon_empty_url)
     tables, diff = asyncio.run(_inspect(recon_empty_url))
     assert tables == expected
