@@ -134,3 +134,36 @@ dead_letters = sa.Table(
     sa.CheckConstraint("status IN ('open','retried','dropped')", name="status_known"),
 )
 sa.Index("ix_dead_letters_open", dead_letters.c.consumer, dead_letters.c.failed_at)
+
+# The service's own outbox (ADR 0018), with the core's names and columns so the relay publishes
+# from the database it is given: outcomes are written in the transaction of the decision.
+_Seq = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+event_outbox = sa.Table(
+    "event_outbox",
+    recon_metadata,
+    sa.Column("seq", _Seq, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.Uuid, nullable=False, unique=True),
+    sa.Column("partition", sa.SmallInteger, nullable=False),
+    sa.Column("aggregate_id", sa.String(64), nullable=False),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("version", sa.SmallInteger, nullable=False),
+    sa.Column("subject", sa.String(128), nullable=False),
+    sa.Column("envelope", sa.Text, nullable=False),
+    sa.Column("headers", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("published_at", UtcDateTime, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.String(200), nullable=True),
+)
+sa.Index(
+    "ix_event_outbox_unpublished",
+    event_outbox.c.partition,
+    event_outbox.c.seq,
+    postgresql_where=event_outbox.c.published_at.is_(None),
+    sqlite_where=event_outbox.c.published_at.is_(None),
+)
+event_outbox_partitions = sa.Table(
+    "event_outbox_partitions",
+    recon_metadata,
+    sa.Column("partition", sa.SmallInteger, primary_key=True, autoincrement=False),
+)

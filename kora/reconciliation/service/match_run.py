@@ -5,16 +5,35 @@ transaction."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from loguru import logger
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from kora.kernel import Clock, SystemClock
 from kora.reconciliation.adapters.view_store import lock_report, payments_of, replace_results, report_lines
-from kora.reconciliation.domain.matching import Outcome, match
+from kora.reconciliation.domain.matching import InternalTxn, MatchResult, Outcome, match
 from kora.reconciliation.domain.rules import MatchRules
 from kora.reconciliation.service.importing import ReportNotFound
+
+
+@dataclass(frozen=True, slots=True)
+class MatchRun:
+    """What a match run decided, handed to the run's hooks inside its transaction."""
+
+    report_id: uuid.UUID
+    provider: str
+    as_of: datetime
+    at: datetime
+    results: Sequence[MatchResult]
+    internal: Sequence[InternalTxn]
+
+
+# Called with the run's connection, in its transaction, after the results are stored: what
+# follows from a run (outcome events, review cases) commits with it or not at all.
+MatchHook = Callable[[AsyncConnection, MatchRun], Awaitable[None]]
 
 
 async def run_match(
@@ -24,10 +43,12 @@ async def run_match(
     rules: MatchRules,
     as_of: datetime,
     clock: Clock | None = None,
+    hooks: Sequence[MatchHook] = (),
 ) -> dict[str, int]:
     """Match report ``report_id`` as of ``as_of`` and store the results, replacing those of an
     earlier run of the same report. Returns the count of each outcome (every outcome named,
-    zeros included). Raises ReportNotFound for an unknown report."""
+    zeros included). Each of ``hooks`` runs in the run's transaction after the results are stored.
+    Raises ReportNotFound for an unknown report."""
     now = (clock or SystemClock()).now()
     async with engine.begin() as conn:
         provider = await lock_report(conn, report_id)
@@ -37,6 +58,9 @@ async def run_match(
         internal = await payments_of(conn, provider)
         results = match(lines, internal, rules=rules, as_of=as_of)
         await replace_results(conn, report_id, results, at=now)
+        run = MatchRun(report_id, provider, as_of, now, results, internal)
+        for hook in hooks:
+            await hook(conn, run)
     counts = {outcome.value: 0 for outcome in Outcome}
     for result in results:
         counts[result.outcome.value] += 1

@@ -67,3 +67,55 @@ class ReportCipher(Protocol):
     def encrypt(self, plaintext: bytes, *, context: str) -> bytes: ...
 
     def decrypt(self, blob: bytes, *, key_id: str, context: str) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CorePayment:
+    """A payment as the core's service API shows it to the reconciliation service."""
+
+    id: str
+    type: str
+    status: str
+    amount: int  # minor units
+    currency: str
+    provider: str | None
+    provider_ref: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Correction:
+    """A money-moving correction approved by two different people (maker-checker), posted by
+    the core as a compensating journal transaction. ``kind``: ``write_off`` (the payment's
+    provider-clearing gap to suspense), ``manual_credit`` (suspense to the payment's wallet) or
+    ``manual_debit`` (the payment's wallet to suspense)."""
+
+    case_id: uuid.UUID
+    payment_id: str
+    kind: str
+    amount: int  # minor units, > 0
+    currency: str
+    reason: str
+    proposed_by: str
+    approved_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class PostedCorrection:
+    case_id: uuid.UUID
+    transaction_id: str
+    replayed: bool
+
+
+class CorePayments(Protocol):
+    """The core, as the reconciliation service reaches it: its service API, under the service's
+    own identity (a signed JWT with audience and scopes). The adapter raises on refusal."""
+
+    async def payment(self, payment_id: str) -> CorePayment | None:
+        """The payment as the core knows it now, or None when the core has no such payment."""
+
+    async def query_provider(self, payment_id: str) -> CorePayment | None:
+        """Ask the core to query the provider about the payment now (a late confirmation),
+        and return the payment as it stands after the query."""
+
+    async def post_correction(self, correction: Correction) -> PostedCorrection:
+        """Post an approved correction; idempotent by ``case_id`` (a retry replays)."""

@@ -41,6 +41,8 @@ def test_chain_upgrades_downgrades_and_matches_the_tables(recon_empty_url: str) 
         "recon_results",
         "processed_events",
         "dead_letters",
+        "event_outbox",
+        "event_outbox_partitions",
         "recon_alembic_version",
     }
     upgrade(recon_empty_url)
