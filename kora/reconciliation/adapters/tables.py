@@ -101,6 +101,9 @@ recon_results = sa.Table(
     sa.Column("auto_resolution", sa.String(16), nullable=False),
     sa.Column("detail", sa.String(300), nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    # What the result is about, in minor units: the provider's line, else Kora's payment.
+    sa.Column("amount", sa.BigInteger, nullable=True),
+    sa.Column("currency", sa.String(3), nullable=True),
     sa.CheckConstraint("line_number IS NOT NULL OR payment_id IS NOT NULL", name="names_something"),
 )
 

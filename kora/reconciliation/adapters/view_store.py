@@ -85,6 +85,7 @@ def _result_row(report_id: uuid.UUID, result: MatchResult, at: datetime) -> dict
         notes.append("reasons: " + ",".join(reason.value for reason in result.reasons))
     if result.matched_by is not None:
         notes.append(f"matched by {result.matched_by.value}")
+    about = result.line if result.line is not None else result.internal
     return {
         "report_id": report_id,
         "line_number": None if result.line is None else result.line.line_number,
@@ -94,6 +95,8 @@ def _result_row(report_id: uuid.UUID, result: MatchResult, at: datetime) -> dict
         "auto_resolution": result.auto_resolution.value,
         "detail": "; ".join(notes)[:_DETAIL_MAX],
         "created_at": at,
+        "amount": None if about is None else about.amount,
+        "currency": None if about is None else about.currency,
     }
 
 

@@ -76,6 +76,7 @@ async def test_matched_mismatched_and_missing_internal_are_stored_and_a_rerun_re
     assert all(r["line_number"] is not None and r["created_at"] == RUN_AT for r in rows)
     ok = by_payment[str(matched.id)]
     assert (ok["outcome"], ok["reason"], ok["auto_resolution"]) == ("MATCHED", None, "settle")
+    assert (ok["amount"], ok["currency"]) == (10_000, "XOF")  # the provider's line
     bad = by_payment[str(short.id)]
     assert (bad["outcome"], bad["reason"], bad["auto_resolution"]) == ("MISMATCH", "amount", "review")
     missing = by_payment[None]
@@ -105,9 +106,17 @@ async def test_a_payment_the_report_does_not_list_is_missing_once_due(feed: Feed
     assert (late["MISSING_INTERNAL"], late["PENDING"], late["MISSING_PROVIDER"]) == (1, 0, 1)
     async with feed.engine.connect() as conn:
         rows = (await conn.execute(sa.select(recon_results.c.outcome, recon_results.c.payment_id))).all()
+        unlisted_amount = (
+            await conn.execute(
+                sa.select(recon_results.c.amount, recon_results.c.currency).where(
+                    recon_results.c.outcome == "MISSING_PROVIDER"
+                )
+            )
+        ).one()
     assert sorted(rows, key=str) == sorted(
         [("MISSING_INTERNAL", None), ("MISSING_PROVIDER", str(unlisted.id))], key=str
     )
+    assert tuple(unlisted_amount) == (7_000, "XOF")  # Kora's payment: the report has no line for it
 
 
 async def test_an_unknown_report_is_refused(feed: Feed) -> None:

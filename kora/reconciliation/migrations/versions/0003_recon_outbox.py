@@ -1,4 +1,5 @@
-"""reconciliation outbox: the service's own event_outbox and its 16 partitions
+"""reconciliation outbox: the service's own event_outbox and its 16 partitions; each match
+result's amount and currency
 
 Revision ID: 0003
 Revises: 0002
@@ -32,6 +33,8 @@ def _shares_the_core_database() -> bool:
 
 
 def upgrade() -> None:
+    op.add_column("recon_results", sa.Column("amount", sa.BigInteger(), nullable=True))
+    op.add_column("recon_results", sa.Column("currency", sa.String(length=3), nullable=True))
     if _shares_the_core_database():
         return
     op.create_table(
@@ -70,6 +73,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("recon_results") as batch:
+        batch.drop_column("currency")
+        batch.drop_column("amount")
     if _shares_the_core_database():
         return
     # Unpublished outbox rows are decisions not yet announced: refuse to drop them.
