@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from kora.observability import configure_tracing
 from kora.observability.testing import capture_logs
 from kora.reconciliation.adapters.report_queries import LINE_COLUMNS
 from kora.reconciliation.adapters.tables import recon_quarantine, recon_report_lines, recon_reports, recon_results
@@ -200,6 +201,7 @@ async def matched(feed: Feed, recon_url: str) -> AsyncIterator[tuple[Api, str]]:
     ]
     await feed.publish(*envelopes)
     assert await feed.drain() == ["applied"] * len(envelopes)
+    configure_tracing(service_name="kora-recon-test", exporter="none")  # spans exist: exemplars
     async for api in open_api(recon_url):
         api.services.rules = type(api.services.rules)(fallback_window=None)
         uploaded = await _upload(api, report, day=DAY.isoformat())
@@ -253,6 +255,13 @@ async def test_summary_numbers_are_exact(matched: tuple[Api, str]) -> None:
     assert 'kora_recon_match_duration_seconds_count{provider="momo"} 1.0' in metrics
     assert 'kora_recon_import_duration_seconds_count{provider="momo"} 1.0' in metrics
     assert 'kora_http_requests_total{method="GET",route="/v1/recon/summary",status="200"}' in metrics
+    openmetrics = (
+        await api.client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    ).text
+    duration_buckets = [
+        line for line in openmetrics.splitlines() if line.startswith("kora_recon_match_duration_seconds_bucket")
+    ]
+    assert any('# {trace_id="' in line for line in duration_buckets)  # the run's trace, as exemplar
 
 
 async def test_lines_filters_and_keyset_pages(matched: tuple[Api, str]) -> None:
