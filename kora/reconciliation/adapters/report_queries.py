@@ -43,6 +43,7 @@ class ResultFilter:
     day: date | None = None
     outcome: str | None = None
     reason: str | None = None
+    payment_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +179,8 @@ def _filtered(query: sa.Select[Any], where: ResultFilter) -> sa.Select[Any]:
         query = query.where(res.c.outcome == where.outcome)
     if where.reason is not None:
         query = query.where(res.c.reason == where.reason)
+    if where.payment_id is not None:
+        query = query.where(res.c.payment_id == where.payment_id)
     return query
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from loguru import logger
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -133,6 +134,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         code, detail = next(v for t, v in _DOMAIN.items() if isinstance(exc, t))
         if code == "report_malformed":
             detail = str(exc)  # parse_report's messages are fixed texts (empty, wrong header row)
+        elif code == "report_unreadable":
+            logger.error("a stored report does not decrypt with the configured keys", error=type(exc).__name__)
         return problem_response(code, detail)
 
     for error_type in _DOMAIN:

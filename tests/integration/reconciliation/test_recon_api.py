@@ -293,6 +293,10 @@ async def test_lines_filters_and_keyset_pages(matched: tuple[Api, str]) -> None:
     missing = (await api.client.get("/v1/recon/lines", params={"outcome": "MISSING_PROVIDER"}, headers=admin)).json()
     (unlisted,) = missing["items"]
     assert (unlisted["line_number"], unlisted["amount"], unlisted["provider_txn_id"]) == (None, 7_000, None)
+    by_payment = (
+        await api.client.get("/v1/recon/lines", params={"payment_id": unlisted["payment_id"]}, headers=admin)
+    ).json()
+    assert [i["id"] for i in by_payment["items"]] == [unlisted["id"]]  # on-call: from a payment to its result
     assert (await api.client.get("/v1/recon/lines", params={"provider": "wave"}, headers=admin)).json()["items"] == []
 
 

@@ -143,9 +143,15 @@ async def get_summary(
 
 
 def _filter(
-    report_id: uuid.UUID | None, provider: str | None, day: date | None, outcome: Outcome | None, reason: Reason | None
+    report_id: uuid.UUID | None,
+    provider: str | None,
+    day: date | None,
+    outcome: Outcome | None,
+    reason: Reason | None,
+    payment_id: str | None,
 ) -> ResultFilter:
     return ResultFilter(
+        payment_id=payment_id,
         report_id=report_id,
         provider=provider,
         day=day,
@@ -165,6 +171,7 @@ async def get_lines(
     day: date | None = None,
     outcome: Outcome | None = None,
     reason: Reason | None = None,
+    payment_id: Annotated[str | None, Query(max_length=64, description="Kora's payment id")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     cursor: Annotated[str | None, Query(max_length=100)] = None,
 ) -> LinePage:
@@ -175,7 +182,7 @@ async def get_lines(
     with _tracer.start_as_current_span("recon.query.lines"):
         async with services.engine.connect() as conn:
             rows = await result_page(
-                conn, _filter(report_id, provider, day, outcome, reason), limit=limit + 1, after=after
+                conn, _filter(report_id, provider, day, outcome, reason, payment_id), limit=limit + 1, after=after
             )
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1]["id"]) if len(rows) > limit else None
@@ -195,12 +202,13 @@ async def get_lines_csv(
     day: date | None = None,
     outcome: Outcome | None = None,
     reason: Reason | None = None,
+    payment_id: Annotated[str | None, Query(max_length=64, description="Kora's payment id")] = None,
 ) -> StreamingResponse:
     """The results `GET /v1/recon/lines` selects with the same filter, all of them, as CSV
     (streamed in batches; cells that a spreadsheet would run as a formula are quoted with a
     leading apostrophe)."""
     services = recon_services(request)
-    where = _filter(report_id, provider, day, outcome, reason)
+    where = _filter(report_id, provider, day, outcome, reason, payment_id)
     return StreamingResponse(
         _csv_rows(services, where),
         media_type="text/csv; charset=utf-8",
