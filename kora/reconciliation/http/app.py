@@ -8,12 +8,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from loguru import logger
 from prometheus_client import CollectorRegistry
+from sqlalchemy.exc import SQLAlchemyError
 
 from kora import __version__
 from kora.kernel import Clock, SystemClock
 from kora.observability import ObservabilityMiddleware, fastapi_telemetry_off, instrument_engine
 from kora.platform.db import create_engine
 from kora.reconciliation.adapters.crypto import AesGcmReportCipher
+from kora.reconciliation.adapters.report_queries import providers_with_reports
 from kora.reconciliation.adapters.sql import SqlReportStore
 from kora.reconciliation.http.container import ReconServices
 from kora.reconciliation.http.problems import Problem, install_problem_handlers
@@ -22,6 +24,7 @@ from kora.reconciliation.http.security import KeySource, RemoteJwks, StaticKeys,
 from kora.reconciliation.http.settings import ReconApiSettings
 from kora.reconciliation.metrics import ReconMetrics
 from kora.reconciliation.service.importing import ReportImports
+from kora.reconciliation.service.observed import refresh_risk
 
 API_DESCRIPTION = """
 The reconciliation service's API: providers' settlement reports, the results of matching them
@@ -73,6 +76,7 @@ def create_app(services: ReconServices, *, manage_lifecycle: bool = True) -> Fas
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await _refresh_gauges(services)
         try:
             yield
         finally:
@@ -94,6 +98,19 @@ def create_app(services: ReconServices, *, manage_lifecycle: bool = True) -> Fas
     app.add_middleware(ObservabilityMiddleware, metrics=services.metrics, access_log_exclude=("/metrics",))
     _declare_problem_schema(app)
     return app
+
+
+async def _refresh_gauges(services: ReconServices) -> None:
+    """The risk gauges from the stored results, so a restarted process does not report nothing
+    until the next run; a database not ready yet only delays them (readiness says so)."""
+    try:
+        async with services.engine.connect() as conn:
+            providers = await providers_with_reports(conn)
+    except SQLAlchemyError as exc:
+        logger.warning("recon risk gauges not loaded at start", error=type(exc).__name__)
+        return
+    for provider in providers:
+        await refresh_risk(services.engine, services.metrics, provider)
 
 
 def _declare_problem_schema(app: FastAPI) -> None:

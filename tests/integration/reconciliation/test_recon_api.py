@@ -12,11 +12,13 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from asgi_lifespan import LifespanManager
 
 from kora.observability import configure_tracing
 from kora.observability.testing import capture_logs
 from kora.reconciliation.adapters.report_queries import LINE_COLUMNS
 from kora.reconciliation.adapters.tables import recon_quarantine, recon_report_lines, recon_reports, recon_results
+from kora.reconciliation.http.app import create_app
 from kora.reconciliation.http.routes.results import csv_cell
 from kora.simulator.behaviour import Scenario
 from kora.simulator.config import ApiStyle
@@ -150,14 +152,22 @@ async def test_bad_uploads_are_problems_and_store_nothing(api: Api) -> None:
         "empty": ({"provider": "momo"}, b"", 422, "report_missing"),
         "bad day": ({"provider": "momo", "day": "10/03/2026"}, _momo_report(1_000), 422, "validation_error"),
     }
-    for name, (params, data, status, code) in cases.items():
-        response = await api.client.post("/v1/recon/reports", params=params, content=data, headers=reviewer)
-        assert (response.status_code, response.json()["code"]) == (status, code), name
-        assert response.headers["content-type"] == "application/problem+json"
-        assert PHONE not in response.text
+    with capture_logs("DEBUG") as lines:
+        for name, (params, data, status, code) in cases.items():
+            response = await api.client.post("/v1/recon/reports", params=params, content=data, headers=reviewer)
+            assert (response.status_code, response.json()["code"]) == (status, code), name
+            assert response.headers["content-type"] == "application/problem+json"
+            assert PHONE not in response.text
+    assert len(lines) >= len(cases)  # an access line each, at least
+    assert all("2250701020304" not in line for line in lines)
     for table in (recon_reports, recon_report_lines, recon_quarantine):
         assert await api.count(table) == 0
-    assert 'kora_recon_report_imports_total{provider="wave",result="rejected"} 1.0' in await api.metrics()
+    metrics = await api.metrics()
+    assert 'kora_recon_report_imports_total{provider="wave",result="rejected"} 1.0' in metrics
+    assert 'kora_recon_report_imports_total{provider="unknown",result="rejected"} 2.0' in metrics
+    assert 'kora_recon_report_imports_total{provider="momo",result="rejected"} 2.0' in metrics
+    assert "2250701020304" not in metrics
+    assert "mpesa" not in metrics
 
 
 async def test_unknown_report_and_bad_cursor_are_problems(api: Api) -> None:
@@ -332,3 +342,13 @@ def test_csv_cells_cannot_be_formulas() -> None:
 async def test_results_of_the_run_are_in_the_database(matched: tuple[Api, str]) -> None:
     api, _ = matched
     assert await api.count(recon_results) == 4
+
+
+async def test_a_restarted_process_reports_the_risk_gauges_at_once(matched: tuple[Api, str], recon_url: str) -> None:
+    """A new process (its own registry) loads the gauges from the stored results at start."""
+    async for fresh in open_api(recon_url):
+        app = create_app(fresh.services, manage_lifecycle=False)
+        async with LifespanManager(app):
+            metrics = await fresh.metrics()
+        assert 'kora_recon_amount_at_risk_minor{currency="XOF",provider="momo"} 13500.0' in metrics
+        assert 'kora_recon_mismatch_rate{provider="momo"} 0.75' in metrics

@@ -140,8 +140,14 @@ async def upload_report(
     """Import a provider's settlement report (stored encrypted; its unreadable lines set aside
     as quarantined). The same file again changes nothing and answers 200 with `duplicate`."""
     services = recon_services(request)
-    _known_provider(provider)
-    data, name = await read_upload(request, max_bytes=services.settings.max_upload_bytes, filename=filename)
+    try:
+        _known_provider(provider)
+        data, name = await read_upload(request, max_bytes=services.settings.max_upload_bytes, filename=filename)
+    except ReconProblem:
+        # An unknown provider is counted as "unknown": a label per made-up name would be unbounded.
+        known = provider in available_dialects()
+        services.metrics.report_imported(provider if known else "unknown", result="rejected")
+        raise
     result = await import_observed(
         services.imports,
         services.engine,
