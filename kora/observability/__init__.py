@@ -17,6 +17,7 @@ from kora.observability.logging import configure_logging
 from kora.observability.metrics import (
     HTTP_DURATION_BUCKETS,
     UNMATCHED_ROUTE,
+    HttpMetrics,
     KoraMetrics,
     render_metrics,
     safe_label,
@@ -38,6 +39,7 @@ __all__ = [
     "CORRELATION_HEADER",
     "HTTP_DURATION_BUCKETS",
     "UNMATCHED_ROUTE",
+    "HttpMetrics",
     "KoraMetrics",
     "ObservabilityMiddleware",
     "configure_logging",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from functools import lru_cache
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
@@ -67,6 +68,19 @@ def _exemplar(trace_id: str | None = None) -> dict[str, str] | None:
     if trace_id is None:
         trace_id = current_trace_ids()[0]
     return {"trace_id": trace_id} if trace_id else None
+
+
+class HttpMetrics(Protocol):
+    """What ObservabilityMiddleware records per request: KoraMetrics for the core, another
+    service's own metrics (e.g. the reconciliation service's) on its own registry."""
+
+    def http_request_started(self) -> None: ...
+
+    def http_request_finished(self) -> None: ...
+
+    def observe_http(
+        self, method: str, route: str, status: int | str, seconds: float, trace_id: str | None = None
+    ) -> None: ...
 
 
 class KoraMetrics:

@@ -35,7 +35,7 @@ from kora.observability.correlation import (
     reset_correlation_id,
     set_correlation_id,
 )
-from kora.observability.metrics import UNMATCHED_ROUTE, KoraMetrics
+from kora.observability.metrics import UNMATCHED_ROUTE, HttpMetrics
 from kora.observability.scrubbing import scrub
 from kora.observability.tracing import extract_context_from_asgi_headers, get_tracer
 
@@ -76,7 +76,7 @@ class ObservabilityMiddleware:
         self,
         app: ASGIApp,
         *,
-        metrics: KoraMetrics,
+        metrics: HttpMetrics,
         tracer_provider: trace.TracerProvider | None = None,
         add_security_headers: bool = True,
         hsts_max_age: int | None = DEFAULT_HSTS_MAX_AGE,

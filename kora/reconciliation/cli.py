@@ -114,5 +114,37 @@ def match_command(report_id: object) -> None:
     click.echo(json.dumps({"report_id": str(report_id), "counts": counts}))
 
 
+@recon.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8001, show_default=True, type=int)
+@click.option("--migrate/--no-migrate", default=True, show_default=True, help="bring the schema up to date first")
+def serve_command(host: str, port: int, migrate: bool) -> None:
+    """Run the reconciliation API (reports, results, summary; see docs/operations/reconciliation-api.md)."""
+    import uvicorn
+    from loguru import logger
+
+    from kora.observability import configure_logging
+    from kora.reconciliation.http.settings import ReconApiSettings
+
+    settings = ReconApiSettings.from_env()
+    configure_logging(level=settings.log_level, json=settings.log_json, service="kora-recon")
+    if settings.recon.generated_key:
+        logger.warning("development report key generated locally (never use it in production)")
+    if migrate:
+        from kora.reconciliation.migrations import upgrade
+
+        upgrade(settings.recon.database_url)
+        logger.info("reconciliation database schema is up to date")
+    uvicorn.run(
+        "kora.reconciliation.http.asgi:build",
+        factory=True,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+    )
+
+
 def register(main: click.Group) -> None:
     main.add_command(recon)
