@@ -115,4 +115,7 @@ def match_command(report_id: object) -> None:
 
 
 def register(main: click.Group) -> None:
+    from kora.reconciliation.cli_cases import attach  # the review queue's commands (cases, audit)
+
+    attach(recon)
     main.add_command(recon)

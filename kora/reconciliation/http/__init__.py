@@ -1,0 +1,1 @@
+"""The reconciliation service's HTTP API. Never imports kora.http."""
