@@ -122,9 +122,10 @@ _MOVES: dict[Action, tuple[frozenset[CaseStatus], CaseStatus | None]] = {
 CLOSED_BY_REMATCH = "resolved by rematch"
 MAX_NOTE = 1000
 
-# A free-text note may not carry a phone number or an account number: runs of nine digits or
-# more and international numbers are refused (amounts go in their own field, in minor units).
-_DIGIT_RUN = re.compile(r"\d{9,}")
+# A free-text note may not carry a phone number or an account number: standalone runs of nine
+# digits or more and international numbers are refused (amounts go in their own field, in minor
+# units; a provider's id such as M1000000001 is not standalone and stays allowed).
+_DIGIT_RUN = re.compile(r"(?<![A-Za-z0-9])\d{9,}(?![A-Za-z0-9])")
 _INTERNATIONAL = re.compile(r"\+\s*\d")
 
 
