@@ -240,6 +240,36 @@ def retry_command(actor: str, roles: tuple[str, ...], case_id: uuid.UUID) -> Non
     _echo(_run(lambda s: s.retry_posting(_principal(actor, roles), case_id)).as_dict())
 
 
+@cases.command("work")
+@click.option("--limit", type=int, default=100, show_default=True)
+def work_command(limit: int) -> None:
+    """The automatic rules, once (run it on a schedule): ask the core about late successes,
+    escalate what is still unresolved after KORA_RECON_ESCALATE_AFTER_HOURS, and retry the
+    postings of approved corrections. Prints the counts as JSON."""
+    from kora.kernel import SystemClock
+    from kora.reconciliation.adapters.case_store import SqlAuditTrail
+    from kora.reconciliation.service.late_success import LateSuccessQueries
+    from kora.reconciliation.service.review_settings import ReviewSettings
+
+    review = ReviewSettings.from_env()
+
+    async def work(service: CaseService) -> dict[str, Any]:
+        engine = service.engine
+        core, _ = wiring(engine)
+        queries = LateSuccessQueries(
+            engine,
+            core,
+            audit=SqlAuditTrail(review.audit_key),
+            clock=SystemClock(),
+            escalate_after=review.escalate_after,
+        )
+        late = await queries.run_once(limit=limit)
+        posted = await service.retry_all_postings(limit=limit)
+        return {"late_success": late, "postings_retried": posted}
+
+    _echo(_run(work))
+
+
 @click.group("audit")
 def audit() -> None:
     """The review audit trail (a keyed hash chain)."""

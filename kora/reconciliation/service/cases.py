@@ -167,6 +167,10 @@ class CaseService:
         self._clock = clock
         self._metrics = metrics
 
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
     # reading ------------------------------------------------------------------------------
     async def list(
         self,

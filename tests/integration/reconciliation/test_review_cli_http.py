@@ -118,6 +118,9 @@ def test_cli_lists_shows_proposes_rejects_approves_and_verifies(tmp_path: Path) 
     closed = cases("approve", *approver, case_id)
     assert (closed["status"], closed["decided_by"]) == ("closed", "user-app-1")
 
+    worked = cases("work")  # the automatic rules: nothing awaits the core, nothing to post
+    assert worked == {"late_success": {"pending": 0, "confirmed": 0, "escalated": 0, "error": 0}, "postings_retried": 0}
+
     verified = runner.invoke(main, ["recon", "audit", "verify"], env=env)
     assert verified.exit_code == 0, verified.output
     report = json.loads(verified.stdout)
