@@ -434,3 +434,32 @@ async def test_reading_needs_a_review_role_and_unknown_cases_are_refused(review:
 
     with pytest.raises(CaseNotFound):
         await review.service.take(REVIEWER_1, uuid.uuid4())
+
+
+async def test_concurrent_actions_keep_one_chain_and_concurrent_retries_post_once(review: Review) -> None:
+    import asyncio
+
+    scene = await _scene(review)
+    service, core = review.service, review.core
+    # Concurrent comments from several reviewers: each append takes the head in turn.
+    notes = [
+        service.comment(Actor(f"user-rev-{i}", frozenset({REVIEWER})), scene.short_case, f"look {i}") for i in range(6)
+    ]
+    await asyncio.gather(*notes)
+    report = await review.audit.verify(review.feed.engine)
+    assert report.ok
+    assert report.records == 2 + 6
+
+    await service.propose(REVIEWER_1, scene.short_case, Proposal(ProposalKind.MANUAL_CREDIT, "credit the wallet", 500))
+    core.fail_posts = 1
+    assert (await service.approve(APPROVER_1, scene.short_case)).status == "approved"
+    retries = await asyncio.gather(
+        *(service.retry_posting(APPROVER_1, scene.short_case) for _ in range(3)), return_exceptions=True
+    )
+    statuses = [type(r).__name__ if isinstance(r, BaseException) else r.status for r in retries]
+    assert set(statuses) <= {"resolved", "InvalidTransition"}
+    assert "resolved" in statuses
+    assert len(core.posted) == 1
+    history = (await service.show(APPROVER_1, scene.short_case)).history
+    assert [h["action"] for h in history].count("case.post") == 1
+    assert (await review.audit.verify(review.feed.engine)).ok
