@@ -12,11 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Awaitable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -46,103 +44,22 @@ from kora.reconciliation.domain.cases import (
     next_status,
 )
 from kora.reconciliation.service.case_metrics import CaseMetrics
+from kora.reconciliation.service.case_types import (
+    Actor,
+    Case,
+    CaseDetail,
+    CasePage,
+    MismatchRecorder,
+    Principal,
+    case_from_row,
+)
 from kora.reconciliation.service.ports import CorePayments, Correction
+
+__all__ = ["MAX_PAGE", "Actor", "Case", "CaseDetail", "CasePage", "CaseService", "MismatchRecorder", "Principal"]
 
 _tracer = get_tracer("kora.reconciliation")
 MAX_PAGE = 200
 QUEUE_STATUSES = frozenset(s.value for s in CaseStatus if s.needs_people)
-
-
-class Principal(Protocol):
-    """Who acts: the identity service's user id and roles (the HTTP layer or the CLI builds it)."""
-
-    @property
-    def user_id(self) -> str: ...
-
-    @property
-    def roles(self) -> frozenset[str]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    user_id: str
-    roles: frozenset[str] = field(default_factory=frozenset)
-
-
-class MismatchRecorder(Protocol):
-    """Writes the confirmed mismatch for the core (the service's outbox, in the caller's
-    transaction): the core flags the payment and keeps it out of settlement."""
-
-    def __call__(
-        self,
-        conn: AsyncConnection,
-        *,
-        case_id: uuid.UUID,
-        payment_id: str,
-        outcome: str,
-        reason: str | None,
-        amount: int | None,
-        currency: str | None,
-        correlation_id: str,
-    ) -> Awaitable[None]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Case:
-    id: uuid.UUID
-    provider: str
-    report_id: uuid.UUID
-    line_number: int | None
-    payment_id: str | None
-    outcome: str
-    reason: str | None
-    auto_resolution: str
-    amount: int | None
-    currency: str | None
-    status: str
-    opened_at: datetime
-    updated_at: datetime
-    proposal_kind: str | None
-    proposal_amount: int | None
-    proposal_currency: str | None
-    proposal_note: str | None
-    proposed_by: str | None
-    decided_by: str | None
-    core_status: str | None
-    query_attempts: int
-    posting_attempts: int
-    posting_error: str | None
-    posted_transaction_id: str | None
-    close_reason: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        out = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        for name, value in out.items():
-            if isinstance(value, uuid.UUID):
-                out[name] = str(value)
-            elif isinstance(value, datetime):
-                out[name] = value.isoformat()
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class CasePage:
-    cases: list[Case]
-    total: int
-    limit: int
-    offset: int
-
-
-@dataclass(frozen=True, slots=True)
-class CaseDetail:
-    case: Case
-    evidence: dict[str, Any]
-    comments: list[dict[str, Any]]
-    history: list[dict[str, Any]]
-
-
-def _case(row: dict[str, Any]) -> Case:
-    return Case(**{name: row[name] for name in Case.__dataclass_fields__})
 
 
 def _digest(text: str) -> str:
@@ -197,7 +114,7 @@ class CaseService:
         async with self._engine.connect() as conn:
             rows, total = await store.find_cases(conn, where, limit=limit, offset=offset)
         await self.refresh_queue_metrics()
-        return CasePage([_case(row) for row in rows], total, limit, offset)
+        return CasePage([case_from_row(row) for row in rows], total, limit, offset)
 
     async def show(self, principal: Principal, case_id: uuid.UUID) -> CaseDetail:
         """A case with its evidence, comments and history (its audit records)."""
@@ -209,7 +126,7 @@ class CaseService:
             comments = await store.comments_of(conn, case_id)
             history = await store.audit_of(conn, case_id)
         return CaseDetail(
-            _case(row),
+            case_from_row(row),
             json.loads(row["evidence"]),
             [
                 {"author": c["author"], "role": c["role"], "body": c["body"], "at": c["created_at"].isoformat()}
@@ -486,7 +403,7 @@ class CaseService:
         if row is None:
             raise CaseNotFound(str(case_id))
         await self.refresh_queue_metrics()
-        return _case(row)
+        return case_from_row(row)
 
     async def _change(
         self,
