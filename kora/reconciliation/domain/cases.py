@@ -4,17 +4,21 @@ what, and what a proposal must carry.
 
 States and moves (ADR 0025)::
 
-    awaiting_core --(escalate: the core could not settle it in time)--> open
-    open          --(take / comment by a reviewer)--------------------> investigating
+    awaiting_core --(escalate: the core could not settle it in time,
+                     or a later run no longer hints query_status)------> open
+    open          --(take, by a reviewer)------------------------------> investigating
     open | investigating | rejected --(propose)-----------------------> proposed
-    proposed      --(approve, by another person)----------------------> approved
+    proposed      --(approve, by another person)--> the approval's effect, in its transaction:
+                      confirm_mismatch (event written) ----------------> resolved
+                      accept_provider / no_action (note kept) ---------> closed
+                      write_off / manual_credit / manual_debit --------> approved
+    approved      --(the correction posted by the core)---------------> resolved
     proposed      --(reject, by another person)-----------------------> rejected
     rejected      --(take)--------------------------------------------> investigating
-    approved      --(the effect is done: event written / correction posted)--> resolved
-    approved      --(accept_provider / no_action)---------------------> closed
     any state but approved, resolved, closed --(the line matches on a later run)--> closed (rematch)
     closed by a rematch --(the line is a discrepancy again on a later run)-------> open / awaiting_core
 
+A comment changes no status (any state but resolved and closed).
 ``awaiting_core`` is the automatic rule at work (a late success: the core is asked about the
 payment): it is not in the review queue. An ``approved`` money-moving case whose posting failed
 stays ``approved`` and is retried; a machine never undoes what two people approved, so a
