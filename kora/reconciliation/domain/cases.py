@@ -87,7 +87,6 @@ class Action(enum.StrEnum):
     REJECT = "case.reject"
     POST = "case.post"
     POST_FAILED = "case.post_failed"
-    RESOLVE = "case.resolve"
     CLOSE = "case.close"
 
 
@@ -119,7 +118,6 @@ _MOVES: dict[Action, tuple[frozenset[CaseStatus], CaseStatus | None]] = {
     Action.REJECT: (frozenset({CaseStatus.PROPOSED}), CaseStatus.REJECTED),
     Action.POST: (frozenset({CaseStatus.APPROVED}), CaseStatus.RESOLVED),
     Action.ESCALATE: (frozenset({CaseStatus.AWAITING_CORE}), CaseStatus.OPEN),
-    Action.RESOLVE: (frozenset({CaseStatus.APPROVED}), CaseStatus.RESOLVED),
     Action.CLOSE: (frozenset(CaseStatus) - {CaseStatus.APPROVED, CaseStatus.RESOLVED, CaseStatus.CLOSED}, None),
 }
 
@@ -184,6 +182,16 @@ def next_status(action: Action, current: CaseStatus) -> CaseStatus:
     if current not in allowed_from:
         raise InvalidTransition(f"{action.value} is not possible on a case that is {current.value}")
     return current if to is None else to
+
+
+def after_approval(kind: ProposalKind) -> CaseStatus:
+    """Where an approved proposal leaves the case once the approval's transaction commits:
+    the mismatch event is written in it (resolved), a note closes it, money waits for posting."""
+    if kind is ProposalKind.CONFIRM_MISMATCH:
+        return CaseStatus.RESOLVED
+    if kind.moves_money:
+        return CaseStatus.APPROVED
+    return CaseStatus.CLOSED
 
 
 def check_checker(proposed_by: str | None, actor: str) -> None:

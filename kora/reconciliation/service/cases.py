@@ -37,6 +37,7 @@ from kora.reconciliation.domain.cases import (
     Proposal,
     ProposalKind,
     SameAsProposer,
+    after_approval,
     check_checker,
     check_note,
     check_proposal,
@@ -249,11 +250,8 @@ class CaseService:
                         currency=row["currency"],
                         correlation_id=correlation_id,
                     )
-                    after = CaseStatus.RESOLVED
-                elif kind.moves_money:
-                    after = CaseStatus.APPROVED
-                else:
-                    after = CaseStatus.CLOSED
+                after = after_approval(kind)
+                if after is CaseStatus.CLOSED:
                     values |= {"close_reason": f"{kind.value}: {row['proposal_note']}"[:200], "closed_at": at}
                 details = {"kind": kind.value, "amount": row["proposal_amount"], "currency": row["proposal_currency"]}
                 await self._change(conn, row, principal, role, Action.APPROVE, before, after, values, details)

@@ -25,6 +25,7 @@ from kora.reconciliation.domain.cases import (
     Proposal,
     ProposalKind,
     SameAsProposer,
+    after_approval,
     case_subject,
     check_checker,
     check_note,
@@ -60,6 +61,9 @@ def test_the_happy_path_and_its_dead_ends() -> None:
     with pytest.raises(InvalidTransition):
         next_status(Action.CLOSE, CaseStatus.APPROVED)  # a machine never undoes an approval
     assert next_status(Action.ESCALATE, CaseStatus.AWAITING_CORE) is CaseStatus.OPEN
+    assert after_approval(ProposalKind.CONFIRM_MISMATCH) is CaseStatus.RESOLVED
+    assert after_approval(ProposalKind.NO_ACTION) is CaseStatus.CLOSED
+    assert after_approval(ProposalKind.MANUAL_DEBIT) is CaseStatus.APPROVED
     assert not CaseStatus.AWAITING_CORE.needs_people
     assert CaseStatus.APPROVED.needs_people  # approved, not posted yet
 
@@ -68,7 +72,7 @@ def test_the_happy_path_and_its_dead_ends() -> None:
 def test_no_sequence_of_actions_leaves_a_final_state(actions: list[Action]) -> None:
     status = CaseStatus.OPEN
     for action in actions:
-        if action in (Action.OPEN, Action.REOPEN, Action.UPDATE, Action.QUERY, Action.POST_FAILED, Action.RESOLVE):
+        if action in (Action.OPEN, Action.REOPEN, Action.UPDATE, Action.QUERY, Action.POST_FAILED):
             continue  # the service's own bookkeeping, not moves of the machine
         try:
             after = next_status(action, status)
