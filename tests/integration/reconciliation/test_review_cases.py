@@ -463,3 +463,30 @@ async def test_concurrent_actions_keep_one_chain_and_concurrent_retries_post_onc
     history = (await service.show(APPROVER_1, scene.short_case)).history
     assert [h["action"] for h in history].count("case.post") == 1
     assert (await review.audit.verify(review.feed.engine)).ok
+
+
+async def test_a_case_closed_by_rematch_is_reopened_when_the_discrepancy_comes_back(review: Review) -> None:
+    scene = await _scene(review)
+    unlisted = provider_payment(provider="momo", amount=7_000)
+    await review.feed.publish(*lifecycle(review.feed, unlisted, provider_ref="M-UNLISTED"))
+    await review.feed.drain()
+    hooks = [review.opener.open_cases]
+
+    async def run(as_of: Any) -> dict[str, int]:
+        return await run_match(
+            review.feed.engine, scene.report_id, rules=RULES, as_of=as_of, clock=review.clock, hooks=hooks
+        )
+
+    assert (await run(AS_OF))["MISSING_PROVIDER"] == 1
+    (case,) = [c for c in await review.cases() if c["subject"] == f"payment:{unlisted.id}"]
+    assert (case["status"], case["line_number"], case["amount"]) == ("open", None, 7_000)
+    assert (await run(START + timedelta(hours=2)))["PENDING"] == 1  # not due as of then: no discrepancy
+    closed = {c["id"]: c for c in await review.cases()}[case["id"]]
+    assert (closed["status"], closed["close_reason"]) == ("closed", CLOSED_BY_REMATCH)
+    review.clock.advance(timedelta(hours=1))
+    await run(AS_OF)
+    reopened = {c["id"]: c for c in await review.cases()}[case["id"]]
+    assert (reopened["status"], reopened["close_reason"], reopened["opened_at"]) == ("open", None, review.clock.now())
+    assert len(await review.cases()) == 3  # the same case, not a new one
+    history = (await review.service.show(REVIEWER_1, case["id"])).history
+    assert [h["action"] for h in history] == ["case.open", "case.close", "case.reopen"]
