@@ -147,4 +147,7 @@ def serve_command(host: str, port: int, migrate: bool) -> None:
 
 
 def register(main: click.Group) -> None:
+    from kora.reconciliation.cli_cases import attach  # the review queue's commands (cases, audit)
+
+    attach(recon)
     main.add_command(recon)

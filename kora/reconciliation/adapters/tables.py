@@ -170,3 +170,97 @@ event_outbox_partitions = sa.Table(
     recon_metadata,
     sa.Column("partition", sa.SmallInteger, primary_key=True, autoincrement=False),
 )
+
+# --- The review queue (issue #5): cases, their comments and the audit trail's hash chain. ----
+_CASE_STATUSES = "'awaiting_core','open','investigating','proposed','approved','rejected','resolved','closed'"
+_PROPOSAL_KINDS = "'confirm_mismatch','write_off','manual_credit','manual_debit','accept_provider','no_action'"
+
+# One case per (report, line) or (report, unlisted payment): a re-run of the report updates it.
+# `evidence` is JSON of the line's and Kora's fields as stored (ids, amounts, statuses; no PII).
+recon_cases = sa.Table(
+    "recon_cases",
+    recon_metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("provider", sa.String(32), nullable=False),
+    sa.Column("report_id", sa.Uuid, sa.ForeignKey("recon_reports.id"), nullable=False),
+    sa.Column("subject", sa.String(80), nullable=False),  # line:<n> or payment:<id>
+    sa.Column("line_number", sa.Integer, nullable=True),
+    sa.Column("payment_id", sa.String(64), nullable=True),
+    sa.Column("outcome", sa.String(24), nullable=False),
+    sa.Column("reason", sa.String(16), nullable=True),
+    sa.Column("auto_resolution", sa.String(16), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=True),
+    sa.Column("currency", sa.String(3), nullable=True),
+    sa.Column("evidence", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("opened_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("last_run_at", UtcDateTime, nullable=False),
+    # The automatic rule (a late success): the core asked about the payment.
+    sa.Column("query_attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_query_at", UtcDateTime, nullable=True),
+    sa.Column("core_status", sa.String(16), nullable=True),
+    # The current proposal and its decision (maker-checker).
+    sa.Column("proposal_kind", sa.String(24), nullable=True),
+    sa.Column("proposal_amount", sa.BigInteger, nullable=True),
+    sa.Column("proposal_currency", sa.String(3), nullable=True),
+    sa.Column("proposal_note", sa.String(1000), nullable=True),
+    sa.Column("proposed_by", sa.String(128), nullable=True),
+    sa.Column("proposed_at", UtcDateTime, nullable=True),
+    sa.Column("decided_by", sa.String(128), nullable=True),
+    sa.Column("decided_at", UtcDateTime, nullable=True),
+    # A money-moving correction: posted through the core (idempotent by case id), or retried.
+    sa.Column("posting_attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("posting_error", sa.String(200), nullable=True),
+    sa.Column("posted_transaction_id", sa.String(64), nullable=True),
+    sa.Column("posted_at", UtcDateTime, nullable=True),
+    sa.Column("close_reason", sa.String(200), nullable=True),
+    sa.Column("closed_at", UtcDateTime, nullable=True),
+    sa.UniqueConstraint("report_id", "subject"),
+    sa.CheckConstraint(f"status IN ({_CASE_STATUSES})", name="status_known"),
+    sa.CheckConstraint(f"proposal_kind IS NULL OR proposal_kind IN ({_PROPOSAL_KINDS})", name="proposal_known"),
+    sa.CheckConstraint("proposal_amount IS NULL OR proposal_amount > 0", name="proposal_amount_positive"),
+    sa.CheckConstraint("decided_by IS NULL OR proposed_by IS NULL OR decided_by <> proposed_by", name="maker_checker"),
+    sa.CheckConstraint("line_number IS NOT NULL OR payment_id IS NOT NULL", name="names_something"),
+)
+sa.Index("ix_recon_cases_queue", recon_cases.c.status, recon_cases.c.provider, recon_cases.c.opened_at)
+
+_CommentId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+recon_case_comments = sa.Table(
+    "recon_case_comments",
+    recon_metadata,
+    sa.Column("id", _CommentId, primary_key=True, autoincrement=True),
+    sa.Column("case_id", sa.Uuid, sa.ForeignKey("recon_cases.id"), nullable=False, index=True),
+    sa.Column("author", sa.String(128), nullable=False),
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("body", sa.String(1000), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+# Every action on a case, appended in one keyed hash chain (domain/audit_chain.py); the head row
+# is updated first by each append, which serializes appenders and catches a truncated tail.
+recon_audit = sa.Table(
+    "recon_audit",
+    recon_metadata,
+    sa.Column("position", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("occurred_at", UtcDateTime, nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("case_id", sa.String(36), nullable=False, index=True),
+    sa.Column("status_before", sa.String(16), nullable=True),
+    sa.Column("status_after", sa.String(16), nullable=True),
+    sa.Column("correlation_id", sa.String(64), nullable=True),
+    sa.Column("details", sa.Text, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.CheckConstraint("position > 0", name="position_positive"),
+)
+recon_audit_head = sa.Table(
+    "recon_audit_head",
+    recon_metadata,
+    sa.Column("id", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("position", sa.BigInteger, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.CheckConstraint("id = 1", name="single_row"),
+)

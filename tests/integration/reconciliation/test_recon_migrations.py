@@ -43,6 +43,10 @@ def test_chain_upgrades_downgrades_and_matches_the_tables(recon_empty_url: str) 
         "dead_letters",
         "event_outbox",
         "event_outbox_partitions",
+        "recon_cases",
+        "recon_case_comments",
+        "recon_audit",
+        "recon_audit_head",
         "recon_alembic_version",
     }
     upgrade(recon_empty_url)

@@ -1,0 +1,312 @@
+"""`kora recon cases ...` and `kora recon audit verify`: the review queue from a shell.
+
+The CLI is an operator's tool on the service's host (whoever runs it already reaches the
+database): the acting person and roles are given with ``--actor`` and ``--role`` and recorded
+in the audit trail; the roles and maker-checker are checked by the service exactly as over
+HTTP, which is the authenticated path for everyone else. Output is JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+    from kora.reconciliation.service.cases import CaseService, MismatchRecorder
+    from kora.reconciliation.service.ports import CorePayment, CorePayments, Correction, PostedCorrection
+
+T = TypeVar("T")
+
+
+class CoreNotWired(RuntimeError):
+    """The core's service API adapter is not configured in this process."""
+
+
+class _CoreNotWired:
+    """Stands in for the core's API until its adapter is wired: every call fails, so a
+    money-moving approval stays approved-not-posted (retryable) and nothing is guessed."""
+
+    async def payment(self, payment_id: str) -> CorePayment | None:
+        raise CoreNotWired("the core's service API adapter is not configured")
+
+    async def query_provider(self, payment_id: str) -> CorePayment | None:
+        raise CoreNotWired("the core's service API adapter is not configured")
+
+    async def post_correction(self, correction: Correction) -> PostedCorrection:
+        raise CoreNotWired("the core's service API adapter is not configured")
+
+
+async def _recorder_not_wired(conn: AsyncConnection, **_: Any) -> None:
+    # Raised inside the approval's transaction: the approval rolls back, nothing changes.
+    raise CoreNotWired("the outcome events writer is not configured: confirm_mismatch cannot be approved here")
+
+
+def wiring(engine: AsyncEngine) -> tuple[CorePayments, MismatchRecorder]:
+    """The core's API adapter and the mismatch recorder the CLI uses (the composition root
+    replaces these placeholders with the real adapters)."""
+    return _CoreNotWired(), _recorder_not_wired
+
+
+def _run(work: Callable[[CaseService], Awaitable[T]]) -> T:
+    from kora.kernel import SystemClock
+    from kora.observability import configure_logging, correlation_scope
+    from kora.platform.db import create_engine
+    from kora.reconciliation.adapters.case_store import SqlAuditTrail
+    from kora.reconciliation.domain.cases import CaseError
+    from kora.reconciliation.service.cases import CaseService
+    from kora.reconciliation.service.review_settings import ReviewSettings
+    from kora.reconciliation.service.settings import ReconSettings
+
+    settings = ReconSettings.from_env()
+    review = ReviewSettings.from_env()
+    configure_logging(level=os.environ.get("KORA_LOG_LEVEL", "INFO"), json=True, service="kora-recon")
+
+    async def run() -> T:
+        engine = create_engine(settings.database_url, pool_size=2)
+        try:
+            core, recorder = wiring(engine)
+            service = CaseService(
+                engine, audit=SqlAuditTrail(review.audit_key), core=core, record_mismatch=recorder, clock=SystemClock()
+            )
+            with correlation_scope():
+                return await work(service)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except CaseError as exc:
+        raise click.ClickException(f"{exc.code}: {exc}") from exc
+    except CoreNotWired as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _principal(actor: str, roles: tuple[str, ...]) -> Any:
+    from kora.reconciliation.service.cases import Actor
+
+    return Actor(actor, frozenset(roles))
+
+
+_actor = click.option("--actor", required=True, help="who acts (a user id; recorded in the audit trail)")
+_roles = click.option(
+    "--role", "roles", multiple=True, required=True, help="a role of the actor: recon_reviewer, recon_approver, admin"
+)
+
+
+def _echo(value: Any) -> None:
+    click.echo(json.dumps(value, default=str))
+
+
+@click.group("cases")
+def cases() -> None:
+    """The review queue: cases opened by match runs, proposals and maker-checker decisions."""
+
+
+@cases.command("list")
+@_actor
+@_roles
+@click.option("--status", "statuses", multiple=True, help="only cases in this status (repeatable)")
+@click.option("--queue", is_flag=True, help="only cases waiting for people")
+@click.option("--provider", default=None)
+@click.option("--outcome", default=None, help="MISMATCH, MISSING_INTERNAL, MISSING_PROVIDER")
+@click.option("--report-id", type=click.UUID, default=None)
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--offset", type=int, default=0, show_default=True)
+def list_command(
+    actor: str,
+    roles: tuple[str, ...],
+    statuses: tuple[str, ...],
+    queue: bool,
+    provider: str | None,
+    outcome: str | None,
+    report_id: uuid.UUID | None,
+    limit: int,
+    offset: int,
+) -> None:
+    """Cases, oldest first, as JSON."""
+    page = _run(
+        lambda s: s.list(
+            _principal(actor, roles),
+            statuses=frozenset(statuses),
+            queue=queue,
+            provider=provider,
+            outcome=outcome,
+            report_id=report_id,
+            limit=limit,
+            offset=offset,
+        )
+    )
+    _echo({"total": page.total, "limit": page.limit, "offset": page.offset, "cases": [c.as_dict() for c in page.cases]})
+
+
+@cases.command("show")
+@_actor
+@_roles
+@click.argument("case_id", type=click.UUID)
+def show_command(actor: str, roles: tuple[str, ...], case_id: uuid.UUID) -> None:
+    """A case with its evidence, comments and history."""
+    detail = _run(lambda s: s.show(_principal(actor, roles), case_id))
+    _echo(
+        {
+            "case": detail.case.as_dict(),
+            "evidence": detail.evidence,
+            "comments": detail.comments,
+            "history": detail.history,
+        }
+    )
+
+
+@cases.command("take")
+@_actor
+@_roles
+@click.argument("case_id", type=click.UUID)
+def take_command(actor: str, roles: tuple[str, ...], case_id: uuid.UUID) -> None:
+    """Start investigating an open case (reviewer)."""
+    _echo(_run(lambda s: s.take(_principal(actor, roles), case_id)).as_dict())
+
+
+@cases.command("comment")
+@_actor
+@_roles
+@click.argument("case_id", type=click.UUID)
+@click.option("--note", required=True, help="no phone or account numbers")
+def comment_command(actor: str, roles: tuple[str, ...], case_id: uuid.UUID, note: str) -> None:
+    """Add a note to a case (reviewer or approver)."""
+    _echo(_run(lambda s: s.comment(_principal(actor, roles), case_id, note)).as_dict())
+
+
+@cases.command("propose")
+@_actor
+@_roles
+@click.argument("case_id", type=click.UUID)
+@click.option(
+    "--kind",
+    required=True,
+    type=click.Choice(
+        ["confirm_mismatch", "write_off", "manual_credit", "manual_debit", "accept_provider", "no_action"]
+    ),
+)
+@click.option("--note", required=True, help="why (no phone or account numbers)")
+@click.option("--amount", type=int, default=None, help="minor units (money-moving kinds; default: the case's)")
+@click.option("--currency", default=None, help="ISO 4217 (default: the case's)")
+def propose_command(
+    actor: str,
+    roles: tuple[str, ...],
+    case_id: uuid.UUID,
+    kind: str,
+    note: str,
+    amount: int | None,
+    currency: str | None,
+) -> None:
+    """Propose how to settle a case (reviewer); a different approver decides."""
+    from kora.reconciliation.domain.cases import Proposal, ProposalKind
+
+    proposal = Proposal(ProposalKind(kind), note, amount, currency)
+    _echo(_run(lambda s: s.propose(_principal(actor, roles), case_id, proposal)).as_dict())
+
+
+@cases.command("approve")
+@_actor
+@_roles
+@click.argument("case_id", type=click.UUID)
+def approve_command(actor: str, roles: tuple[str, ...], case_id: uuid.UUID) -> None:
+    """Approve a case's proposal (approver, not its proposer); its effect follows."""
+    _echo(_run(lambda s: s.approve(_principal(actor, roles), case_id)).as_dict())
+
+
+@cases.command("reject")
+@_actor
+@_roles
+@click.argument("case_id", type=click.UUID)
+@click.option("--note", required=True, help="why (no phone or account numbers)")
+def reject_command(actor: str, roles: tuple[str, ...], case_id: uuid.UUID, note: str) -> None:
+    """Reject a case's proposal (approver, not its proposer)."""
+    _echo(_run(lambda s: s.reject(_principal(actor, roles), case_id, note)).as_dict())
+
+
+@cases.command("retry-posting")
+@_actor
+@_roles
+@click.argument("case_id", type=click.UUID)
+def retry_command(actor: str, roles: tuple[str, ...], case_id: uuid.UUID) -> None:
+    """Post an approved correction whose posting failed (approver)."""
+    _echo(_run(lambda s: s.retry_posting(_principal(actor, roles), case_id)).as_dict())
+
+
+@cases.command("work")
+@click.option("--limit", type=int, default=100, show_default=True)
+def work_command(limit: int) -> None:
+    """The automatic rules, once (run it on a schedule): ask the core about late successes,
+    escalate what is still unresolved after KORA_RECON_ESCALATE_AFTER_HOURS, and retry the
+    postings of approved corrections. Prints the counts as JSON."""
+    from kora.kernel import SystemClock
+    from kora.reconciliation.adapters.case_store import SqlAuditTrail
+    from kora.reconciliation.service.late_success import LateSuccessQueries
+    from kora.reconciliation.service.review_settings import ReviewSettings
+
+    review = ReviewSettings.from_env()
+
+    async def work(service: CaseService) -> dict[str, Any]:
+        engine = service.engine
+        core, _ = wiring(engine)
+        queries = LateSuccessQueries(
+            engine,
+            core,
+            audit=SqlAuditTrail(review.audit_key),
+            clock=SystemClock(),
+            escalate_after=review.escalate_after,
+        )
+        late = await queries.run_once(limit=limit)
+        posted = await service.retry_all_postings(limit=limit)
+        return {"late_success": late, "postings_retried": posted}
+
+    _echo(_run(work))
+
+
+@click.group("audit")
+def audit() -> None:
+    """The review audit trail (a keyed hash chain)."""
+
+
+@audit.command("verify")
+def verify_command() -> None:
+    """Recompute the review audit chain; exits 1 when a record was changed, inserted or removed."""
+    from kora.platform.db import create_engine
+    from kora.reconciliation.adapters.case_store import SqlAuditTrail
+    from kora.reconciliation.domain.audit_chain import ChainReport
+    from kora.reconciliation.service.review_settings import ReviewSettings
+    from kora.reconciliation.service.settings import ReconSettings
+
+    settings = ReconSettings.from_env()
+    key = ReviewSettings.from_env().audit_key
+
+    async def run() -> ChainReport:
+        engine = create_engine(settings.database_url, pool_size=1)
+        try:
+            return await SqlAuditTrail(key).verify(engine)
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(run())
+    _echo(
+        {
+            "ok": report.ok,
+            "records": report.records,
+            "head": {"position": report.head_position, "hash": report.head_hash},
+            "broken": [{"position": p, "problem": what} for p, what in report.broken],
+        }
+    )
+    if not report.ok:
+        raise SystemExit(1)
+
+
+def attach(recon: click.Group) -> None:
+    recon.add_command(cases)
+    recon.add_command(audit)

@@ -1,0 +1,227 @@
+"""The review queue from the outside: `kora recon cases ...` / `kora recon audit verify` on
+SQLite, and the cases HTTP router on SQLite and PostgreSQL (problem+json refusals).
+
+Cases come from a real match run of a simulator-rendered report, with Kora's side written as
+the feed writes it (a payment the provider reports for less). The HTTP principal comes from a
+test override of ``current_recon_principal`` (the real verifier is the `recon-api` branch's)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import uuid
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+from fastapi import FastAPI, Request
+from prometheus_client import CollectorRegistry
+
+from kora.kernel import FixedClock
+from kora.platform.db import create_engine
+from kora.reconciliation.adapters.case_store import SqlAuditTrail
+from kora.reconciliation.adapters.crypto import AesGcmReportCipher
+from kora.reconciliation.adapters.sql import SqlReportStore
+from kora.reconciliation.adapters.tables import recon_audit, recon_cases
+from kora.reconciliation.adapters.view_store import upsert_payment
+from kora.reconciliation.cli import register
+from kora.reconciliation.domain.rules import MatchRules
+from kora.reconciliation.http.cases import router
+from kora.reconciliation.http.security import ReconPrincipal, current_recon_principal
+from kora.reconciliation.service.case_hook import CaseOpener
+from kora.reconciliation.service.case_metrics import CaseMetrics
+from kora.reconciliation.service.cases import CaseService
+from kora.reconciliation.service.importing import ReportImports
+from kora.reconciliation.service.match_run import run_match
+from kora.simulator.behaviour import Scenario
+from kora.simulator.config import ApiStyle
+from kora.simulator.reports import render_report
+from tests.unit.reconciliation.factories import AS_OF, DAY, START, Simulation, kora_view
+
+RUN_AT = START + timedelta(days=3, hours=1)
+
+
+async def _a_case(url: str, audit_key: bytes) -> uuid.UUID:
+    """One MISMATCH (amount) case: the provider reports 4_000, Kora has 4_500."""
+    sim = Simulation()
+    op = sim.mobile("momo", "collection", 4_000, Scenario.SUCCEED)
+    report = render_report(ApiStyle.MOMO, sim.state.ledger.of_provider("momo"), DAY).encode()
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            await upsert_payment(conn, replace(kora_view(op, "CAPTURED"), amount=4_500), sequence=3, at=START)
+        key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+        imports = ReportImports(SqlReportStore(engine), AesGcmReportCipher.from_setting(key), FixedClock(START))
+        report_id = (await imports.import_report("momo", report, filename="momo.csv", actor="ops-1")).report_id
+        opener = CaseOpener(SqlAuditTrail(audit_key))
+        rules = MatchRules(fallback_window=None)
+        await run_match(
+            engine, report_id, rules=rules, as_of=AS_OF, clock=FixedClock(RUN_AT), hooks=[opener.open_cases]
+        )
+        async with engine.connect() as conn:
+            return (await conn.execute(sa.select(recon_cases.c.id))).scalar_one()
+    finally:
+        await engine.dispose()
+
+
+def test_cli_lists_shows_proposes_rejects_approves_and_verifies(tmp_path: Path) -> None:
+    import asyncio
+
+    main = click.Group("kora")
+    register(main)
+    audit_key = secrets.token_bytes(32)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'recon.db'}"
+    env = {
+        "KORA_RECON_DATABASE_URL": url,
+        "KORA_RECON_REPORT_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "KORA_RECON_AUDIT_KEY": base64.urlsafe_b64encode(audit_key).decode(),
+        "KORA_LOG_LEVEL": "WARNING",
+    }
+    runner = CliRunner()
+    assert runner.invoke(main, ["recon", "db", "upgrade"], env=env).exit_code == 0
+    case_id = str(asyncio.run(_a_case(url, audit_key)))
+    reviewer = ["--actor", "user-rev-1", "--role", "recon_reviewer"]
+    approver = ["--actor", "user-app-1", "--role", "recon_approver"]
+
+    def cases(*args: str) -> Any:
+        result = runner.invoke(main, ["recon", "cases", *args], env=env)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    listed = cases("list", *reviewer, "--queue")
+    assert listed["total"] == 1
+    assert listed["cases"][0]["id"] == case_id
+    assert listed["cases"][0]["status"] == "open"
+    shown = cases("show", *approver, case_id)
+    assert shown["evidence"]["line"]["amount"] == 4_000
+    assert shown["evidence"]["kora"]["amount"] == 4_500
+
+    proposed = cases("propose", *reviewer, case_id, "--kind", "no_action", "--note", "rounding")
+    assert proposed["status"] == "proposed"
+    own = runner.invoke(
+        main, ["recon", "cases", "approve", "--actor", "user-rev-1", "--role", "recon_approver", case_id], env=env
+    )
+    assert own.exit_code != 0
+    assert "maker_checker" in own.output
+    as_reviewer = runner.invoke(main, ["recon", "cases", "approve", *reviewer, case_id], env=env)
+    assert as_reviewer.exit_code != 0
+    assert "role_not_allowed" in as_reviewer.output
+    assert cases("reject", *approver, case_id, "--note", "500 is not rounding")["status"] == "rejected"
+    cases("propose", *reviewer, case_id, "--kind", "accept_provider", "--note", "provider is right")
+    closed = cases("approve", *approver, case_id)
+    assert (closed["status"], closed["decided_by"]) == ("closed", "user-app-1")
+
+    worked = cases("work")  # the automatic rules: nothing awaits the core, nothing to post
+    assert worked == {"late_success": {"pending": 0, "confirmed": 0, "escalated": 0, "error": 0}, "postings_retried": 0}
+
+    verified = runner.invoke(main, ["recon", "audit", "verify"], env=env)
+    assert verified.exit_code == 0, verified.output
+    report = json.loads(verified.stdout)
+    assert report["ok"] is True
+    assert report["records"] == 5  # open, propose, reject, propose, approve: the refused approvals left none
+
+    async def tamper() -> None:
+        engine = create_engine(url, pool_size=1)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(sa.update(recon_audit).where(recon_audit.c.position == 2).values(role="admin"))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(tamper())
+    broken = runner.invoke(main, ["recon", "audit", "verify"], env=env)
+    assert broken.exit_code == 1
+    assert json.loads(broken.stdout)["broken"][0]["position"] == 2
+
+
+@pytest.fixture
+async def api(recon_url: str) -> Any:
+    audit_key = secrets.token_bytes(32)
+    case_id = await _a_case(recon_url, audit_key)
+    engine = create_engine(recon_url, pool_size=2)
+
+    class NoCore:
+        async def payment(self, payment_id: str) -> None:
+            return None
+
+        async def query_provider(self, payment_id: str) -> None:
+            return None
+
+        async def post_correction(self, correction: Any) -> Any:
+            raise RuntimeError("not in this test")
+
+    recorded: list[dict[str, Any]] = []
+
+    async def record(conn: Any, **event: Any) -> None:
+        recorded.append(event)
+
+    app = FastAPI()
+    app.include_router(router)
+    app.state.case_service = CaseService(
+        engine,
+        audit=SqlAuditTrail(audit_key),
+        core=NoCore(),
+        record_mismatch=record,
+        clock=FixedClock(RUN_AT),
+        metrics=CaseMetrics(CollectorRegistry()),
+    )
+
+    async def principal(request: Request) -> ReconPrincipal:
+        user = request.headers.get("x-test-user")
+        if user is None:
+            return await current_recon_principal(request)  # the placeholder: 401
+        return ReconPrincipal(user, frozenset(request.headers.get("x-test-roles", "").split(",")))
+
+    app.dependency_overrides[current_recon_principal] = principal
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://recon") as client:
+        yield client, case_id, recorded
+    await engine.dispose()
+
+
+def _as(user: str, *roles: str) -> dict[str, str]:
+    return {"x-test-user": user, "x-test-roles": ",".join(roles)}
+
+
+async def test_http_cases_follow_maker_checker_and_answer_problems(api: Any) -> None:
+    client, case_id, recorded = api
+    reviewer, approver = _as("user-rev-1", "recon_reviewer"), _as("user-app-1", "recon_approver")
+    assert (await client.get("/v1/recon/cases")).status_code == 401
+
+    listed = await client.get("/v1/recon/cases", params={"queue": "true"}, headers=reviewer)
+    assert listed.status_code == 200
+    assert [c["id"] for c in listed.json()["cases"]] == [str(case_id)]
+    shown = (await client.get(f"/v1/recon/cases/{case_id}", headers=_as("user-admin", "admin"))).json()
+    assert shown["case"]["outcome"] == "MISMATCH"
+    assert shown["history"][0]["action"] == "case.open"
+    missing = await client.get(f"/v1/recon/cases/{uuid.uuid4()}", headers=reviewer)
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert missing.json()["code"] == "case_not_found"
+
+    too_early = await client.post(f"/v1/recon/cases/{case_id}/approve", headers=approver)
+    assert (too_early.status_code, too_early.json()["code"]) == (409, "invalid_transition")
+    phone = await client.post(
+        f"/v1/recon/cases/{case_id}/comments", json={"note": "call 0707070707 back"}, headers=reviewer
+    )
+    assert (phone.status_code, phone.json()["code"]) == (422, "invalid_note")
+    proposal = {"kind": "confirm_mismatch", "note": "Kora booked 500 more"}
+    proposed = await client.post(f"/v1/recon/cases/{case_id}/proposal", json=proposal, headers=reviewer)
+    assert (proposed.status_code, proposed.json()["status"]) == (200, "proposed")
+
+    own = await client.post(f"/v1/recon/cases/{case_id}/approve", headers=_as("user-rev-1", "recon_approver"))
+    assert (own.status_code, own.json()["code"]) == (403, "maker_checker")
+    by_reviewer = await client.post(f"/v1/recon/cases/{case_id}/approve", headers=_as("user-rev-2", "recon_reviewer"))
+    assert (by_reviewer.status_code, by_reviewer.json()["code"]) == (403, "role_not_allowed")
+    assert recorded == []
+
+    approved = await client.post(f"/v1/recon/cases/{case_id}/approve", headers=approver)
+    assert (approved.status_code, approved.json()["status"]) == (200, "resolved")
+    assert [e["case_id"] for e in recorded] == [case_id]
