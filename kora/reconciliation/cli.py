@@ -115,4 +115,7 @@ def match_command(report_id: object) -> None:
 
 
 def register(main: click.Group) -> None:
+    from kora.reconciliation.cli_service import service_key_command
+
+    recon.add_command(service_key_command)
     main.add_command(recon)
