@@ -48,7 +48,7 @@ def require_service_scope(scope: str) -> Callable[..., Awaitable[ServiceCaller]]
             logger.warning(
                 "service call refused",
                 reason=exc.reason,
-                service=service,
+                caller_service=service,
                 scope=scope,
                 code=exc.code,
             )

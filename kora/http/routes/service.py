@@ -118,7 +118,7 @@ async def _observed(request: Request, caller: ServiceCaller, operation: str) -> 
             span.set_attribute("kora.outcome", state["outcome"])
             logger.info(
                 "service call",
-                service=caller.service,
+                caller_service=caller.service,
                 operation=operation,
                 outcome=state["outcome"],
                 token_id=caller.token_id,

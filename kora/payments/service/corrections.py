@@ -57,13 +57,13 @@ class Corrections(PaymentsBase):
         (FundsUnavailable). Refusals after the request's shape was checked are audited."""
         attributes = {"kora.correction.kind": cmd.kind.value, "kora.currency": cmd.currency}
         with _tracer.start_as_current_span("payments.correction", attributes=attributes) as span:
-            check_request(cmd, max_amount=self._max_amount)
             idem = IdempotencyRequest(
                 cmd.idempotency_scope,
                 validate_key(cmd.idempotency_key),
                 fingerprint("correction", cmd.fingerprint_body()),
             )
             try:
+                check_request(cmd, max_amount=self._max_amount)
                 result = await self._post(cmd, idem)
             except DuplicateInFlight:
                 result = await self._replay_after_race(idem)
@@ -80,10 +80,10 @@ class Corrections(PaymentsBase):
                 error.code = "ledger_refused"
                 raise error from exc
             except PaymentError as exc:
-                if exc.code not in ("idempotency_key_reused", "idempotency_request_in_progress"):
-                    await self._audit_refusal(cmd, exc.code)
-                else:
+                if exc.code.startswith("idempotency_"):
                     self._metrics.idempotency_conflict(exc.code)
+                else:
+                    await self._audit_refusal(cmd, exc.code)
                 raise
             span.set_attribute("kora.replayed", result.replayed)
         if not result.replayed:
