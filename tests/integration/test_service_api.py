@@ -5,6 +5,7 @@ balanced, audited, idempotent journal transaction — on SQLite and PostgreSQL."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -20,6 +21,7 @@ import sqlalchemy as sa
 from kora.audit import list_audit
 from kora.ledger import AccountKind
 from kora.observability.testing import capture_logs
+from tests.fakes import ScriptedGateway, pending, succeeded
 from tests.support.api import Customer
 from tests.support.service_auth import (
     RECON,
@@ -252,6 +254,34 @@ async def test_a_provider_query_answers_the_payment_as_it_stands(core: ServiceHa
     assert missing.status_code == 404
 
 
+async def test_a_provider_query_confirms_a_pending_cash_in_late(migrated_url: str, tmp_path: Path) -> None:
+    """The provider left the cash-in pending (a timeout); asked now, it confirms: captured once,
+    and the wallet credited. Unreachable, it changes nothing."""
+    gateway = ScriptedGateway(answers=[pending()], name="momo")
+    gateway.status_answers = [TimeoutError(), succeeded(provider_ref="MOMO-LATE-1")]
+    key = new_service_key("recon-1")
+    async with core_with_services(migrated_url, tmp_path, [identity_entry(key)], key, providers=[gateway]) as core:
+        alice = await core.api.customer()
+        await core.api.cash_in(alice, 4_000)
+        payment = (await core.client.get("/v1/payments", headers=alice.headers())).json()["items"][0]
+        assert payment["status"] == "INITIATED"
+        path = f"/v1/service/payments/{payment['id']}/provider-query"
+
+        unreachable = await core.client.post(path, headers=core.headers("payments:query"))
+        assert unreachable.status_code == 200, unreachable.text
+        assert (unreachable.json()["status"], unreachable.json()["provider_answer"]) == ("INITIATED", "unreachable")
+
+        confirmed = await core.client.post(path, headers=core.headers("payments:query"))
+        assert (confirmed.json()["status"], confirmed.json()["provider_answer"]) == ("CAPTURED", "succeeded")
+        assert confirmed.json()["provider_ref"] == "MOMO-LATE-1"
+        assert (await core.api.balance(alice))["balance"] == 4_000
+        again = await core.client.post(path, headers=core.headers("payments:query"))
+        assert again.json()["status"] == "CAPTURED"
+        assert (await core.api.balance(alice))["balance"] == 4_000  # captured once
+        assert len(gateway.status_calls) == 3
+        assert (await core.kora.verify_ledger()).ok
+
+
 # ----------------------------------------------------------------------------- corrections
 
 
@@ -401,3 +431,23 @@ async def test_a_write_off_needs_a_captured_provider_payment(sqlite_core: Servic
             await conn.execute(sa.text("SELECT count(*) FROM ledger_transactions WHERE kind LIKE 'correction.%'"))
         ).scalar_one()
     assert count == 0
+
+
+async def test_concurrent_corrections_never_post_twice(core: ServiceHarness) -> None:
+    """The same case sent twice at once posts once (the other replays or is told to retry);
+    two cases correcting the same payment the same way post once (the other: 409)."""
+    alice, payment = await cash_in_payment(core, 8_000)
+    body = correction(payment, "manual_credit", 400)
+    answers = await asyncio.gather(post_correction(core, body), post_correction(core, body))
+    assert sorted(a.status_code for a in answers) in ([201, 201], [201, 409])
+    assert len({a.json().get("transaction_id") for a in answers if a.status_code == 201}) == 1
+    rival = await asyncio.gather(
+        post_correction(core, correction(payment, "manual_debit", 100)),
+        post_correction(core, correction(payment, "manual_debit", 100)),
+    )
+    assert sorted((a.status_code, a.json().get("code")) for a in rival) == [
+        (201, None),
+        (409, "correction_already_posted"),
+    ]
+    assert (await core.api.balance(alice))["balance"] == 8_000 + 400 - 100
+    assert (await core.kora.verify_ledger()).ok

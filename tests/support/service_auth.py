@@ -95,15 +95,24 @@ class ServiceHarness:
 
 @asynccontextmanager
 async def core_with_services(
-    url: str, tmp_path: Path, identities: list[dict[str, Any]], key: ServiceKey, **extra: str
+    url: str,
+    tmp_path: Path,
+    identities: list[dict[str, Any]],
+    key: ServiceKey,
+    *,
+    providers: list[Any] | None = None,
+    **extra: str,
 ) -> AsyncIterator[ServiceHarness]:
-    """The core's API in process (ASGI) trusting `identities`."""
+    """The core's API in process (ASGI) trusting `identities` (with `providers` in place of
+    the sandbox, when given)."""
     from asgi_lifespan import LifespanManager
 
     from kora.bootstrap import Kora
     from kora.http.app import create_app
 
-    kora = Kora(test_settings(url, tmp_path, KORA_SERVICE_IDENTITIES=json.dumps(identities), **extra))
+    kora = Kora(
+        test_settings(url, tmp_path, KORA_SERVICE_IDENTITIES=json.dumps(identities), **extra), providers=providers
+    )
     app = create_app(kora)
     async with LifespanManager(app):
         transport = httpx.ASGITransport(app=app)
