@@ -30,6 +30,8 @@ Kora's payment API: wallets, P2P transfers, cash-in and cash-out on a double-ent
   `application/problem+json` with a stable `code`.
 * Authenticate with `Authorization: Bearer <access token>` and the `X-Device-ID` the token was
   issued to.
+* The service API (`/v1/service/...`) is for other Kora services only: it takes a service token
+  (a short-lived EdDSA JWT the service signs, with scopes; ADR 0023), never a user's token.
 * Transfers, cash-outs and refunds also need `X-Request-Timestamp` (Unix seconds) and
   `X-Request-Nonce` (a new random value per request): a stale timestamp or a nonce already
   used in the session is refused. A retry sends a fresh pair with the same `Idempotency-Key`.

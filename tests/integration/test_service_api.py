@@ -327,6 +327,14 @@ async def test_each_correction_kind_posts_one_balanced_transaction(core: Service
         assert len({leg.money.amount for leg in txn.legs}) == 1
     verify = await core.kora.verify_ledger()
     assert verify.ok, verify.violations
+    # Each posting announced itself through the outbox, in its transaction.
+    async with core.kora.engine.connect() as conn:
+        rows = (
+            await conn.execute(sa.text("SELECT envelope FROM event_outbox WHERE type = 'ledger.transaction_posted'"))
+        ).scalars()
+        announced = {json.loads(e)["payload"]["transaction_id"]: json.loads(e)["payload"]["kind"] for e in rows}
+    assert announced[body["transaction_id"]] == "correction.write_off"
+    assert announced[debit.json()["transaction_id"]] == "correction.manual_debit"
     actions = {r.action: r for r in await audit_of(core, payment["id"])}
     audited = json.loads(actions["ledger.correction.write_off"].details)
     assert actions["ledger.correction.write_off"].actor == f"service:{RECON}"
