@@ -362,6 +362,25 @@ async def test_the_proposer_cannot_approve_their_own_correction(core: ServiceHar
     assert json.loads(denied[0].details)["code"] == "maker_checker_violation"
 
 
+async def test_the_reason_is_bound_but_never_stored_and_ids_are_compared_as_people(core: ServiceHarness) -> None:
+    alice, payment = await cash_in_payment(core, 2_000)
+    note = "customer " + alice.phone_number + " says the provider collected twice (ref M1000000001)"
+    with capture_logs() as lines:
+        posted = await post_correction(core, correction(payment, "manual_credit", 100, reason=note))
+        reviewer = str(uuid.uuid4())
+        same = await post_correction(
+            core, correction(payment, "manual_debit", 50, proposed_by=reviewer, approved_by=f"user:{reviewer.upper()}")
+        )
+    assert posted.status_code == 201, posted.text
+    assert (same.status_code, same.json()["code"]) == (422, "maker_checker_violation")
+    records = await audit_of(core, payment["id"])
+    trail = "\n".join(r.details for r in records)
+    assert "reason_sha256" in trail
+    assert alice.phone_number.lstrip("+") not in trail
+    assert "M1000000001" not in trail
+    assert alice.phone_number.lstrip("+") not in "\n".join(lines)
+
+
 async def test_a_replay_answers_the_same_and_another_body_is_refused(core: ServiceHarness) -> None:
     alice, payment = await cash_in_payment(core, 3_000)
     body = correction(payment, "manual_credit", 700)
@@ -407,8 +426,12 @@ async def test_a_manual_debit_never_takes_the_wallet_below_zero(core: ServiceHar
         ({"currency": "XAF"}, 422, "currency_mismatch"),
         ({"payment_id": "UNKNOWN"}, 404, "payment_not_found"),
         ({"kind": "refund"}, 422, "validation_error"),
-        ({"reason": "call +2250700000001"}, 422, "validation_error"),
+        ({"reason": ""}, 422, "validation_error"),
+        ({"reason": "x" * 201}, 422, "validation_error"),
+        ({"reason": "line\nbreak"}, 422, "invalid_correction"),
         ({"proposed_by": "Awa Koné"}, 422, "validation_error"),
+        ({"proposed_by": "+2250700000001"}, 422, "validation_error"),
+        ({"approved_by": "2250700000001"}, 422, "invalid_correction"),  # refused by the audit trail's PII check
         ({"unexpected": True}, 422, "validation_error"),
     ],
 )

@@ -36,9 +36,9 @@ PaymentsQuerier = Annotated[ServiceCaller, Depends(require_service_scope("paymen
 LedgerCorrector = Annotated[ServiceCaller, Depends(require_service_scope("ledger:correct"))]
 
 _AUTH_PROBLEMS = ("service_token_invalid", "service_scope_missing")
-# Operator ids and reasons: opaque ids and codes, never free text (no PII can fit).
-OPERATOR_PATTERN = r"^[a-z][a-z0-9_]{0,15}:[A-Za-z0-9._-]{1,100}$"
-REASON_PATTERN = r"^[a-z][a-z0-9_.:-]{0,63}$"
+# Operator ids are opaque (kept in step with kora.payments' own check): no name, e-mail or
+# formatted phone number fits.
+OPERATOR_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 
 
 class ServicePaymentOut(BaseModel):
@@ -70,8 +70,12 @@ class CorrectionIn(BaseModel):
         description="Minor units, > 0, at most the payment's amount and KORA_CORRECTION_MAX_AMOUNT."
     )
     currency: str = Field(pattern=CURRENCY_PATTERN, description="The payment's currency.")
-    reason: str = Field(pattern=REASON_PATTERN, description="A reason code, e.g. provider_missing_collection.")
-    proposed_by: str = Field(pattern=OPERATOR_PATTERN, description="The operator who proposed it (user:<uuid>).")
+    reason: str = Field(
+        min_length=1,
+        max_length=200,
+        description="Why (the case's note). Bound to the request; the core audits only its SHA-256, never the text.",
+    )
+    proposed_by: str = Field(pattern=OPERATOR_PATTERN, description="The operator who proposed it (the core user's id).")
     approved_by: str = Field(
         pattern=OPERATOR_PATTERN, description="The operator who approved it: another person than the proposer."
     )

@@ -32,11 +32,16 @@ from typing import Any, Literal
 from kora.payments.domain.errors import InvalidPaymentAmount
 from kora.payments.domain.model import Payment, PaymentError, PaymentStatus, PaymentType
 
-# Operators are named by opaque ids (`user:<uuid>`), reasons by codes: no free text, so no PII.
-OPERATOR_PATTERN = r"^[a-z][a-z0-9_]{0,15}:[A-Za-z0-9._-]{1,100}$"
-REASON_PATTERN = r"^[a-z][a-z0-9_.:-]{0,63}$"
+# Operators are named by opaque ids (the core user's id, optionally `user:<id>`): no spaces,
+# no `+` or `@`, so neither a name, an e-mail nor a formatted phone number fits.
+OPERATOR_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 _OPERATOR = re.compile(OPERATOR_PATTERN)
-_REASON = re.compile(REASON_PATTERN)
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_DIGIT_RUN = re.compile(r"\d{8,}")
+# The reason is the reviewers' own words (the case's note): the core binds it to the request
+# (idempotency fingerprint) and audits its SHA-256 only, never the text — the note stays with
+# the case, in the reconciliation service's own audit chain.
+MAX_REASON_LENGTH = 200
 
 Side = Literal["clearing", "suspense", "wallet"]
 
@@ -104,12 +109,13 @@ def check_request(cmd: CorrectionCommand, *, max_amount: int) -> None:
     """What can be refused before reading anything: maker-checker, the key, the amount, the
     shape of the operator ids and the reason. Raises MakerCheckerViolation, InvalidCorrection,
     InvalidPaymentAmount."""
-    if not _OPERATOR.fullmatch(cmd.proposed_by) or not _OPERATOR.fullmatch(cmd.approved_by):
-        raise InvalidCorrection("proposed_by and approved_by are operator ids such as user:<uuid>")
-    if cmd.proposed_by == cmd.approved_by:
+    if not all(_is_operator_id(operator) for operator in (cmd.proposed_by, cmd.approved_by)):
+        raise InvalidCorrection("proposed_by and approved_by are operator ids (the core user's id), never a number")
+    if same_operator(cmd.proposed_by, cmd.approved_by):
         raise MakerCheckerViolation("a correction needs two different people: the proposer cannot approve it")
-    if not _REASON.fullmatch(cmd.reason):
-        raise InvalidCorrection("reason is a code: lower-case letters, digits and _ . : -")
+    reason = cmd.reason.strip()
+    if not reason or len(reason) > MAX_REASON_LENGTH or not reason.isprintable():
+        raise InvalidCorrection(f"reason: 1 to {MAX_REASON_LENGTH} printable characters")
     if cmd.idempotency_key != str(cmd.case_id):
         raise InvalidCorrection("the Idempotency-Key of a correction is its case id")
     if isinstance(cmd.amount, bool) or not isinstance(cmd.amount, int):
@@ -118,6 +124,21 @@ def check_request(cmd: CorrectionCommand, *, max_amount: int) -> None:
         raise InvalidPaymentAmount("amount must be a positive number of minor units")
     if cmd.amount > max_amount:
         raise InvalidCorrection(f"amount above the largest correction allowed ({max_amount} minor units)")
+
+
+def _is_operator_id(value: str) -> bool:
+    """An opaque id: the allowed characters, and no run of 8+ digits outside a UUID (a phone
+    or account number written bare)."""
+    return bool(_OPERATOR.fullmatch(value)) and not _DIGIT_RUN.search(_UUID.sub("-", value))
+
+
+def same_operator(a: str, b: str) -> bool:
+    """Whether two operator ids name the same person: `user:<id>` and `<id>` do, whatever the case."""
+
+    def bare(operator: str) -> str:
+        return operator.lower().removeprefix("user:")
+
+    return bare(a) == bare(b)
 
 
 # Which side of provider clearing each provider-settled payment type's capture posted.

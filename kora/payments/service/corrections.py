@@ -5,6 +5,7 @@ which accounts) are the domain's: kora/payments/domain/corrections.py."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from datetime import timedelta
@@ -13,6 +14,7 @@ from typing import Any
 from loguru import logger
 from opentelemetry import trace
 
+from kora.audit import InvalidAuditRecordError
 from kora.kernel import Money
 from kora.ledger import AccountKind, Direction, InsufficientFunds, LedgerError, LedgerStorageRefused, Leg
 from kora.payments.domain.corrections import (
@@ -135,13 +137,16 @@ class Corrections(PaymentsBase):
             self._metrics.ledger_posted(ledger_kind, time.perf_counter() - started)
             body = _answer(cmd, plan, debit=debit, credit=credit, transaction_id=txn.id, posted_at=txn.created_at)
             await uow.idempotency.complete(idem, outcome=Outcome.SUCCEEDED, body=body)
-            await uow.audit.record(
-                actor=cmd.actor,
-                action=f"ledger.correction.{cmd.kind.value}",
-                subject=f"payment:{payment.id}",
-                correlation_id=cmd.correlation_id,
-                details=_audit_details(cmd) | {"transaction_id": str(txn.id)},
-            )
+            try:
+                await uow.audit.record(
+                    actor=cmd.actor,
+                    action=f"ledger.correction.{cmd.kind.value}",
+                    subject=f"payment:{payment.id}",
+                    correlation_id=cmd.correlation_id,
+                    details=_audit_details(cmd) | {"transaction_id": str(txn.id)},
+                )
+            except InvalidAuditRecordError as exc:  # an operator id that looks like a phone number
+                raise InvalidCorrection("proposed_by and approved_by must be opaque ids, not phone numbers") from exc
             await uow.commit()
         return PaymentResult(Outcome.SUCCEEDED, body)
 
@@ -197,7 +202,8 @@ def _audit_details(cmd: CorrectionCommand) -> dict[str, str | int | bool | None]
         "kind": cmd.kind.value,
         "amount": cmd.amount,
         "currency": cmd.currency,
-        "reason": cmd.reason,
+        # The reviewers' free text may name anything: only its digest enters the core's trail.
+        "reason_sha256": hashlib.sha256(cmd.reason.encode()).hexdigest(),
         "proposed_by": cmd.proposed_by,
         "approved_by": cmd.approved_by,
         "service": cmd.actor,
