@@ -4,16 +4,22 @@ database's role check knows them), carried in access tokens; `kora admin` comman
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 
 import jwt
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
+from kora.bootstrap import Kora
 from kora.cli import main as kora_cli
 from kora.identity import Role, UserNotFound
+from kora.platform.db import create_engine
+from kora.platform.migrate import downgrade, upgrade
 from tests.support.api import Api, new_phone
+from tests.support.api import test_settings as core_settings
 
 
 async def login_roles(api: Api, phone: str, password: str) -> list[str]:
@@ -73,3 +79,32 @@ def test_cli_creates_recon_staff_and_grants_recon_roles(migrated_sqlite_url: str
     assert "no staff member" in nobody.output
     wrong = runner.invoke(kora_cli, ["admin", "grant-role", "--phone-number", phone, "support"], env=env)
     assert wrong.exit_code == 2  # not a grantable role
+
+
+def test_the_roles_revision_goes_down_and_up_with_recon_staff(migrated_url: str, tmp_path: Path) -> None:
+    """Down, the reconciliation roles are dropped (the staff keep their accounts); up again, they
+    can be granted again."""
+
+    async def staff_with_recon_role() -> None:
+        kora = Kora(core_settings(migrated_url, tmp_path))
+        try:
+            await kora.identity.create_staff(new_phone(), "recon-pass-" + uuid.uuid4().hex[:8], Role.RECON_APPROVER)
+        finally:
+            await kora.aclose()
+
+    async def recon_roles() -> int:
+        engine = create_engine(migrated_url, pool_size=1)
+        try:
+            async with engine.connect() as conn:
+                query = "SELECT count(*) FROM user_roles WHERE role IN ('recon_reviewer', 'recon_approver')"
+                return int((await conn.execute(sa.text(query))).scalar_one())
+        finally:
+            await engine.dispose()
+
+    asyncio.run(staff_with_recon_role())
+    assert asyncio.run(recon_roles()) == 1
+    downgrade(migrated_url, "-1")
+    assert asyncio.run(recon_roles()) == 0
+    upgrade(migrated_url)
+    asyncio.run(staff_with_recon_role())
+    assert asyncio.run(recon_roles()) == 1

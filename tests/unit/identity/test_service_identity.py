@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import jwt
 import pytest
 
+from kora.identity import build_service_authenticator
 from kora.identity.adapters.service_tokens import JwtServiceTokenReader, ServiceKeyDirectory
 from kora.identity.adapters.tokens import Ed25519Keyring, JwtEdDsaSigner, KeyringEntry
 from kora.identity.domain import AccessClaims, InvalidToken, Role
@@ -24,7 +26,7 @@ from kora.identity.domain.service_identity import (
 )
 from kora.identity.service_auth import ServiceAuthenticator
 from kora.kernel import FixedClock
-from kora.platform.settings import ConfigurationError
+from kora.platform.settings import ConfigurationError, Settings
 from tests.support.service_auth import RECON, forge, identity_entry, new_service_key, signer
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -164,3 +166,18 @@ def test_the_authenticator_judges_by_the_cores_clock() -> None:
         late.authenticate(token, "payments:read")
     with pytest.raises(ServiceTokenInvalid, match="missing"):
         late.authenticate(None, "payments:read")
+
+
+def test_the_setting_is_read_from_the_environment_or_a_file(tmp_path: Path) -> None:
+    key = new_service_key("recon-9")
+    path = tmp_path / "identities.json"
+    path.write_text(json.dumps([identity_entry(key)]))
+    settings = Settings.from_env(
+        {"KORA_DEV_SECRETS_FILE": str(tmp_path / "dev.json"), "KORA_SERVICE_IDENTITIES_FILE": str(path)}
+    )
+    authenticator = build_service_authenticator(settings, FixedClock(datetime.now(UTC)))
+    assert authenticator.services == frozenset({RECON})
+    assert authenticator.authenticate(signer(key).token("payments:read"), "payments:read").kid == "recon-9"
+    nobody = build_service_authenticator(Settings(), FixedClock(NOW))
+    with pytest.raises(ServiceTokenInvalid, match="unknown_kid"):
+        nobody.authenticate(signer(key).token("payments:read"), "payments:read")
