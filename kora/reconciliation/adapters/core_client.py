@@ -15,6 +15,7 @@ import httpx
 from loguru import logger
 from opentelemetry import trace
 
+from kora.kernel import Clock
 from kora.observability import CORRELATION_HEADER, get_correlation_id, inject_trace_context, new_correlation_id
 from kora.platform.settings import ConfigurationError
 from kora.reconciliation.adapters.service_token import ServiceKey, ServiceTokenSigner
@@ -68,7 +69,7 @@ class CoreClient:
 
     @classmethod
     def from_settings(
-        cls, settings: ReconSettings, *, clock: Any, client: httpx.AsyncClient | None = None
+        cls, settings: ReconSettings, *, clock: Clock, client: httpx.AsyncClient | None = None
     ) -> CoreClient:
         """From KORA_RECON_CORE_URL and KORA_RECON_SERVICE_KEY (required in production)."""
         if not settings.service_key:
