@@ -33,7 +33,7 @@ from kora.events import EventRecorder
 from kora.events.adapters.outbox import write_outbox
 from kora.events.consumers import NotificationsConsumer, SimulatedSender, build_consumers
 from kora.events.signing import EventSigner, EventVerifier, load_signing_keys, load_verify_keys
-from kora.identity import IdentityService, build_identity_adapters
+from kora.identity import IdentityService, build_identity_adapters, build_service_authenticator
 from kora.identity.adapters.nonces import SqlRequestNonceStore
 from kora.identity.adapters.sql import SqlLoginThrottle, SqlRefreshTokenStore, SqlUserRepository
 from kora.kernel import Clock, SystemClock
@@ -41,6 +41,7 @@ from kora.ledger import InvariantReport, Ledger
 from kora.ledger.adapters.sql import AccountCache, SqlLedgerStore
 from kora.observability import KoraMetrics, get_correlation_id, render_metrics
 from kora.observability.event_metrics import EventMetrics
+from kora.observability.service_metrics import ServiceMetrics
 from kora.payments import FeeSchedule, PaymentsConfig, PaymentsService
 from kora.payments.adapters.sql import SqlIdempotencyStore, SqlPaymentRepository
 from kora.platform.db import create_engine
@@ -201,6 +202,7 @@ class Kora:
             config=PaymentsConfig(
                 idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
                 group_commit_max=settings.group_commit_max,
+                correction_max_amount=settings.correction_max_amount,
             ),
             metrics=self.metrics,
             merchant_fees=_merchant_fees(settings),
@@ -216,6 +218,9 @@ class Kora:
             tolerance_seconds=settings.webhook_tolerance_seconds,
         )
         self.events = self._build_events(settings)
+        # Service-to-service identity (ADR 0023): who may call /v1/service, with which scopes.
+        self.service_auth = build_service_authenticator(settings, self.clock)
+        self.service_metrics = ServiceMetrics(self.registry, services=self.service_auth.services)
         self.webhooks = WebhookInbox(
             _webhook_sources(settings, self.providers),
             receipts=SqlWebhookReceipts(self.engine),

@@ -248,26 +248,54 @@ def admin_create(phone_number: str, password: str) -> None:
     click.echo(f"admin created: user_id={getattr(result, 'user_id', result)}")
 
 
-@admin.command("grant-role")
-@click.option("--phone-number", required=True, help="the customer's E.164 number, e.g. +2250700000001")
-@click.argument("role", type=click.Choice(["merchant"]))
-def admin_grant_role(phone_number: str, role: str) -> None:
-    """Grant a customer the merchant role (audited) and open its merchant account."""
+@admin.command("create-staff")
+@click.option("--phone-number", required=True, help="E.164, e.g. +2250700000001")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["support", "admin", "recon_reviewer", "recon_approver"]),
+    help="recon_reviewer proposes reconciliation corrections; recon_approver approves another's",
+)
+@click.password_option("--password", help="read from the prompt if omitted")
+def admin_create_staff(phone_number: str, role: str, password: str) -> None:
+    """Create a staff account (no wallet; audited). Staff are never created through the API."""
     from kora.identity import Role
 
     async def work(kora: Any) -> Any:
-        user_id = await kora.identity.resolve_user_by_phone(phone_number)
+        return await kora.identity.create_staff(phone_number, password, Role(role))
+
+    click.echo(f"{role} created: user_id={_run_with_kora(work)}")
+
+
+@admin.command("grant-role")
+@click.option("--phone-number", required=True, help="the user's E.164 number, e.g. +2250700000001")
+@click.argument("role", type=click.Choice(["merchant", "recon_reviewer", "recon_approver"]))
+def admin_grant_role(phone_number: str, role: str) -> None:
+    """Grant a customer the merchant role (and open its merchant account), or a staff member a
+    reconciliation role. Audited."""
+    from kora.identity import Role, UserNotFound
+
+    async def work(kora: Any) -> Any:
+        identity = kora.identity
+        lookup = identity.resolve_user_by_phone if role == "merchant" else identity.resolve_staff_by_phone
+        user_id = await lookup(phone_number)
         if user_id is None:
             return None
-        granted = await kora.identity.grant_role(user_id, Role(role), actor="cli")
-        return user_id, granted, await kora.payments.open_merchant_account(user_id)
+        try:
+            granted = await kora.identity.grant_role(user_id, Role(role), actor="cli")
+        except UserNotFound:
+            return None
+        merchant_id = await kora.payments.open_merchant_account(user_id) if role == "merchant" else None
+        return user_id, granted, merchant_id
 
     result = _run_with_kora(work)
     if result is None:
-        click.echo("no customer with this phone number", err=True)
+        wanted = "customer" if role == "merchant" else "staff member"
+        click.echo(f"no {wanted} with this phone number", err=True)
         sys.exit(1)
     user_id, granted, merchant_id = result
-    click.echo(f"{role} role {'granted' if granted else 'already held'}: user_id={user_id} merchant_id={merchant_id}")
+    suffix = f" merchant_id={merchant_id}" if merchant_id is not None else ""
+    click.echo(f"{role} role {'granted' if granted else 'already held'}: user_id={user_id}{suffix}")
 
 
 @main.command()

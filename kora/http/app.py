@@ -13,7 +13,7 @@ from kora import __version__
 from kora.bootstrap import Kora
 from kora.http.container import Services
 from kora.http.problems import Problem, install_problem_handlers
-from kora.http.routes import auth, cards, events, merchant, money, ops, settlement, webhooks
+from kora.http.routes import auth, cards, events, merchant, money, ops, service, settlement, webhooks
 from kora.identity import IdentityError
 from kora.kernel import InvalidAmount, UnknownCurrency
 from kora.ledger import LedgerError
@@ -30,6 +30,8 @@ Kora's payment API: wallets, P2P transfers, cash-in and cash-out on a double-ent
   `application/problem+json` with a stable `code`.
 * Authenticate with `Authorization: Bearer <access token>` and the `X-Device-ID` the token was
   issued to.
+* The service API (`/v1/service/...`) is for other Kora services only: it takes a service token
+  (a short-lived EdDSA JWT the service signs, with scopes; ADR 0023), never a user's token.
 * Transfers, cash-outs and refunds also need `X-Request-Timestamp` (Unix seconds) and
   `X-Request-Nonce` (a new random value per request): a stale timestamp or a nonce already
   used in the session is refused. A retry sends a fresh pair with the same `Idempotency-Key`.
@@ -80,6 +82,7 @@ def create_app(kora: Kora, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(cards.router)
     app.include_router(events.router)
+    app.include_router(service.router)
     if kora.settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -9,9 +9,10 @@ from fastapi import Request
 
 if TYPE_CHECKING:
     from kora.bootstrap_events import EventsRuntime
-    from kora.identity import IdentityService
+    from kora.identity import IdentityService, ServiceAuthenticator
     from kora.ledger import InvariantReport
     from kora.observability import KoraMetrics
+    from kora.observability.service_metrics import ServiceMetrics
     from kora.payments import PaymentsService
     from kora.platform.settings import Settings
     from kora.providers.card_notifications import CardNotificationInbox
@@ -26,6 +27,8 @@ class Services(Protocol):
     webhooks: WebhookInbox
     card_notifications: CardNotificationInbox
     events: EventsRuntime
+    service_auth: ServiceAuthenticator
+    service_metrics: ServiceMetrics
 
     async def verify_ledger(self) -> InvariantReport: ...
 

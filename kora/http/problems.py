@@ -72,6 +72,12 @@ STATUS_BY_CODE: dict[str, tuple[int, str]] = {
     "invalid_display_name": (422, "Invalid display name"),
     "invalid_device_id": (422, "Invalid device id"),
     "user_not_found": (404, "User not found"),
+    "service_token_invalid": (401, "Service token missing, invalid or expired"),
+    "service_scope_missing": (403, "The service token lacks the scope this operation needs"),
+    "maker_checker_violation": (422, "A correction needs a proposer and a different approver"),
+    "invalid_correction": (422, "Invalid correction"),
+    "correction_not_applicable": (422, "This correction does not apply to this payment"),
+    "correction_already_posted": (409, "This payment already has a correction of this kind"),
     "internal_error": (500, "Internal error"),
     "service_unavailable": (503, "Service unavailable"),
 }

@@ -4,7 +4,7 @@ The public interface other modules use, plus `build_identity_adapters` for the c
 root (the individual adapter classes are in `kora.identity.adapters`).
 """
 
-from kora.identity.adapters.factory import build_identity_adapters
+from kora.identity.adapters.factory import build_identity_adapters, build_service_authenticator
 from kora.identity.domain import (
     AccountLocked,
     AuthenticationRequired,
@@ -36,10 +36,21 @@ from kora.identity.domain import (
     UserProfile,
     WeakPassword,
 )
+from kora.identity.domain.service_identity import (
+    SERVICE_AUDIENCE,
+    SERVICE_TOKEN_TYPE,
+    ServiceCaller,
+    ServiceScopeMissing,
+    ServiceTokenInvalid,
+    validate_scope,
+)
 from kora.identity.ports import IdentityAdapters, IdentityUnitOfWork, WalletOpener
 from kora.identity.service import IdentityService
+from kora.identity.service_auth import ServiceAuthenticator
 
 __all__ = [
+    "SERVICE_AUDIENCE",
+    "SERVICE_TOKEN_TYPE",
     "AccountLocked",
     "AuthenticationRequired",
     "DeviceMismatch",
@@ -67,6 +78,10 @@ __all__ = [
     "RequestTimestampInvalid",
     "RequestTimestampMissing",
     "Role",
+    "ServiceAuthenticator",
+    "ServiceCaller",
+    "ServiceScopeMissing",
+    "ServiceTokenInvalid",
     "TokenPair",
     "TooManyAttempts",
     "UserNotFound",
@@ -74,4 +89,6 @@ __all__ = [
     "WalletOpener",
     "WeakPassword",
     "build_identity_adapters",
+    "build_service_authenticator",
+    "validate_scope",
 ]

@@ -22,6 +22,7 @@ from kora.identity.domain import (
     ThrottleState,
     UserRecord,
 )
+from kora.identity.domain.service_identity import ServiceClaims, ServiceIdentity
 
 ThrottleScope = Literal["account", "ip"]
 
@@ -63,6 +64,15 @@ class TokenSigner(Protocol):
 
     def jwks(self) -> dict[str, Any]:
         """The public keys of the ring as a JWKS document."""
+        ...
+
+
+class ServiceTokenReader(Protocol):
+    def read(self, token: str) -> tuple[ServiceIdentity, ServiceClaims]:
+        """The trusted service whose key signed `token` (by its `kid`), and the token's claims.
+        Checks the `typ` header and the signature only: audience, issuer, lifetime and scopes
+        are the domain's rules (`admit_service_claims`), against the caller's Clock.
+        Raises ServiceTokenInvalid (malformed, wrong_type, unknown_kid, bad_signature)."""
         ...
 
 

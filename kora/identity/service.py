@@ -57,6 +57,16 @@ SYSTEM = "system"
 _ISSUED_AT_LEEWAY = timedelta(seconds=30)
 
 
+GRANTABLE_ROLES = frozenset({Role.MERCHANT, Role.RECON_REVIEWER, Role.RECON_APPROVER})
+
+
+def _may_hold(roles: frozenset[Role], role: Role) -> bool:
+    """A merchant is a customer; a reconciliation reviewer or approver is staff, never a customer."""
+    if role is Role.MERCHANT:
+        return Role.CUSTOMER in roles
+    return Role.CUSTOMER not in roles and any(held.is_staff for held in roles)
+
+
 def _actor(user_id: uuid.UUID) -> str:
     return f"user:{user_id}"
 
@@ -146,9 +156,10 @@ class IdentityService:
         display_name: str | None = None,
         correlation_id: str | None = None,
     ) -> uuid.UUID:
-        """Create a support or admin account (no wallet). For the CLI only."""
-        if role is Role.CUSTOMER:
-            raise ValueError("customers register themselves; staff roles are support and admin")
+        """Create a staff account (support, admin, recon_reviewer or recon_approver; no
+        wallet). For the CLI only."""
+        if not role.is_staff:
+            raise ValueError("staff roles are support, admin, recon_reviewer and recon_approver")
         user = await self._new_user(phone_number, password, display_name, frozenset({role}))
         async with self._uow() as uow:
             await self._add_user(uow, user)
@@ -165,15 +176,16 @@ class IdentityService:
     async def grant_role(
         self, user_id: uuid.UUID, role: Role, *, actor: str, correlation_id: str | None = None
     ) -> bool:
-        """Grant a customer the merchant role (the only role granted this way: staff accounts are
+        """Grant a customer the merchant role, or a staff member a reconciliation role
+        (recon_reviewer, recon_approver): the only roles granted this way (staff accounts are
         made by the CLI, customers register). Audited; False when the user already held it. It
         shows in the access tokens issued after (the next login or refresh). Raises UserNotFound
-        when `user_id` is not a customer."""
-        if role is not Role.MERCHANT:
-            raise ValueError("only the merchant role is granted to an existing user")
+        when `user_id` is not a customer (merchant) or not staff (reconciliation roles)."""
+        if role not in GRANTABLE_ROLES:
+            raise ValueError("only merchant, recon_reviewer and recon_approver are granted to an existing user")
         async with self._uow() as uow:
             user = await uow.users.get(user_id)
-            if user is None or Role.CUSTOMER not in user.roles:
+            if user is None or not _may_hold(user.roles, role):
                 raise UserNotFound()
             granted = await uow.users.grant_role(user_id, role, at=self._clock.now())
             if granted:
@@ -473,6 +485,16 @@ class IdentityService:
         async with self._uow() as uow:
             user = await uow.users.get_by_phone_index(self._index.phone(phone.e164))
         if user is None or Role.CUSTOMER not in user.roles:
+            return None
+        return user.id
+
+    async def resolve_staff_by_phone(self, phone_number: str) -> uuid.UUID | None:
+        """The id of the staff member (support, admin, reconciliation) with this phone number,
+        or None. For the CLI. Raises InvalidPhoneNumber."""
+        phone = self._phones.normalize(phone_number)
+        async with self._uow() as uow:
+            user = await uow.users.get_by_phone_index(self._index.phone(phone.e164))
+        if user is None or not any(role.is_staff for role in user.roles):
             return None
         return user.id
 

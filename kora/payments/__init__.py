@@ -1,5 +1,13 @@
 """The payments module's public interface: the payment lifecycle and its use cases."""
 
+from kora.payments.domain.corrections import (
+    CorrectionAlreadyPosted,
+    CorrectionCommand,
+    CorrectionKind,
+    CorrectionNotApplicable,
+    InvalidCorrection,
+    MakerCheckerViolation,
+)
 from kora.payments.domain.errors import (
     FundsUnavailable,
     InvalidPaymentAmount,
@@ -40,6 +48,7 @@ from kora.payments.service import (
     PaymentsConfig,
     PaymentsService,
     ProviderMoveCommand,
+    ProviderQueryAnswer,
     RefundCommand,
     RefundReason,
     TransferCommand,
@@ -50,6 +59,10 @@ __all__ = [
     "CardOperationInProgress",
     "CardPaymentCommand",
     "CardRefundCommand",
+    "CorrectionAlreadyPosted",
+    "CorrectionCommand",
+    "CorrectionKind",
+    "CorrectionNotApplicable",
     "FeeSchedule",
     "FundsUnavailable",
     "IdempotencyKeyInvalid",
@@ -59,9 +72,11 @@ __all__ = [
     "IllegalTransition",
     "InvalidCapture",
     "InvalidCardToken",
+    "InvalidCorrection",
     "InvalidFee",
     "InvalidPaymentAmount",
     "InvalidReference",
+    "MakerCheckerViolation",
     "MerchantPaymentCommand",
     "Outcome",
     "Payment",
@@ -73,6 +88,7 @@ __all__ = [
     "PaymentsConfig",
     "PaymentsService",
     "ProviderMoveCommand",
+    "ProviderQueryAnswer",
     "RecipientNotFound",
     "RefundCommand",
     "RefundNotAllowed",

@@ -124,6 +124,12 @@ class Settings:
     # Public keys (JSON list of {"kid", "public_key_pem"}) of event producers other than this
     # process's own signing keys, e.g. in a consumer-only deployment.
     event_verify_keys: str | None = None
+    # Service-to-service identity (ADR 0023): the services the core trusts, a JSON list of
+    # {"service", "kid", "public_key" (base64url raw Ed25519), "scopes": [...]}. Public keys,
+    # not secrets; unset: no service may call /v1/service.
+    service_identities: str | None = None
+    # The largest correction (write-off, manual credit or debit) a service may post, minor units.
+    correction_max_amount: int = 1_000_000
 
     @property
     def is_production(self) -> bool:
@@ -213,6 +219,8 @@ class Settings:
             relay_idle_seconds=float(env.get("KORA_RELAY_IDLE_SECONDS", 0.05)),
             consumer_max_deliver=int(env.get("KORA_CONSUMER_MAX_DELIVER", 5)),
             event_verify_keys=read_setting(env, "KORA_EVENT_VERIFY_KEYS"),
+            service_identities=read_setting(env, "KORA_SERVICE_IDENTITIES"),
+            correction_max_amount=int(env.get("KORA_CORRECTION_MAX_AMOUNT", 1_000_000)),
         )
 
 

@@ -32,6 +32,29 @@ def db_upgrade(revision: str) -> None:
     click.echo(f"reconciliation database at {revision}")
 
 
+@recon.command("service-key")
+def service_key_command() -> None:
+    """Print the KORA_SERVICE_IDENTITIES entry (and the JWK) for this service's key
+    (KORA_RECON_SERVICE_KEY, or the development key): public material only, never the private
+    key. Paste the entry into the core's KORA_SERVICE_IDENTITIES list (ADR 0023)."""
+    from kora.reconciliation.adapters.service_token import ServiceKey
+    from kora.reconciliation.service.settings import ReconSettings
+
+    settings = ReconSettings.from_env()
+    if not settings.service_key:
+        raise click.ClickException("KORA_RECON_SERVICE_KEY is not set")
+    key = ServiceKey.from_json(settings.service_key)
+    entry = {
+        "service": settings.service_name,
+        "kid": key.kid,
+        "public_key": key.public_key(),
+        "scopes": ["payments:read", "payments:query", "ledger:correct"],
+    }
+    click.echo(json.dumps({"service_identity": entry, "jwk": key.jwk()}, indent=2))
+    if settings.generated_service_key:
+        click.echo("(a development key, generated into KORA_DEV_SECRETS_FILE: never use it in production)", err=True)
+
+
 @recon.command("import")
 @click.option("--provider", required=True, help="the report's dialect: momo, wave, card...")
 @click.option("--actor", required=True, help="who imports it (recorded with the report)")

@@ -19,7 +19,7 @@ USER_REGISTERED = ("identity.user_registered", 1)
 PAYMENT_STATUS_CHANGED_SUBJECT = subject_for(*PAYMENT_STATUS_CHANGED)
 USER_REGISTERED_SUBJECT = subject_for(*USER_REGISTERED)
 
-STAFF_ROLES = frozenset({"admin", "support"})
+STAFF_ROLES = frozenset({"admin", "support", "recon_reviewer", "recon_approver"})
 
 
 @dataclass(frozen=True, slots=True)

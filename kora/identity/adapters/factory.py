@@ -6,10 +6,13 @@ from __future__ import annotations
 from kora.identity.adapters.common_passwords import load_common_passwords
 from kora.identity.adapters.crypto import AesGcmPiiCipher, Argon2PasswordHasher, HmacBlindIndex
 from kora.identity.adapters.phone import PhonenumbersNormalizer
+from kora.identity.adapters.service_tokens import JwtServiceTokenReader, ServiceKeyDirectory
 from kora.identity.adapters.tokens import Ed25519Keyring, JwtEdDsaSigner
 from kora.identity.domain import PasswordPolicy
 from kora.identity.domain.password_policy import DEFAULT_MIN_LENGTH
 from kora.identity.ports import IdentityAdapters
+from kora.identity.service_auth import ServiceAuthenticator
+from kora.kernel import Clock
 from kora.platform.settings import Settings
 
 
@@ -36,3 +39,10 @@ def build_identity_adapters(
         phones=PhonenumbersNormalizer(default_region=default_region),
         policy=PasswordPolicy.with_common_passwords(load_common_passwords(), min_length=password_min_length),
     )
+
+
+def build_service_authenticator(settings: Settings, clock: Clock) -> ServiceAuthenticator:
+    """The services the core trusts (KORA_SERVICE_IDENTITIES), judged by `clock`.
+    Raises ConfigurationError when the setting is malformed."""
+    reader = JwtServiceTokenReader(ServiceKeyDirectory.from_json(settings.service_identities))
+    return ServiceAuthenticator(reader, clock, services=reader.services)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from kora.platform.db import UtcDateTime, metadata
 
-ROLE_NAMES = ("customer", "support", "admin")
+ROLE_NAMES = ("customer", "support", "admin", "merchant", "recon_reviewer", "recon_approver")
 
 users = sa.Table(
     "users",
@@ -32,7 +32,7 @@ user_roles = sa.Table(
     sa.Column("user_id", sa.Uuid, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("role", sa.String(16), primary_key=True),
     sa.Column("granted_at", UtcDateTime, nullable=False),
-    sa.CheckConstraint("role IN ('customer', 'support', 'admin', 'merchant')", name="role_known"),
+    sa.CheckConstraint("role IN ('" + "', '".join(ROLE_NAMES) + "')", name="role_known"),
 )
 
 # One row per login on one device; `id` is the session id (`sid` claim) and the family of the

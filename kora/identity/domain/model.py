@@ -24,6 +24,16 @@ class Role(enum.StrEnum):
     SUPPORT = "support"
     ADMIN = "admin"
     MERCHANT = "merchant"  # may receive merchant payments and refund them
+    RECON_REVIEWER = "recon_reviewer"  # reconciliation staff: reviews cases, proposes corrections
+    RECON_APPROVER = "recon_approver"  # reconciliation staff: approves another reviewer's correction
+
+    @property
+    def is_staff(self) -> bool:
+        """Staff accounts are made by the CLI (no wallet); customers register, merchants are granted."""
+        return self in STAFF_ROLES
+
+
+STAFF_ROLES = frozenset({Role.SUPPORT, Role.ADMIN, Role.RECON_REVIEWER, Role.RECON_APPROVER})
 
 
 @dataclass(frozen=True, slots=True)

@@ -223,6 +223,18 @@ class Payment:
     def is_party(self, user_id: uuid.UUID) -> bool:
         return user_id in (self.initiated_by, self.payer_user_id, self.payee_user_id)
 
+    def service_view(self) -> dict[str, Any]:
+        """The payment as another Kora service (reconciliation) sees it: no PII, no wallet ids."""
+        return {
+            "id": str(self.id),
+            "type": self.type.value,
+            "status": self.status.value,
+            "amount": self.money.amount,
+            "currency": self.money.currency,
+            "provider": self.provider,
+            "provider_ref": self.provider_ref,
+        }
+
     def view(self) -> dict[str, Any]:
         """The payment as clients see it (JSON-ready primitives, no PII)."""
         return {

@@ -18,6 +18,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from kora.kernel import Clock
+from kora.payments.domain.corrections import CorrectionCommand
 from kora.payments.ports import CardAcquirerRegistry, PaymentsUnitOfWorkFactory, ProviderRegistry, RecipientDirectory
 from kora.payments.service.base import NullPaymentMetrics, PaymentMetrics, PaymentResult, PaymentsConfig
 from kora.payments.service.card_common import (
@@ -32,6 +33,7 @@ from kora.payments.service.card_common import (
 from kora.payments.service.card_refunds import CardRefunds
 from kora.payments.service.card_sweeper import CardSweeper
 from kora.payments.service.cards import CardPayments
+from kora.payments.service.corrections import Corrections
 from kora.payments.service.merchant import (
     FeeSchedule,
     InvalidReference,
@@ -44,7 +46,7 @@ from kora.payments.service.provider_moves import ProviderMoveCommand, ProviderMo
 from kora.payments.service.queries import PaymentQueries, ProviderStatusQuery
 from kora.payments.service.settlement import InvalidSettlementRequest, SettlementCommand, Settlements
 from kora.payments.service.settlement_backlog import SettlementBacklog
-from kora.payments.service.sweeper import PendingSweeper
+from kora.payments.service.sweeper import PendingSweeper, ProviderQueryAnswer
 from kora.payments.service.transfers import TransferCommand, Transfers
 from kora.providers import Chargeback, ProviderResult, StaticCardAcquirers
 
@@ -63,6 +65,7 @@ __all__ = [
     "PaymentsConfig",
     "PaymentsService",
     "ProviderMoveCommand",
+    "ProviderQueryAnswer",
     "RefundCommand",
     "RefundReason",
     "SettlementCommand",
@@ -104,6 +107,7 @@ class PaymentsService:
             metrics=metrics,
         )
         self.queries = PaymentQueries(**deps)
+        self.corrections = Corrections(**deps, max_amount=deps["config"].correction_max_amount)
         acquirers = acquirers or StaticCardAcquirers(())
         self.settlements = Settlements(**deps, acquirers=acquirers)
         self.backlog = SettlementBacklog(**deps)
@@ -244,6 +248,22 @@ class PaymentsService:
 
     async def get_payment(self, payment_id: uuid.UUID, *, viewer: uuid.UUID, privileged: bool) -> dict[str, Any]:
         return await self.queries.get_payment(payment_id, viewer=viewer, privileged=privileged)
+
+    async def service_payment(self, payment_id: uuid.UUID) -> dict[str, Any]:
+        """A payment as another Kora service sees it (no PII, no wallet ids); PaymentNotFound."""
+        return await self.queries.service_view(payment_id)
+
+    async def query_provider_now(
+        self, payment_id: uuid.UUID, *, actor: str, correlation_id: str | None = None
+    ) -> dict[str, Any]:
+        """Ask the provider now about a cash-in/out and record its answer; the payment as it
+        stands after (service view) plus `provider_answer`. See `PendingSweeper.query_now`."""
+        payment, answer = await self.sweeper.query_now(payment_id, actor=actor, correlation_id=correlation_id)
+        return payment.service_view() | {"provider_answer": answer}
+
+    async def post_correction(self, cmd: CorrectionCommand) -> PaymentResult:
+        """Post a reconciliation case's approved correction; see `Corrections.post_correction`."""
+        return await self.corrections.post_correction(cmd)
 
     async def status_query(self, payment_id: uuid.UUID, provider: str) -> ProviderStatusQuery | None:
         """How to ask `provider` about one of our cash-ins/outs there; see `PaymentQueries`."""

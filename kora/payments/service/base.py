@@ -140,6 +140,8 @@ class PaymentsConfig:
     # Concurrent transfers share one transaction (group commit), at most this many at once;
     # 0 (the default here; the service's settings turn it on) means one transaction each.
     group_commit_max: int = 0
+    # The largest correction a service may post for a reconciliation case (minor units).
+    correction_max_amount: int = 1_000_000
 
 
 class PaymentsBase:

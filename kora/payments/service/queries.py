@@ -46,6 +46,14 @@ class PaymentQueries(PaymentsBase):
             raise PaymentNotFound("no such payment")
         return payment.view()
 
+    async def service_view(self, payment_id: uuid.UUID) -> dict[str, Any]:
+        """The payment as another Kora service sees it; PaymentNotFound when there is none."""
+        async with self._uow() as uow:
+            payment = await uow.payments.get(payment_id)
+        if payment is None:
+            raise PaymentNotFound("no such payment")
+        return payment.service_view()
+
     async def status_query(self, payment_id: uuid.UUID, provider: str) -> ProviderStatusQuery | None:
         """How to ask `provider` about this payment (a provider's callback names it); None
         unless it is one of our cash-ins or cash-outs at that provider."""

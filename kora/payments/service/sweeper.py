@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import datetime, timedelta
+from typing import Literal
 
 from loguru import logger
 from opentelemetry import trace
 
 from kora.kernel import Clock
 from kora.payments.domain.errors import (
+    PaymentNotFound,
     UnknownProvider,
 )
 from kora.payments.domain.model import (
@@ -33,9 +36,20 @@ from kora.providers import (
     ProviderOperation,
     ProviderOutcome,
     ProviderRequest,
+    ProviderResult,
 )
 
 _tracer = trace.get_tracer("kora.payments")
+
+ProviderQueryAnswer = Literal["succeeded", "failed", "pending", "unreachable"]
+
+
+def _answer_word(result: ProviderResult) -> ProviderQueryAnswer:
+    if result.outcome is ProviderOutcome.SUCCEEDED:
+        return "succeeded"
+    if result.outcome is ProviderOutcome.FAILED:
+        return "failed"
+    return "unreachable" if result.failure_code == STATUS_UNREACHABLE else "pending"
 
 
 class PendingSweeper:
@@ -93,7 +107,47 @@ class PendingSweeper:
             logger.info("pending payments swept", **counts)
         return counts
 
-    async def _sweep_one(self, payment: Payment, now: datetime, give_up_after: timedelta) -> str:
+    async def query_now(
+        self, payment_id: uuid.UUID, *, actor: str, correlation_id: str | None
+    ) -> tuple[Payment, ProviderQueryAnswer]:
+        """Ask the provider now what became of one of our cash-ins or cash-outs (a
+        reconciliation case wants a late confirmation, ADR 0011) and record a definite answer
+        as the sweeper would: a payment still waiting is captured or failed; one already
+        definite is left as it is, or flagged when the provider contradicts it. Never gives up
+        on a payment, never re-sends it. Audited as `actor`'s query. Returns the payment as it
+        stands after, and what the provider said (`unreachable` when it could not be asked).
+        Raises PaymentNotFound (no provider cash-in/out with this id), UnknownProvider."""
+        async with self._uow() as uow:
+            payment = await uow.payments.get(payment_id)
+        if payment is None or payment.type not in (PaymentType.CASH_IN, PaymentType.CASH_OUT) or not payment.provider:
+            raise PaymentNotFound("no provider cash-in or cash-out with this id")
+        try:
+            result = await self._ask(payment)
+        except UnknownProvider:
+            raise
+        except Exception as exc:  # the provider could not be asked: nothing is recorded
+            logger.opt(exception=exc).warning("provider status query failed", provider=payment.provider)
+            result = ProviderResult(ProviderOutcome.PENDING, failure_code=STATUS_UNREACHABLE)
+        answer = _answer_word(result)
+        if result.outcome is not ProviderOutcome.PENDING:
+            await self._moves.record_answer(
+                payment.id, None, result, None, actor, correlation_id or payment.correlation_id
+            )
+        async with self._uow() as uow:
+            after = await uow.payments.get(payment.id)
+            await uow.audit.record(
+                actor=actor,
+                action=f"payment.{payment.type.value}.provider_queried",
+                subject=f"payment:{payment.id}",
+                correlation_id=correlation_id,
+                details={"provider": payment.provider, "provider_answer": answer},
+            )
+            await uow.commit()
+        assert after is not None
+        return after, answer
+
+    async def _ask(self, payment: Payment) -> ProviderResult:
+        """The provider's status of one of our cash-ins/outs (the request as it was sent)."""
         gateway = self._providers.get(payment.provider or "")
         if gateway is None:
             raise UnknownProvider(f"provider {payment.provider!r} is not configured")
@@ -101,7 +155,10 @@ class PendingSweeper:
         account = await self._directory.mobile_money_number(payment.initiated_by)
         request = ProviderRequest(payment.id, payment.money, account_ref=account, correlation_id=payment.correlation_id)
         with _tracer.start_as_current_span(f"provider.{gateway.name}.status"):
-            result = await gateway.status(request, operation)
+            return await gateway.status(request, operation)
+
+    async def _sweep_one(self, payment: Payment, now: datetime, give_up_after: timedelta) -> str:
+        result = await self._ask(payment)
         if result.outcome is ProviderOutcome.PENDING:
             # Give up only on what the provider itself said (still pending, or never heard of
             # it) past the maximum age — never because it could not be asked.
