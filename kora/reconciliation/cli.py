@@ -114,5 +114,63 @@ def match_command(report_id: object) -> None:
     click.echo(json.dumps({"report_id": str(report_id), "counts": counts}))
 
 
+@recon.command("worker")
+@click.option("--metrics-port", type=int, default=None, help="serve /metrics on this port")
+@click.option(
+    "--metrics-host", default="127.0.0.1", show_default=True, help="address of /metrics (0.0.0.0 in a container)"
+)
+def worker_command(metrics_port: int | None, metrics_host: str) -> None:
+    """Run the `recon` consumer, the outbox relay and the match schedule until SIGTERM."""
+    import signal
+
+    from kora.observability import configure_logging
+    from kora.platform.settings import ConfigurationError
+    from kora.reconciliation.service.settings import ReconSettings
+    from kora.reconciliation.worker import ReconWorker
+
+    settings = ReconSettings.from_env()
+    configure_logging(level=os.environ.get("KORA_LOG_LEVEL", "INFO"), json=True, service="kora-recon")
+
+    async def run() -> None:
+        worker = ReconWorker(settings)
+        if metrics_port:
+            from prometheus_client import start_http_server
+
+            start_http_server(metrics_port, addr=metrics_host, registry=worker.registry)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await worker.run(stop)
+        finally:
+            await worker.aclose()
+
+    try:
+        asyncio.run(run())
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@recon.command("event-keys")
+def event_keys_command() -> None:
+    """Print the service's public event keys as KORA_EVENT_VERIFY_KEYS entries for the core
+    (bound to producer kora-reconciliation): the core's `settlement` consumer trusts only these."""
+    from kora.events.domain import RECONCILIATION_PRODUCER
+    from kora.events.signing import load_signing_keys, public_key_pem
+    from kora.platform.settings import ConfigurationError
+    from kora.reconciliation.service.settings import ReconSettings
+
+    try:
+        _, keys = load_signing_keys(ReconSettings.from_env().require_event_keys())
+    except (ConfigurationError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    entries = [
+        {"kid": kid, "public_key_pem": public_key_pem(key), "producer": RECONCILIATION_PRODUCER}
+        for kid, key in keys.items()
+    ]
+    click.echo(json.dumps(entries))
+
+
 def register(main: click.Group) -> None:
     main.add_command(recon)
