@@ -1,0 +1,260 @@
+"""The settlement → SETTLED feedback loop between two services, each on its own PostgreSQL
+database, through a real NATS JetStream:
+
+cash-ins captured by the core through the provider simulator (over HTTP, MoMo) → the core's
+relay → NATS → the reconciliation worker's `recon` consumer (recon database) → the simulator's
+settlement report imported → the worker's match schedule with the settlement hook → the
+reconciliation relay → NATS → the core's `settlement` consumer → the payments are SETTLED with
+their settlement postings in the core's ledger → and the SETTLED events flow back to the
+reconciliation view, which closes the loop (nothing is confirmed twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from prometheus_client import CollectorRegistry
+
+from kora.bootstrap import Kora
+from kora.events.domain import RECONCILIATION_PRODUCER
+from kora.events.signing import public_key_pem
+from kora.kernel import SystemClock
+from kora.ledger import AccountKind
+from kora.payments import ProviderMoveCommand
+from kora.providers.adapters.momo import HttpMomoGateway
+from kora.providers.resilience import BreakerPolicy, ProviderGuard, ProviderPolicy, RetryPolicy, TimeoutPolicy
+from kora.reconciliation.adapters.crypto import AesGcmReportCipher
+from kora.reconciliation.adapters.sql import SqlReportStore
+from kora.reconciliation.adapters.tables import event_outbox, recon_payments
+from kora.reconciliation.migrations import upgrade as recon_upgrade
+from kora.reconciliation.service.importing import ReportImports
+from kora.reconciliation.service.settings import ReconSettings
+from kora.reconciliation.worker import ReconWorker
+from kora.simulator import SimulatorConfig, create_simulator_app
+from tests.integration.events.nats_support import SHARED_NATS_URL, SharedNats, shared_nats
+from tests.integration.simulator.conftest import RunningServer, serve
+from tests.support.api import test_settings as settings_for
+
+__all__ = ["shared_nats"]
+
+ALWAYS_SUCCEEDS = "+225071200000" + "0"  # the simulator's number that always pays
+
+
+def recon_keys() -> tuple[str, str]:
+    """(KORA_RECON_EVENT_SIGNING_KEYS, the core's KORA_EVENT_VERIFY_KEYS entry for it)."""
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    signing = json.dumps([{"kid": "recon-loop-1", "private_key_pem": pem}])
+    verify = json.dumps(
+        [
+            {
+                "kid": "recon-loop-1",
+                "public_key_pem": public_key_pem(key.public_key()),
+                "producer": RECONCILIATION_PRODUCER,
+            }
+        ]
+    )
+    return signing, verify
+
+
+def nats_env(nats: SharedNats) -> dict[str, str]:
+    return {
+        "KORA_EVENTS_BUS": "nats",
+        "KORA_NATS_URL": SHARED_NATS_URL,
+        "KORA_NATS_STREAM": nats.stream,
+        "KORA_NATS_DLQ_STREAM": nats.dlq_stream,
+        "KORA_NATS_NAMESPACE": nats.namespace,
+    }
+
+
+@pytest.fixture
+def simulator() -> Iterator[RunningServer]:
+    running = serve(create_simulator_app(SimulatorConfig.for_tests()))
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def momo_gateway(url: str, client: httpx.AsyncClient) -> HttpMomoGateway:
+    policy = ProviderPolicy(
+        default_timeout=TimeoutPolicy(connect=1.0, read=2.0, total=2.0),
+        retry=RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.05, deadline=5.0),
+        breaker=BreakerPolicy(fail_max=5, reset_timeout=30.0),
+    )
+    guard = ProviderGuard("momo", policy)
+    return HttpMomoGateway("momo", url, client=client, guard=guard, poll_attempts=20, poll_interval_seconds=0.05)
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, limit: float = 30.0) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Loop:
+    def __init__(self, kora: Kora, worker: ReconWorker, simulator: str) -> None:
+        self.kora, self.worker, self.simulator = kora, worker, simulator
+
+    async def statuses(self, ids: list[str]) -> list[str]:
+        out = []
+        async with self.kora.unit_of_work() as uow:
+            for i in ids:
+                payment = await uow.payments.get(uuid.UUID(i))
+                assert payment is not None
+                out.append(payment.status.value)
+        return out
+
+    async def recon_statuses(self) -> dict[str, str]:
+        async with self.worker.engine.connect() as conn:
+            rows = await conn.execute(sa.select(recon_payments.c.payment_id, recon_payments.c.status))
+            return {r.payment_id: r.status for r in rows}
+
+    async def recon_events(self) -> list[str]:
+        async with self.worker.engine.connect() as conn:
+            rows = await conn.execute(sa.select(event_outbox.c.type, event_outbox.c.published_at))
+            return [r.type for r in rows if r.published_at is not None]
+
+    async def posted(self, kind: AccountKind) -> int:
+        async with self.kora.unit_of_work() as uow:
+            account = await uow.ledger.system_account(kind, "XOF", "momo")
+            return (await uow.ledger.balance(account.id)).posted
+
+    async def import_report(self, key: str) -> uuid.UUID:
+        day = datetime.now(UTC).date()
+        async with httpx.AsyncClient(base_url=self.simulator) as client:
+            answer = await client.get("/_sim/providers/momo/settlement-report", params={"date": day.isoformat()})
+        assert answer.status_code == 200, answer.text
+        imports = ReportImports(SqlReportStore(self.worker.engine), AesGcmReportCipher.from_setting(key), SystemClock())
+        result = await imports.import_report("momo", answer.content, filename="momo.csv", actor="ops-1", report_day=day)
+        assert result.quarantined == 0
+        return result.report_id
+
+
+@pytest.fixture
+def recon_postgres_url(another_postgres_database: str) -> str:
+    """The reconciliation service's own database, at the head of its own chain."""
+    recon_upgrade(another_postgres_database)
+    return another_postgres_database
+
+
+@pytest.fixture
+async def loop(
+    migrated_postgres_url: str,
+    recon_postgres_url: str,
+    shared_nats: SharedNats,
+    simulator: RunningServer,
+    tmp_path: Path,
+) -> AsyncIterator[tuple[Loop, str]]:
+    signing, verify = recon_keys()
+    client = httpx.AsyncClient()
+    core_settings = settings_for(
+        migrated_postgres_url, tmp_path, KORA_EVENT_VERIFY_KEYS=verify, **nats_env(shared_nats)
+    )
+    kora = Kora(core_settings, providers=[momo_gateway(simulator.url, client)])
+    kora._http_client = client  # closed with Kora
+    report_key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    recon_settings = ReconSettings.from_env(
+        {
+            "KORA_ENV": "production",  # nothing generated: every key is given, as in a deployment
+            "KORA_RECON_DATABASE_URL": recon_postgres_url,
+            "KORA_RECON_REPORT_KEY": report_key,
+            "KORA_RECON_EVENT_SIGNING_KEYS": signing,
+            "KORA_EVENT_VERIFY_KEYS": json.dumps(
+                [
+                    {"kid": kid, "public_key_pem": public_key_pem(k)}
+                    for kid, k in [(kora.event_signer.key_id, kora.event_signer._key.public_key())]
+                ]
+            ),
+            "KORA_RECON_MATCH_INTERVAL_SECONDS": "0.3",
+            **nats_env(shared_nats),
+        }
+    )
+    worker = ReconWorker(recon_settings, registry=CollectorRegistry())
+    try:
+        yield Loop(kora, worker, simulator.url), report_key
+    finally:
+        await worker.aclose()
+        await kora.aclose()
+
+
+async def test_the_settlement_feedback_loop_through_nats(loop: tuple[Loop, str]) -> None:
+    world, report_key = loop
+    kora, worker = world.kora, world.worker
+    stop = asyncio.Event()
+    jobs: list[asyncio.Task[Any]] = [
+        asyncio.create_task(kora.events.run_relay(stop)),
+        asyncio.create_task(kora.events.run_consumers(stop, ["settlement"])),
+        asyncio.create_task(worker.run(stop)),
+    ]
+    try:
+        registered = await kora.identity.register(phone_number=ALWAYS_SUCCEEDS, password="loop-pass-phrase-1")
+        ids = []
+        for amount in (10_000, 2_500):
+            cmd = ProviderMoveCommand(registered.user_id, amount, "XOF", uuid.uuid4().hex, provider="momo")
+            result = await kora.payments.cash_in(cmd)
+            assert result.body["status"] == "CAPTURED", result.body
+            ids.append(str(result.body["id"]))
+        assert await world.posted(AccountKind.PROVIDER_CLEARING) == 12_500
+
+        # core relay → NATS → recon consumer: the recon database knows both as CAPTURED.
+        async def fed() -> bool:
+            return await world.recon_statuses() == dict.fromkeys(ids, "CAPTURED")
+
+        await until(fed, "the recon feed")
+
+        # The provider's report, imported; the worker's schedule matches it and confirms.
+        await world.import_report(report_key)
+
+        async def settled() -> bool:
+            return await world.statuses(ids) == ["SETTLED", "SETTLED"]
+
+        await until(settled, "the core to settle what reconciliation confirmed")
+        assert await world.posted(AccountKind.PROVIDER_CLEARING) == 0
+        assert await world.posted(AccountKind.SETTLEMENT_BANK) == 12_500
+        async with kora.engine.connect() as conn:
+            postings = await conn.execute(
+                sa.text("SELECT count(*) FROM ledger_transactions WHERE kind = 'cash_in.settlement'")
+            )
+            assert postings.scalar_one() == 2
+
+        # The core's SETTLED events come back: the reconciliation view is SETTLED, so later
+        # schedule rounds confirm nothing again.
+        async def closed() -> bool:
+            return await world.recon_statuses() == dict.fromkeys(ids, "SETTLED")
+
+        await until(closed, "the SETTLED events back in the recon view")
+        await asyncio.sleep(1.0)  # a few more schedule rounds
+        assert await world.recon_events() == ["reconciliation.settlement_confirmed"]
+        assert (
+            worker.registry.get_sample_value(
+                "kora_recon_outcome_events_total", {"type": "reconciliation.settlement_confirmed"}
+            )
+            == 1
+        )
+        assert kora.registry.get_sample_value("kora_recon_settlement_payments_total", {"outcome": "settled"}) == 2
+        assert (await kora.verify_ledger()).ok
+        assert await kora.events.dead_letters.open_counts() == {}
+        assert await worker.runner() is not None
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*jobs, return_exceptions=True), timeout=30)
