@@ -14,7 +14,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import secrets
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -35,6 +39,7 @@ from kora.events.signing import public_key_pem
 from kora.kernel import SystemClock
 from kora.ledger import AccountKind
 from kora.payments import ProviderMoveCommand
+from kora.platform.db import create_engine
 from kora.providers.adapters.momo import HttpMomoGateway
 from kora.providers.resilience import BreakerPolicy, ProviderGuard, ProviderPolicy, RetryPolicy, TimeoutPolicy
 from kora.reconciliation.adapters.crypto import AesGcmReportCipher
@@ -258,3 +263,107 @@ async def test_the_settlement_feedback_loop_through_nats(loop: tuple[Loop, str])
     finally:
         stop.set()
         await asyncio.wait_for(asyncio.gather(*jobs, return_exceptions=True), timeout=30)
+
+
+async def test_the_loop_on_the_embedded_default_with_a_recon_worker_process(
+    migrated_sqlite_url: str, simulator: RunningServer, tmp_path: Path
+) -> None:
+    """The embedded default: SQLite for each service and the core's embedded stream (a table of
+    the core's database) as the bus. `kora recon worker` runs as its own process, reaching the
+    core's database only for the stream, and stops cleanly on SIGTERM."""
+    signing, verify = recon_keys()
+    client = httpx.AsyncClient()
+    kora = Kora(
+        settings_for(migrated_sqlite_url, tmp_path, KORA_EVENT_VERIFY_KEYS=verify),
+        providers=[momo_gateway(simulator.url, client)],
+    )
+    kora._http_client = client
+    recon_url = f"sqlite+aiosqlite:///{tmp_path / 'kora-recon.db'}"
+    report_key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    env = {
+        **os.environ,
+        "KORA_DATABASE_URL": migrated_sqlite_url,
+        "KORA_RECON_DATABASE_URL": recon_url,
+        "KORA_RECON_REPORT_KEY": report_key,
+        "KORA_RECON_EVENT_SIGNING_KEYS": signing,
+        # The core's dev keys are in this file: the worker derives the core's public key from it.
+        "KORA_DEV_SECRETS_FILE": str(tmp_path / "dev-secrets.json"),
+        "KORA_RECON_MATCH_INTERVAL_SECONDS": "0.3",
+        "KORA_EVENTS_BUS": "inprocess",
+        "KORA_LOG_LEVEL": "WARNING",
+    }
+    env.pop("KORA_EVENT_VERIFY_KEYS", None)
+    log = tmp_path / "recon-worker.log"
+    stop = asyncio.Event()
+    jobs = [
+        asyncio.create_task(kora.events.run_relay(stop)),
+        asyncio.create_task(kora.events.run_consumers(stop, ["settlement"])),
+    ]
+    process: subprocess.Popen[bytes] | None = None
+    recon_engine = create_engine(recon_url, pool_size=1)
+    try:
+        assert await asyncio.to_thread(run_kora(env, "recon", "db", "upgrade").wait) == 0
+        process = run_kora(env, "recon", "worker", log=log)
+        registered = await kora.identity.register(phone_number=ALWAYS_SUCCEEDS, password="loop-pass-phrase-1")
+        cmd = ProviderMoveCommand(registered.user_id, 7_000, "XOF", uuid.uuid4().hex, provider="momo")
+        captured = await kora.payments.cash_in(cmd)
+        assert captured.body["status"] == "CAPTURED", captured.body
+        payment_id = str(captured.body["id"])
+
+        async def fed() -> bool:
+            async with recon_engine.connect() as conn:
+                found = await conn.execute(
+                    sa.select(recon_payments.c.status).where(recon_payments.c.payment_id == payment_id)
+                )
+                return found.scalar_one_or_none() == "CAPTURED"
+
+        await until(fed, "the recon feed on the embedded stream")
+        day = datetime.now(UTC).date()
+        async with httpx.AsyncClient(base_url=simulator.url) as sim:
+            report = (await sim.get("/_sim/providers/momo/settlement-report", params={"date": day.isoformat()})).content
+        imports = ReportImports(
+            SqlReportStore(recon_engine), AesGcmReportCipher.from_setting(report_key), SystemClock()
+        )
+        await imports.import_report("momo", report, filename="momo.csv", actor="ops-1", report_day=day)
+
+        async def settled() -> bool:
+            async with kora.unit_of_work() as uow:
+                payment = await uow.payments.get(uuid.UUID(payment_id))
+            return payment is not None and payment.status.value == "SETTLED"
+
+        await until(settled, "the core to settle on the embedded stream", limit=60.0)
+        async with kora.engine.connect() as conn:
+            postings = await conn.execute(
+                sa.text("SELECT count(*) FROM ledger_transactions WHERE kind = 'cash_in.settlement'")
+            )
+            assert postings.scalar_one() == 1
+        # The worker never touched another core table: its processed events and outbox are its own.
+        async with kora.engine.connect() as conn:
+            consumers = await conn.execute(sa.text("SELECT DISTINCT consumer FROM processed_events"))
+            assert set(consumers.scalars()) == {"settlement"}
+    finally:
+        # The core's jobs first: SQLite has one writer, and a job frozen mid-transaction would
+        # hold the lock the stopping worker waits for.
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*jobs, return_exceptions=True), timeout=30)
+        if process is not None:
+            await asyncio.to_thread(terminate, process)
+        await recon_engine.dispose()
+        await kora.aclose()
+    assert process.returncode == 0, log.read_text()[-2000:]
+
+
+def run_kora(env: dict[str, str], *args: str, log: Path | None = None) -> subprocess.Popen[bytes]:
+    output = log.open("ab") if log is not None else subprocess.DEVNULL
+    return subprocess.Popen([sys.executable, "-m", "kora", *args], env=env, stdout=output, stderr=subprocess.STDOUT)
+
+
+def terminate(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, as an orchestrator stops it; killed only if it does not stop in time."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
