@@ -152,6 +152,41 @@ def worker_command(metrics_port: int | None, metrics_host: str) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+@recon.command("replay")
+@click.option("--from-seq", type=int, default=None, help="from this stream sequence")
+@click.option("--since", default=None, help="from this time (ISO 8601, UTC if no offset)")
+@click.option("--actor", required=True, help="who asks (logged)")
+def replay_command(from_seq: int | None, since: str | None, actor: str) -> None:
+    """Re-deliver the core's payment events to the `recon` consumer (its own database); what it
+    already applied is not applied again. Prints the count of each outcome."""
+    from datetime import UTC, datetime
+
+    from kora.observability import configure_logging
+    from kora.reconciliation.service.settings import ReconSettings
+    from kora.reconciliation.worker import ReconWorker
+
+    if (from_seq is None) == (since is None):
+        raise click.UsageError("give exactly one of --from-seq and --since")
+    start = None
+    if since is not None:
+        try:
+            start = datetime.fromisoformat(since.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise click.BadParameter(f"not an ISO 8601 time: {since!r}") from exc
+        start = start if start.tzinfo is not None else start.replace(tzinfo=UTC)
+    settings = ReconSettings.from_env()
+    configure_logging(level=os.environ.get("KORA_LOG_LEVEL", "INFO"), json=True, service="kora-recon")
+
+    async def run() -> dict[str, int]:
+        worker = ReconWorker(settings)
+        try:
+            return await worker.replay(from_seq=from_seq, since=start, actor=actor)
+        finally:
+            await worker.aclose()
+
+    click.echo(json.dumps(asyncio.run(run())))
+
+
 @recon.command("event-keys")
 def event_keys_command() -> None:
     """Print the service's public event keys as KORA_EVENT_VERIFY_KEYS entries for the core

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from loguru import logger
@@ -126,6 +126,24 @@ class ReconWorker:
             metrics=self.event_metrics,
             idle_seconds=self.settings.relay_idle_seconds,
         )
+
+    async def replay(self, *, from_seq: int | None = None, since: datetime | None = None, actor: str) -> dict[str, int]:
+        """Re-deliver the core's stream to the `recon` consumer from a sequence or a time (ADR
+        0021): what it already applied is a duplicate (processed_events), so only what it missed
+        takes effect. `actor` is logged: the service keeps no audit trail of its own yet."""
+        runner = await self.runner()
+        counts: dict[str, int] = {}
+        async for delivery in (await self.bus()).replay(self.feed.spec, from_seq=from_seq, since=since):
+            outcome = await runner.process(delivery, last_attempt=True)
+            counts[outcome.word] = counts.get(outcome.word, 0) + 1
+        logger.info(
+            "recon consumer replayed",
+            actor=actor[:64],
+            from_seq=from_seq or 0,
+            since=since.isoformat() if since else "",
+            **counts,
+        )
+        return counts
 
     async def reports_due(self) -> list[uuid.UUID]:
         """Reports never matched, and recent ones (imported within `rematch_days`) whose latest

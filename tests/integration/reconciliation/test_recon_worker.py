@@ -136,6 +136,8 @@ async def test_the_schedule_matches_new_reports_and_rematches_open_ones_as_time_
     async with worker.engine.connect() as conn:
         known = set((await conn.execute(sa.select(recon_payments.c.payment_id))).scalars())
     assert known == {str(listed.id), str(unlisted.id)}
+    # A replay of the whole stream applies nothing twice (the forged one is parked again).
+    assert await worker.replay(from_seq=1, actor="ops-1") == {"duplicate": 2, "dead_lettered": 1}
 
     imports = ReportImports(SqlReportStore(worker.engine), AesGcmReportCipher.from_setting(KEY), FixedClock(START))
     data = render_report(ApiStyle.MOMO, sim.state.ledger.of_provider("momo"), DAY).encode()
