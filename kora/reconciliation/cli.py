@@ -82,28 +82,46 @@ def import_command(provider: str, actor: str, day: object, file: Path) -> None:
 
 @recon.command("match")
 @click.option("--report-id", required=True, type=click.UUID, help="the stored report to match")
-def match_command(report_id: object) -> None:
+@click.option(
+    "--confirm/--no-confirm",
+    default=True,
+    show_default=True,
+    help="confirm the matched payments still captured settled (an outcome event the worker's relay publishes)",
+)
+def match_command(report_id: object, confirm: bool) -> None:
     """Match a stored report against Kora's payments of its provider, as of now; stores the
-    results in place of the report's previous run and prints the count of each outcome as JSON."""
+    results in place of the report's previous run and prints the count of each outcome as JSON.
+    As the worker's schedule does, it confirms the matched captured payments settled (in the
+    run's transaction); re-running is harmless, the core settles each payment once."""
     import uuid
 
+    from kora.events.signing import load_signing_keys
     from kora.kernel import SystemClock
     from kora.observability import configure_logging
     from kora.platform.db import create_engine
+    from kora.platform.settings import ConfigurationError
     from kora.reconciliation.domain.rules import MatchRules
     from kora.reconciliation.service.importing import ReportNotFound
-    from kora.reconciliation.service.match_run import run_match
+    from kora.reconciliation.service.match_run import MatchHook, run_match
+    from kora.reconciliation.service.outcomes import OutcomeEvents
     from kora.reconciliation.service.settings import ReconSettings
 
     assert isinstance(report_id, uuid.UUID)
     settings = ReconSettings.from_env()
     configure_logging(level=os.environ.get("KORA_LOG_LEVEL", "INFO"), json=True, service="kora-recon")
     clock = SystemClock()
+    hooks: list[MatchHook] = []
+    if confirm:
+        try:
+            signer, _ = load_signing_keys(settings.require_event_keys())
+        except (ConfigurationError, ValueError) as exc:
+            raise click.ClickException(f"{exc} (or pass --no-confirm)") from exc
+        hooks.append(OutcomeEvents(signer, clock=clock).settlement_hook)
 
     async def run() -> dict[str, int]:
         engine = create_engine(settings.database_url, pool_size=2)
         try:
-            return await run_match(engine, report_id, rules=MatchRules(), as_of=clock.now(), clock=clock)
+            return await run_match(engine, report_id, rules=MatchRules(), as_of=clock.now(), clock=clock, hooks=hooks)
         finally:
             await engine.dispose()
 

@@ -53,6 +53,7 @@ class ReconSettings:
     match_interval_seconds: float = 60.0
     rematch_days: int = 7
     relay_idle_seconds: float = 0.2
+    dev_secrets_file: str = ".kora-dev-secrets.json"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ReconSettings:
@@ -74,8 +75,7 @@ class ReconSettings:
             generated = True
         signing = read_setting(env, EVENT_SIGNING_KEYS)
         verify = read_setting(env, "KORA_EVENT_VERIFY_KEYS")
-        if kora_env != "production":
-            signing = signing or _dev_secret(dev_path, EVENT_SIGNING_KEYS, _new_event_keys)
+        if kora_env != "production":  # the signing keys are generated when first needed
             verify = verify or _core_dev_verify_keys(dev_path)
         bus = env.get("KORA_EVENTS_BUS", "inprocess")
         if bus not in ("inprocess", "nats"):
@@ -97,13 +97,17 @@ class ReconSettings:
             nats_namespace=env.get("KORA_NATS_NAMESPACE", ""),
             match_interval_seconds=float(env.get("KORA_RECON_MATCH_INTERVAL_SECONDS", "60")),
             rematch_days=int(env.get("KORA_RECON_REMATCH_DAYS", "7")),
+            dev_secrets_file=str(dev_path),
         )
 
     def require_event_keys(self) -> str:
-        """The signing keys, or ConfigurationError (production without the secret)."""
-        if not self.event_signing_keys:
+        """The signing keys; in development generated once into the dev secrets file when none
+        are configured; ConfigurationError in production without the secret."""
+        if self.event_signing_keys:
+            return self.event_signing_keys
+        if self.env == "production":
             raise ConfigurationError(f"refusing to start the worker without the secret {EVENT_SIGNING_KEYS}")
-        return self.event_signing_keys
+        return _dev_secret(Path(self.dev_secrets_file), EVENT_SIGNING_KEYS, _new_event_keys)
 
 
 def _new_report_key() -> str:
