@@ -110,7 +110,8 @@ def test_no_secret_is_written_in_the_deployment_files() -> None:
 
 
 @pytest.mark.parametrize(
-    "service", ["kora-relay", "kora-worker-notifications", "kora-worker-kpi", "kora-worker-settlement", "kora-recon-worker"]
+    "service",
+    ["kora-relay", "kora-worker-notifications", "kora-worker-kpi", "kora-worker-settlement", "kora-recon-worker"],
 )
 def test_processes_expose_metrics_to_the_network_inside_the_stack(service: str) -> None:
     command = _compose()["services"][service]["command"]
