@@ -50,11 +50,11 @@ from kora.reconciliation.service.importing import ReportImports
 from kora.reconciliation.service.settings import ReconSettings
 from kora.reconciliation.worker import ReconWorker
 from kora.simulator import SimulatorConfig, create_simulator_app
-from tests.integration.events.nats_support import SHARED_NATS_URL, SharedNats, shared_nats
+from tests.integration.events.nats_support import SHARED_NATS_URL, SecuredNats, SharedNats, secured_nats, shared_nats
 from tests.integration.simulator.conftest import RunningServer, serve
 from tests.support.api import test_settings as settings_for
 
-__all__ = ["shared_nats"]
+__all__ = ["secured_nats", "shared_nats"]
 
 ALWAYS_SUCCEEDS = "+225071200000" + "0"  # the simulator's number that always pays
 
@@ -117,8 +117,10 @@ async def until(check: Callable[[], Awaitable[bool]], what: str, limit: float = 
 
 
 class Loop:
-    def __init__(self, kora: Kora, worker: ReconWorker, simulator: str) -> None:
-        self.kora, self.worker, self.simulator = kora, worker, simulator
+    """`kora`: the core's API and relay; `settler`: its settlement worker; `worker`: reconciliation's."""
+
+    def __init__(self, kora: Kora, settler: Kora, worker: ReconWorker, simulator: str) -> None:
+        self.kora, self.settler, self.worker, self.simulator = kora, settler, worker, simulator
 
     async def statuses(self, ids: list[str]) -> list[str]:
         out = []
@@ -162,44 +164,81 @@ def recon_postgres_url(another_postgres_database: str) -> str:
     return another_postgres_database
 
 
+@pytest.fixture(params=["shared-nats", "least-privilege"])
+def bus(request: pytest.FixtureRequest) -> SharedNats | SecuredNats:
+    """Each process as its own NATS user of deploy/nats/nats.conf (`least-privilege`: the core's
+    relay as kora-relay, its settlement worker as kora-settlement, the reconciliation worker as
+    kora-recon), or all on the shared test server (`shared-nats`)."""
+    found: SharedNats | SecuredNats = request.getfixturevalue(
+        "shared_nats" if request.param == "shared-nats" else "secured_nats"
+    )
+    return found
+
+
 @pytest.fixture
 async def loop(
+    bus: SharedNats | SecuredNats,
     migrated_postgres_url: str,
     recon_postgres_url: str,
-    shared_nats: SharedNats,
     simulator: RunningServer,
     tmp_path: Path,
 ) -> AsyncIterator[tuple[Loop, str]]:
+    if isinstance(bus, SharedNats):
+        env = {"relay": nats_env(bus), "settlement": nats_env(bus), "recon": nats_env(bus)}
+    else:
+        secured = bus
+        admin = await secured.connect("kora-admin", wait=3.0)
+        try:
+            await admin.ensure_stream()
+        finally:
+            await admin.close()
+        env = {role: secured_env(secured, f"kora-{role}") for role in ("relay", "settlement", "recon")}
     signing, verify = recon_keys()
     client = httpx.AsyncClient()
-    core_settings = settings_for(
-        migrated_postgres_url, tmp_path, KORA_EVENT_VERIFY_KEYS=verify, **nats_env(shared_nats)
+    kora = Kora(
+        settings_for(migrated_postgres_url, tmp_path, KORA_EVENT_VERIFY_KEYS=verify, **env["relay"]),
+        providers=[momo_gateway(simulator.url, client)],
     )
-    kora = Kora(core_settings, providers=[momo_gateway(simulator.url, client)])
     kora._http_client = client  # closed with Kora
+    # The settlement worker is configured with the same providers as the API (it settles only
+    # a provider it knows; it never calls it).
+    settler_client = httpx.AsyncClient()
+    settler = Kora(
+        settings_for(migrated_postgres_url, tmp_path, KORA_EVENT_VERIFY_KEYS=verify, **env["settlement"]),
+        providers=[momo_gateway(simulator.url, settler_client)],
+    )
+    settler._http_client = settler_client
     report_key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    core_keys = [
+        {"kid": kora.event_signer.key_id, "public_key_pem": public_key_pem(kora.event_signer._key.public_key())}
+    ]
     recon_settings = ReconSettings.from_env(
         {
             "KORA_ENV": "production",  # nothing generated: every key is given, as in a deployment
             "KORA_RECON_DATABASE_URL": recon_postgres_url,
             "KORA_RECON_REPORT_KEY": report_key,
             "KORA_RECON_EVENT_SIGNING_KEYS": signing,
-            "KORA_EVENT_VERIFY_KEYS": json.dumps(
-                [
-                    {"kid": kid, "public_key_pem": public_key_pem(k)}
-                    for kid, k in [(kora.event_signer.key_id, kora.event_signer._key.public_key())]
-                ]
-            ),
+            "KORA_EVENT_VERIFY_KEYS": json.dumps(core_keys),
             "KORA_RECON_MATCH_INTERVAL_SECONDS": "0.3",
-            **nats_env(shared_nats),
+            **env["recon"],
         }
     )
     worker = ReconWorker(recon_settings, registry=CollectorRegistry())
     try:
-        yield Loop(kora, worker, simulator.url), report_key
+        yield Loop(kora, settler, worker, simulator.url), report_key
     finally:
         await worker.aclose()
+        await settler.aclose()
         await kora.aclose()
+
+
+def secured_env(nats: SecuredNats, user: str) -> dict[str, str]:
+    return {
+        "KORA_EVENTS_BUS": "nats",
+        "KORA_NATS_URL": nats.url,
+        "KORA_NATS_USER": user,
+        "KORA_NATS_PASSWORD": nats.passwords[user],
+    }
 
 
 async def test_the_settlement_feedback_loop_through_nats(loop: tuple[Loop, str]) -> None:
@@ -208,7 +247,7 @@ async def test_the_settlement_feedback_loop_through_nats(loop: tuple[Loop, str])
     stop = asyncio.Event()
     jobs: list[asyncio.Task[Any]] = [
         asyncio.create_task(kora.events.run_relay(stop)),
-        asyncio.create_task(kora.events.run_consumers(stop, ["settlement"])),
+        asyncio.create_task(world.settler.events.run_consumers(stop, ["settlement"])),
         asyncio.create_task(worker.run(stop)),
     ]
     try:
@@ -256,9 +295,15 @@ async def test_the_settlement_feedback_loop_through_nats(loop: tuple[Loop, str])
             )
             == 1
         )
-        assert kora.registry.get_sample_value("kora_recon_settlement_payments_total", {"outcome": "settled"}) == 2
+        settled_count = world.settler.registry.get_sample_value(
+            "kora_recon_settlement_payments_total", {"outcome": "settled"}
+        )
+        assert settled_count == 2
         assert (await kora.verify_ledger()).ok
         assert await kora.events.dead_letters.open_counts() == {}
+        async with worker.engine.connect() as conn:  # nothing refused on the reconciliation side either
+            parked = await conn.execute(sa.text("SELECT count(*) FROM dead_letters"))
+            assert parked.scalar_one() == 0
         assert await worker.runner() is not None
     finally:
         stop.set()
