@@ -335,7 +335,9 @@ class Kora:
             clock=self.clock,
             audit_key=self._audit_key,
             audit_chains=self.settings.audit_chains,
-            accounts=self._accounts,
+            # Inside someone else's transaction an account another savepoint created may still roll
+            # back with it: such units of work keep their own account cache, never the process's.
+            accounts=self._accounts if connection is None else AccountCache(),
             signer=self.event_signer,
             snapshot=snapshot,
             connection=connection,

@@ -262,3 +262,29 @@ async def test_a_confirmed_mismatch_flags_the_payment_once_and_support_sees_it(c
         )
         == 1
     )
+
+
+async def test_a_batch_that_fails_leaves_nothing_behind_and_its_good_events_apply_alone(core: Core) -> None:
+    first, second = await core.cash_in(3_000), await core.cash_in(4_000)
+    unknown = core.confirmed([first])
+    unknown = replace(unknown, payload={**unknown.payload, "provider": "nope"})
+    unknown = core.recon.sign(replace(unknown, signature=None))
+    batch = [
+        core.confirmed([first]),
+        core.confirmed([second]),
+        unknown,
+    ]  # the first two create, then use, the bank account
+    for envelope in batch:
+        message = OutgoingMessage(
+            envelope.subject, str(envelope.id), envelope.to_json(), {"Nats-Msg-Id": str(envelope.id)}
+        )
+        assert await core.bus.publish([message]) == [None]
+    deliveries = await core.bus.fetch(core.runner.handler.spec, batch=10, wait_seconds=0.0)
+
+    # One transaction for the three fails on the unknown provider and rolls back entirely; each is
+    # then applied alone: the account created in the rolled-back savepoint is not trusted again.
+    assert [o.word for o in await core.runner.process_batch(deliveries)] == ["applied", "applied", "retried"]
+    assert [await core.status(first), await core.status(second)] == ["SETTLED", "SETTLED"]
+    assert await core.settlement_postings() == 2
+    assert await core.bank() == 7_000
+    assert (await core.kora.verify_ledger()).ok
