@@ -114,14 +114,15 @@ class OutcomeEvents:
         amount: int | None,
         currency: str | None,
         correlation_id: str | None = None,
-    ) -> Envelope:
+    ) -> None:
         """Record `reconciliation.mismatch_confirmed` v1 in `conn`'s transaction (the one that
         closes the review case): the core flags payment `payment_id` for case `case_id`.
         `outcome`: MISMATCH, MISSING_INTERNAL or MISSING_PROVIDER; `reason`: the match reason
         (amount, fee, currency, status, duplicate) or None; `amount` in minor units (> 0) and
         `currency` (ISO 4217) of what is at stake, or None. Raises ValueError for a value the
         contract refuses, before anything is written. The core applies it once per
-        (payment, case): recording it again is harmless."""
+        (payment, case): recording it again is harmless. Fits the review queue's
+        `MismatchRecorder` port (kora.reconciliation.service.case_types)."""
         if outcome not in CONFIRMED_OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(sorted(CONFIRMED_OUTCOMES))}")
         if reason is not None and not _REASON.fullmatch(reason):
@@ -142,8 +143,7 @@ class OutcomeEvents:
         origin = current_origin()
         if correlation_id is not None:
             origin = Origin(correlation_id, origin.trace)
-        (envelope,) = await self._write(conn, [(self._event(MISMATCH_CONFIRMED, "payment", payment, payload), origin)])
-        return envelope
+        await self._write(conn, [(self._event(MISMATCH_CONFIRMED, "payment", payment, payload), origin)])
 
     def _event(
         self, contract: tuple[str, int], aggregate_type: str, aggregate_id: str, payload: Mapping[str, Any]
