@@ -16,7 +16,7 @@ import httpx
 import sqlalchemy as sa
 from loguru import logger
 from prometheus_client import CollectorRegistry
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 # Importing the table modules registers every table on the shared metadata.
 import kora.audit.adapters.tables
@@ -29,10 +29,12 @@ import kora.providers.adapters.tables  # noqa: F401
 from kora.audit import SqlAuditTrail, audit_key_from_secret, verify_audit_chain
 from kora.audit.domain import AuditReport
 from kora.bootstrap_events import EventsRuntime
-from kora.events import EventRecorder
+from kora.bootstrap_settlement import CoreReconOutcomes
+from kora.events import PRODUCER, EventRecorder
 from kora.events.adapters.outbox import write_outbox
 from kora.events.consumers import NotificationsConsumer, SimulatedSender, build_consumers
-from kora.events.signing import EventSigner, EventVerifier, load_signing_keys, load_verify_keys
+from kora.events.consumers.recon_outcomes import SettlementConsumer
+from kora.events.signing import EventSigner, EventVerifier, load_signing_keys, load_verify_keys, verify_key_producers
 from kora.identity import IdentityService, build_identity_adapters, build_service_authenticator
 from kora.identity.adapters.nonces import SqlRequestNonceStore
 from kora.identity.adapters.sql import SqlLoginThrottle, SqlRefreshTokenStore, SqlUserRepository
@@ -99,8 +101,9 @@ class KoraUnitOfWork(SqlUnitOfWork):
         accounts: AccountCache,
         signer: EventSigner,
         snapshot: bool = False,
+        connection: AsyncConnection | None = None,
     ) -> None:
-        super().__init__(engine, snapshot=snapshot)
+        super().__init__(engine, snapshot=snapshot, connection=connection)
         self._signer = signer
         self._accounts = accounts
         self._audit_chains = audit_chains
@@ -170,7 +173,12 @@ class Kora:
         self._accounts = AccountCache()
         try:
             self.event_signer, own_keys = load_signing_keys(settings.secret("KORA_EVENT_SIGNING_KEYS"))
-            self.event_verifier = EventVerifier({**load_verify_keys(settings.event_verify_keys), **own_keys})
+            # Each key signs for one producer: the core's own keys for kora-core, the others for
+            # what KORA_EVENT_VERIFY_KEYS says (the reconciliation service's: kora-reconciliation).
+            self.event_verifier = EventVerifier(
+                {**load_verify_keys(settings.event_verify_keys), **own_keys},
+                producers={**verify_key_producers(settings.event_verify_keys), **dict.fromkeys(own_keys, PRODUCER)},
+            )
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from exc
         adapters = build_identity_adapters(settings)
@@ -241,7 +249,7 @@ class Kora:
             clock=self.clock,
             verifier=self.event_verifier,
             metrics=self.event_metrics,
-            handlers=build_consumers(sender=self.notification_sender, clock=self.clock),
+            handlers=[*build_consumers(sender=self.notification_sender, clock=self.clock), self._settlement_consumer()],
             audit=self._audit_operation,
         )
         notifications = runtime.handlers["notifications"]
@@ -250,6 +258,13 @@ class Kora:
         self.notifications = notifications.dispatcher(self.engine)
         runtime.worker_jobs.setdefault("notifications", []).append(self._deliver_notifications)
         return runtime
+
+    def _settlement_consumer(self) -> SettlementConsumer:
+        """`settlement`: reconciliation's outcome events (a settlement confirmed, a mismatch confirmed)."""
+        core = CoreReconOutcomes(
+            settlements=self.payments.settlements, unit_of_work_on=lambda conn: self.unit_of_work(connection=conn)
+        )
+        return SettlementConsumer(core=core, clock=self.clock, metrics=self.event_metrics)
 
     async def _deliver_notifications(self, stop: asyncio.Event) -> None:
         """Beside the consumers: send the queued customer notifications that are due."""
@@ -318,15 +333,19 @@ class Kora:
         query = await self.payments.status_query(payment_id, provider)
         return None if query is None else PaymentAtProvider(query.request, query.operation, query.unresolved)
 
-    def unit_of_work(self, *, snapshot: bool = False) -> KoraUnitOfWork:
+    def unit_of_work(self, *, snapshot: bool = False, connection: AsyncConnection | None = None) -> KoraUnitOfWork:
+        """A unit of work; on `connection`, a savepoint in its owner's transaction."""
         return KoraUnitOfWork(
             self.engine,
             clock=self.clock,
             audit_key=self._audit_key,
             audit_chains=self.settings.audit_chains,
-            accounts=self._accounts,
+            # Inside someone else's transaction an account another savepoint created may still roll
+            # back with it: such units of work keep their own account cache, never the process's.
+            accounts=self._accounts if connection is None else AccountCache(),
             signer=self.event_signer,
             snapshot=snapshot,
+            connection=connection,
         )
 
     async def verify_ledger(self) -> InvariantReport:

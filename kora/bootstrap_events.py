@@ -8,7 +8,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -16,17 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from kora.events.adapters.dead_letters import DeadLetter, SqlDeadLetters
 from kora.events.adapters.outbox import SqlOutboxReader
 from kora.events.adapters.sql_bus import SqlStreamBus
-from kora.events.ports import ConsumerSpec, Delivery, EventBus, EventSource
+from kora.events.buses import Bus, NatsConnection, connect_bus
+from kora.events.ports import ConsumerSpec, Delivery
 from kora.events.relay import Relay, sleep_or_stop
 from kora.events.runtime import ConsumerRunner, EventHandler, Outcome
 from kora.events.signing import EventVerifier
 from kora.kernel import Clock
 from kora.observability.event_metrics import EventMetrics
 from kora.platform.settings import ConfigurationError, Settings
-
-
-class Bus(EventBus, EventSource, Protocol):
-    """Both sides of the bus, as one adapter provides them."""
 
 
 class UnknownConsumer(LookupError):
@@ -75,20 +72,11 @@ class EventsRuntime:
             return self._bus
 
     async def _connect(self) -> Bus:
-        if self._settings.events_bus == "inprocess":
-            return SqlStreamBus(self._engine, self._clock)
-        from kora.events.adapters.nats_bus import NatsEventBus
-
-        bus: Bus = await NatsEventBus.connect(
-            self._settings.nats_url,
-            user=self._settings.nats_user,
-            password=self._settings.nats_password,
-            stream=self._settings.nats_stream,
-            dlq_stream=self._settings.nats_dlq_stream,
-            namespace=self._settings.nats_namespace,
-            name="kora",
+        s = self._settings
+        nats = NatsConnection(
+            s.nats_url, s.nats_user, s.nats_password, s.nats_stream, s.nats_dlq_stream, s.nats_namespace
         )
-        return bus
+        return await connect_bus(s.events_bus, stream_engine=self._engine, clock=self._clock, nats=nats)
 
     async def relay(self) -> Relay:
         return Relay(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,19 @@ def _sync_admin_url() -> str:
 @pytest.fixture
 def postgres_database() -> Iterator[str]:
     """A brand-new, empty PostgreSQL database for one test; dropped afterwards. Yields its URL."""
+    with _fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def another_postgres_database(postgres_database: str) -> Iterator[str]:
+    """A second fresh database on the same server, for tests of two services (each its own database)."""
+    with _fresh_postgres_database() as url:
+        yield url
+
+
+@contextmanager
+def _fresh_postgres_database() -> Iterator[str]:
     import asyncio
 
     name = f"kora_test_{uuid.uuid4().hex[:12]}"

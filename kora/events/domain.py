@@ -18,6 +18,9 @@ from typing import Any
 SUBJECT_PREFIX = "kora.events"
 DLQ_PREFIX = "kora.dlq"
 PRODUCER = "kora-core"
+RECONCILIATION_PRODUCER = "kora-reconciliation"
+# Who may publish each family of contracts (the type's first word); every other type is the core's.
+_PRODUCER_OF_FAMILY = {"reconciliation": RECONCILIATION_PRODUCER}
 OUTBOX_PARTITIONS = 16
 
 
@@ -111,6 +114,13 @@ def subject_for(event_type: str, version: int) -> str:
     """`kora.events.<type>.v<version>`: one subject per contract, so a consumer subscribes to
     the versions it understands."""
     return f"{SUBJECT_PREFIX}.{event_type}.v{version}"
+
+
+def producer_of(event_type: str) -> str:
+    """The one producer allowed to publish `event_type`: `reconciliation.*` is the
+    reconciliation service's, everything else the core's. A verifier refuses an event whose
+    `producer` is not this one, so one service can never speak in another's name."""
+    return _PRODUCER_OF_FAMILY.get(event_type.split(".", 1)[0], PRODUCER)
 
 
 def dlq_subject_for(consumer: str) -> str:

@@ -81,6 +81,20 @@ class EventMetrics:
             registry=registry,
         )
 
+        # The core's `settlement` consumer: what reconciliation's outcome events did.
+        self.recon_settlements = Counter(
+            "kora_recon_settlement_payments_total",
+            "Payments reconciliation confirmed settled, by what the core did (settled | already_settled | rejected).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.payment_flags = Counter(
+            "kora_payment_flags_total",
+            "Payments flagged by reconciliation's confirmed mismatches, by source and outcome.",
+            ["source", "outcome"],
+            registry=registry,
+        )
+
     def relay_published(self, event_type: str, ok: int, failed: int) -> None:
         label = safe_label(event_type)
         if ok:

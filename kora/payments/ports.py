@@ -18,6 +18,33 @@ from kora.providers import CardAcquirer, ProviderGateway
 
 
 @dataclass(frozen=True, slots=True)
+class PaymentFlag:
+    """A payment flagged from outside the payments module: `source` (reconciliation) confirmed
+    `outcome` (MISMATCH, MISSING_INTERNAL, MISSING_PROVIDER) with `reason` in its case `case_id`.
+    Amounts in minor units. Shown to support and administrators with the payment."""
+
+    payment_id: uuid.UUID
+    source: str
+    case_id: str
+    outcome: str
+    reason: str | None
+    amount: int | None
+    currency: str | None
+    flagged_at: datetime
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "case_id": self.case_id,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "amount": self.amount,
+            "currency": self.currency,
+            "flagged_at": self.flagged_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class CapturedBacklog:
     """Captured provider payments awaiting settlement, for one provider, currency and payment
     type. Amounts are minor units of what was captured; `overdue` counts those whose
@@ -47,6 +74,14 @@ class PaymentRepository(Protocol):
 
     async def save(self, payment: Payment) -> None:
         """Persist the payment's current status and append its new status changes."""
+        ...
+
+    async def add_flag(self, flag: PaymentFlag) -> bool:
+        """Store the flag; False (nothing written) when the payment already has one for that case."""
+        ...
+
+    async def flags(self, payment_id: uuid.UUID) -> list[PaymentFlag]:
+        """The payment's flags, oldest first."""
         ...
 
     async def get(self, payment_id: uuid.UUID, *, for_update: bool = False) -> Payment | None: ...

@@ -2,6 +2,10 @@
 
 Repositories are built on its connection; they add and flush, never commit. The use case
 calls `commit()`; leaving the block without it rolls back.
+
+A unit of work may also run inside a transaction someone else owns (`connection=`: an event
+consumer's, which records the event as processed in it): it is then a SAVEPOINT, its commit
+releases it, and only the owner's commit makes it durable (ADR 0024).
 """
 
 from __future__ import annotations
@@ -13,8 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransactio
 
 
 class SqlUnitOfWork:
-    def __init__(self, engine: AsyncEngine, *, snapshot: bool = False) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, snapshot: bool = False, connection: AsyncConnection | None = None
+    ) -> None:
         self._engine = engine
+        self._outer = connection
         # A consistent snapshot for long reads (REPEATABLE READ on PostgreSQL); SQLite
         # transactions are already serializable.
         self._snapshot = snapshot
@@ -32,6 +39,10 @@ class SqlUnitOfWork:
         return self._engine.dialect.name
 
     async def __aenter__(self) -> Self:
+        if self._outer is not None:
+            self._conn = self._outer
+            self._tx = await self._outer.begin_nested()
+            return self
         self._conn = await self._engine.connect()
         if self._snapshot and self._engine.dialect.name == "postgresql":
             await self._conn.execution_options(isolation_level="REPEATABLE READ")
@@ -58,6 +69,6 @@ class SqlUnitOfWork:
         try:
             await self.rollback()
         finally:
-            if self._conn is not None:
+            if self._conn is not None and self._outer is None:
                 await self._conn.close()
-                self._conn = None
+            self._conn = None

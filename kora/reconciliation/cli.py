@@ -105,28 +105,46 @@ def import_command(provider: str, actor: str, day: object, file: Path) -> None:
 
 @recon.command("match")
 @click.option("--report-id", required=True, type=click.UUID, help="the stored report to match")
-def match_command(report_id: object) -> None:
+@click.option(
+    "--confirm/--no-confirm",
+    default=True,
+    show_default=True,
+    help="confirm the matched payments still captured settled (an outcome event the worker's relay publishes)",
+)
+def match_command(report_id: object, confirm: bool) -> None:
     """Match a stored report against Kora's payments of its provider, as of now; stores the
-    results in place of the report's previous run and prints the count of each outcome as JSON."""
+    results in place of the report's previous run and prints the count of each outcome as JSON.
+    As the worker's schedule does, it confirms the matched captured payments settled (in the
+    run's transaction); re-running is harmless, the core settles each payment once."""
     import uuid
 
+    from kora.events.signing import load_signing_keys
     from kora.kernel import SystemClock
     from kora.observability import configure_logging
     from kora.platform.db import create_engine
+    from kora.platform.settings import ConfigurationError
     from kora.reconciliation.domain.rules import MatchRules
     from kora.reconciliation.service.importing import ReportNotFound
-    from kora.reconciliation.service.match_run import run_match
+    from kora.reconciliation.service.match_run import MatchHook, run_match
+    from kora.reconciliation.service.outcomes import OutcomeEvents
     from kora.reconciliation.service.settings import ReconSettings
 
     assert isinstance(report_id, uuid.UUID)
     settings = ReconSettings.from_env()
     configure_logging(level=os.environ.get("KORA_LOG_LEVEL", "INFO"), json=True, service="kora-recon")
     clock = SystemClock()
+    hooks: list[MatchHook] = []
+    if confirm:
+        try:
+            signer, _ = load_signing_keys(settings.require_event_keys())
+        except (ConfigurationError, ValueError) as exc:
+            raise click.ClickException(f"{exc} (or pass --no-confirm)") from exc
+        hooks.append(OutcomeEvents(signer, clock=clock).settlement_hook)
 
     async def run() -> dict[str, int]:
         engine = create_engine(settings.database_url, pool_size=2)
         try:
-            return await run_match(engine, report_id, rules=MatchRules(), as_of=clock.now(), clock=clock)
+            return await run_match(engine, report_id, rules=MatchRules(), as_of=clock.now(), clock=clock, hooks=hooks)
         finally:
             await engine.dispose()
 
@@ -167,6 +185,99 @@ def serve_command(host: str, port: int, migrate: bool) -> None:
         access_log=False,
         proxy_headers=False,
     )
+
+
+@recon.command("worker")
+@click.option("--metrics-port", type=int, default=None, help="serve /metrics on this port")
+@click.option(
+    "--metrics-host", default="127.0.0.1", show_default=True, help="address of /metrics (0.0.0.0 in a container)"
+)
+def worker_command(metrics_port: int | None, metrics_host: str) -> None:
+    """Run the `recon` consumer, the outbox relay and the match schedule until SIGTERM."""
+    import signal
+
+    from kora.observability import configure_logging
+    from kora.platform.settings import ConfigurationError
+    from kora.reconciliation.service.settings import ReconSettings
+    from kora.reconciliation.worker import ReconWorker
+
+    settings = ReconSettings.from_env()
+    configure_logging(level=os.environ.get("KORA_LOG_LEVEL", "INFO"), json=True, service="kora-recon")
+
+    async def run() -> None:
+        worker = ReconWorker(settings)
+        if metrics_port:
+            from prometheus_client import start_http_server
+
+            start_http_server(metrics_port, addr=metrics_host, registry=worker.registry)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await worker.run(stop)
+        finally:
+            await worker.aclose()
+
+    try:
+        asyncio.run(run())
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@recon.command("replay")
+@click.option("--from-seq", type=int, default=None, help="from this stream sequence")
+@click.option("--since", default=None, help="from this time (ISO 8601, UTC if no offset)")
+@click.option("--actor", required=True, help="who asks (logged)")
+def replay_command(from_seq: int | None, since: str | None, actor: str) -> None:
+    """Re-deliver the core's payment events to the `recon` consumer (its own database); what it
+    already applied is not applied again. Prints the count of each outcome."""
+    from datetime import UTC, datetime
+
+    from kora.observability import configure_logging
+    from kora.reconciliation.service.settings import ReconSettings
+    from kora.reconciliation.worker import ReconWorker
+
+    if (from_seq is None) == (since is None):
+        raise click.UsageError("give exactly one of --from-seq and --since")
+    start = None
+    if since is not None:
+        try:
+            start = datetime.fromisoformat(since.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise click.BadParameter(f"not an ISO 8601 time: {since!r}") from exc
+        start = start if start.tzinfo is not None else start.replace(tzinfo=UTC)
+    settings = ReconSettings.from_env()
+    configure_logging(level=os.environ.get("KORA_LOG_LEVEL", "INFO"), json=True, service="kora-recon")
+
+    async def run() -> dict[str, int]:
+        worker = ReconWorker(settings)
+        try:
+            return await worker.replay(from_seq=from_seq, since=start, actor=actor)
+        finally:
+            await worker.aclose()
+
+    click.echo(json.dumps(asyncio.run(run())))
+
+
+@recon.command("event-keys")
+def event_keys_command() -> None:
+    """Print the service's public event keys as KORA_EVENT_VERIFY_KEYS entries for the core
+    (bound to producer kora-reconciliation): the core's `settlement` consumer trusts only these."""
+    from kora.events.domain import RECONCILIATION_PRODUCER
+    from kora.events.signing import load_signing_keys, public_key_pem
+    from kora.platform.settings import ConfigurationError
+    from kora.reconciliation.service.settings import ReconSettings
+
+    try:
+        _, keys = load_signing_keys(ReconSettings.from_env().require_event_keys())
+    except (ConfigurationError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    entries = [
+        {"kid": kid, "public_key_pem": public_key_pem(key), "producer": RECONCILIATION_PRODUCER}
+        for kid, key in keys.items()
+    ]
+    click.echo(json.dumps(entries))
 
 
 def register(main: click.Group) -> None:

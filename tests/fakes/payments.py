@@ -14,7 +14,7 @@ from typing import Any
 
 from kora.payments import Outcome, Payment, PaymentStatus, PaymentType
 from kora.payments.domain.idempotency import IdempotencyRecord, IdempotencyRequest
-from kora.payments.ports import CapturedBacklog
+from kora.payments.ports import CapturedBacklog, PaymentFlag
 
 
 @dataclass
@@ -23,9 +23,10 @@ class PaymentState:
     place, so copying the dict is a snapshot."""
 
     payments: dict[uuid.UUID, Payment] = field(default_factory=dict)
+    flags: list[PaymentFlag] = field(default_factory=list)
 
     def copy(self) -> PaymentState:
-        return PaymentState(dict(self.payments))
+        return PaymentState(dict(self.payments), list(self.flags))
 
 
 def _stored(payment: Payment) -> Payment:
@@ -52,6 +53,15 @@ class InMemoryPaymentRepository:
     async def add_many(self, payments: Sequence[Payment]) -> None:
         for payment in payments:
             await self.add(payment)
+
+    async def add_flag(self, flag: PaymentFlag) -> bool:
+        if any((f.payment_id, f.case_id) == (flag.payment_id, flag.case_id) for f in self.state.flags):
+            return False
+        self.state.flags.append(flag)
+        return True
+
+    async def flags(self, payment_id: uuid.UUID) -> list[PaymentFlag]:
+        return [f for f in self.state.flags if f.payment_id == payment_id]
 
     async def save(self, payment: Payment) -> None:
         existing = self.state.payments.get(payment.id)

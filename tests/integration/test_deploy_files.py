@@ -26,6 +26,8 @@ NATS_USERS = {
     "kora-notifications": "NATS_NOTIFICATIONS_PASSWORD",
     "kora-kpi": "NATS_KPI_PASSWORD",
     "kora-recon-feed": "NATS_RECON_FEED_PASSWORD",
+    "kora-settlement": "NATS_SETTLEMENT_PASSWORD",
+    "kora-recon": "NATS_RECON_PASSWORD",
 }
 
 
@@ -77,7 +79,13 @@ def test_every_kora_process_connects_to_nats_as_its_own_user() -> None:
             assert environment["KORA_NATS_PASSWORD"] == f"${{{NATS_USERS[users[name]]}:?set {NATS_USERS[users[name]]}}}"
     assert users["kora-relay"] == "kora-relay"
     assert users["kora-setup"] == "kora-admin"
-    for consumer in ("notifications", "kpi", "recon-feed"):
+    assert users["kora-recon-worker"] == "kora-recon"
+    assert services["kora-recon-worker"]["command"][:3] == ["kora", "recon", "worker"]
+    # The reconciliation service has its own database and never the core's.
+    recon_env = services["kora-recon-worker"]["environment"]
+    assert "KORA_DATABASE_URL" not in recon_env
+    assert "@recon-postgres:5432/" in recon_env["KORA_RECON_DATABASE_URL"]
+    for consumer in ("notifications", "kpi", "recon-feed", "settlement"):
         worker = services[f"kora-worker-{consumer}"]
         assert worker["command"][:4] == ["kora", "worker", "--consumer", consumer]
         assert users[f"kora-worker-{consumer}"] == f"kora-{consumer}"
@@ -94,12 +102,17 @@ def test_no_secret_is_written_in_the_deployment_files() -> None:
                 assert str(value).startswith("${"), f"{name}: {key} is written down"
             if key == "KORA_DATABASE_URL":
                 assert "${POSTGRES_PASSWORD" in value
+            if key == "KORA_RECON_DATABASE_URL":
+                assert "${RECON_POSTGRES_PASSWORD" in value
     for line in (ROOT / "deploy" / "nats" / "nats.conf").read_text().splitlines():
         if re.match(r"\s*password\s*:", line):
             assert line.split(":", 1)[1].strip().startswith("$"), f"a literal password: {line.strip()}"
 
 
-@pytest.mark.parametrize("service", ["kora-relay", "kora-worker-notifications", "kora-worker-kpi"])
+@pytest.mark.parametrize(
+    "service",
+    ["kora-relay", "kora-worker-notifications", "kora-worker-kpi", "kora-worker-settlement", "kora-recon-worker"],
+)
 def test_processes_expose_metrics_to_the_network_inside_the_stack(service: str) -> None:
     command = _compose()["services"][service]["command"]
     assert command[command.index("--metrics-host") + 1] == "0.0.0.0"

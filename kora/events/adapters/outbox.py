@@ -43,12 +43,19 @@ def signed_envelope(
 
 
 async def write_outbox(
-    conn: AsyncConnection, events: Sequence[tuple[DomainEvent, Origin]], signer: EventSigner, *, at: datetime
+    conn: AsyncConnection,
+    events: Sequence[tuple[DomainEvent, Origin]],
+    signer: EventSigner,
+    *,
+    at: datetime,
+    producer: str = PRODUCER,
 ) -> list[Envelope]:
-    """Envelope, sign and insert the events, in the caller's transaction (one statement)."""
+    """Envelope, sign and insert the events, in the caller's transaction (one statement).
+    Any database with an `event_outbox` of these columns will do: the reconciliation service
+    writes its own (`producer` kora-reconciliation, its own key)."""
     if not events:
         return []
-    signed = [signed_envelope(event, origin, signer) for event, origin in events]
+    signed = [signed_envelope(event, origin, signer, producer=producer) for event, origin in events]
     await conn.execute(
         event_outbox.insert(),
         [

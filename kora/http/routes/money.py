@@ -52,6 +52,21 @@ class PaymentOut(BaseModel):
     status_history: list[StatusChangeOut]
 
 
+class PaymentFlagOut(BaseModel):
+    source: str
+    case_id: str
+    outcome: str
+    reason: str | None
+    amount: int | None
+    currency: str | None
+    flagged_at: str
+
+
+class PaymentDetailOut(PaymentOut):
+    # Support and admin only: what reconciliation confirmed wrong with the payment.
+    flags: list[PaymentFlagOut] | None = None
+
+
 class PaymentPage(BaseModel):
     items: list[PaymentOut]
     next_cursor: str | None
@@ -228,10 +243,12 @@ async def list_payments(
 
 @router.get(
     "/payments/{payment_id}",
-    response_model=PaymentOut,
+    response_model=PaymentDetailOut,
+    response_model_exclude_unset=True,
     responses=problem_responses("payment_not_found", "not_authenticated"),
 )
 async def get_payment(payment_id: uuid.UUID, principal: Authenticated, request: Request) -> Any:
-    """One payment with its status history. Only its parties (or support/admin) may read it."""
+    """One payment with its status history. Only its parties (or support/admin) may read it;
+    support and admin also see its `flags` (mismatches reconciliation confirmed)."""
     privileged = principal.has_role("support") or principal.has_role("admin")
     return await services(request).payments.get_payment(payment_id, viewer=principal.user_id, privileged=privileged)

@@ -1,14 +1,11 @@
 """reconciliation roles: recon_reviewer and recon_approver
 
 Revision ID: 0009
-Revises: 0007 (0008 once merged, see the note)
+Revises: 0008
 Create Date: 2026-11-26
 
 The reconciliation service's staff (ADR 0023): reviewers propose corrections, approvers approve
 another person's. Only the role names the `user_roles` check accepts change.
-
-NOTE for the merge: this revision follows "0008" (another branch's). On the svc-identity branch
-alone it follows "0007"; set `down_revision = "0008"` when both are merged.
 """
 
 from __future__ import annotations
@@ -16,7 +13,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

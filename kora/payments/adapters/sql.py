@@ -15,10 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from kora.events import EventRecorder
 from kora.kernel import Money
 from kora.payments.adapters.events import status_changed_events
-from kora.payments.adapters.tables import idempotency_keys, payment_status_history, payments
+from kora.payments.adapters.tables import idempotency_keys, payment_flags, payment_status_history, payments
 from kora.payments.domain.idempotency import IdempotencyRecord, IdempotencyRequest, Outcome
 from kora.payments.domain.model import Payment, PaymentStatus, PaymentType, StatusChange
-from kora.payments.ports import CapturedBacklog
+from kora.payments.ports import CapturedBacklog, PaymentFlag
 
 
 class SqlPaymentRepository:
@@ -30,6 +30,42 @@ class SqlPaymentRepository:
 
     async def add(self, payment: Payment) -> None:
         await self.add_many([payment])
+
+    async def add_flag(self, flag: PaymentFlag) -> bool:
+        f = payment_flags
+        insert = (postgresql.insert if self._pg else sqlite.insert)(f)
+        result = await self._conn.execute(
+            insert.values(
+                payment_id=flag.payment_id,
+                source=flag.source,
+                case_id=flag.case_id,
+                outcome=flag.outcome,
+                reason=flag.reason,
+                amount=flag.amount,
+                currency=flag.currency,
+                flagged_at=flag.flagged_at,
+            ).on_conflict_do_nothing(index_elements=["payment_id", "case_id"])
+        )
+        return bool(result.rowcount)
+
+    async def flags(self, payment_id: uuid.UUID) -> list[PaymentFlag]:
+        f = payment_flags
+        rows = await self._conn.execute(
+            sa.select(f).where(f.c.payment_id == payment_id).order_by(f.c.flagged_at, f.c.id)
+        )
+        return [
+            PaymentFlag(
+                payment_id=r.payment_id,
+                source=r.source,
+                case_id=r.case_id,
+                outcome=r.outcome,
+                reason=r.reason,
+                amount=r.amount,
+                currency=r.currency,
+                flagged_at=r.flagged_at,
+            )
+            for r in rows
+        ]
 
     async def add_many(self, batch: Sequence[Payment]) -> None:
         if not batch:

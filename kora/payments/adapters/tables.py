@@ -1,5 +1,6 @@
-"""Payments tables: the payment (current status), its append-only status history, and the
-idempotency records."""
+"""Payments tables: the payment (current status), its append-only status history, the
+idempotency records, and the flags others raise on a payment (reconciliation's confirmed
+mismatches)."""
 
 from __future__ import annotations
 
@@ -85,3 +86,22 @@ idempotency_keys = sa.Table(
     sa.Column("expires_at", UtcDateTime, nullable=False, index=True),
     sa.CheckConstraint("outcome IN ('in_flight','succeeded','failed')", name="outcome_known"),
 )
+
+# A payment someone outside the payments module found wrong (the reconciliation service confirmed
+# a mismatch with the provider): shown to support and administrators, once per (payment, case).
+payment_flags = sa.Table(
+    "payment_flags",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("payment_id", sa.Uuid, nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("case_id", sa.String(64), nullable=False),
+    sa.Column("outcome", sa.String(24), nullable=False),
+    sa.Column("reason", sa.String(32), nullable=True),
+    sa.Column("amount", sa.BigInteger, nullable=True),
+    sa.Column("currency", sa.String(3), nullable=True),
+    sa.Column("flagged_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("payment_id", "case_id"),
+    sa.CheckConstraint("amount IS NULL OR amount > 0", name="amount_positive"),
+)
+sa.Index("ix_payment_flags_payment", payment_flags.c.payment_id, payment_flags.c.flagged_at)

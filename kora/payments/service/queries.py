@@ -39,12 +39,17 @@ class PaymentQueries(PaymentsBase):
 
     # ----------------------------------------------------------------- reads
     async def get_payment(self, payment_id: uuid.UUID, *, viewer: uuid.UUID, privileged: bool) -> dict[str, Any]:
-        """The payment's view; PaymentNotFound for anyone who is not a party (or support/admin)."""
+        """The payment's view; PaymentNotFound for anyone who is not a party (or support/admin).
+        Support and admin also see its `flags` (reconciliation's confirmed mismatches)."""
         async with self._uow() as uow:
             payment = await uow.payments.get(payment_id)
+            flags = await uow.payments.flags(payment_id) if privileged and payment is not None else []
         if payment is None or not (privileged or payment.is_party(viewer)):
             raise PaymentNotFound("no such payment")
-        return payment.view()
+        view = payment.view()
+        if privileged:
+            view["flags"] = [flag.view() for flag in flags]
+        return view
 
     async def service_view(self, payment_id: uuid.UUID) -> dict[str, Any]:
         """The payment as another Kora service sees it; PaymentNotFound when there is none."""

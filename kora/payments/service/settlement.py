@@ -9,6 +9,7 @@ only declares that side in `CLEARING_SIDE_AT_CAPTURE`.
 
 from __future__ import annotations
 
+import copy
 import re
 import time
 import uuid
@@ -33,7 +34,7 @@ from kora.payments.domain.idempotency import (
     validate_key,
 )
 from kora.payments.domain.model import PROVIDER_CONTRADICTION, Payment, PaymentError, PaymentStatus, PaymentType
-from kora.payments.ports import CardAcquirerRegistry, PaymentsUnitOfWork
+from kora.payments.ports import CardAcquirerRegistry, PaymentsUnitOfWork, PaymentsUnitOfWorkFactory
 from kora.payments.service.base import PaymentResult, PaymentsBase
 from kora.payments.service.settlement_report import SettlementOutcome, SettlementReport
 
@@ -100,6 +101,13 @@ class Settlements(PaymentsBase):
         super().__init__(**deps)
         # Card acquirers settle their captures and refunds like providers do.
         self._acquirers = acquirers
+
+    def on(self, uow_factory: PaymentsUnitOfWorkFactory) -> Settlements:
+        """The same use case on other units of work: savepoints of an event consumer's
+        transaction, so a settlement and the event that asked for it commit together."""
+        other = copy.copy(self)
+        other._uow = uow_factory
+        return other
 
     async def settle(self, cmd: SettlementCommand) -> PaymentResult:
         """Settle the payments `cmd` selects; each is SETTLED at most once (under its row lock,

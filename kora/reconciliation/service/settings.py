@@ -1,8 +1,9 @@
 """The reconciliation service's settings, from the environment only (and `*_FILE` secrets).
 
-In production it refuses to start without KORA_RECON_REPORT_KEY or on SQLite. In development
-a missing key is generated once and kept in the developer's secrets file (KORA_DEV_SECRETS_FILE,
-0600, never committed) next to the core's, so stored reports stay readable across restarts.
+In production it refuses to start without KORA_RECON_REPORT_KEY or on SQLite (and the worker
+without KORA_RECON_EVENT_SIGNING_KEYS). In development a missing key is generated once and kept
+in the developer's secrets file (KORA_DEV_SECRETS_FILE, 0600, never committed) next to the
+core's, so stored reports stay readable and signed outcomes verifiable across restarts.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from kora.platform.settings import ConfigurationError, read_setting
 
 DEFAULT_RECON_SQLITE_URL = "sqlite+aiosqlite:///./kora-recon.db"
 REPORT_KEY = "KORA_RECON_REPORT_KEY"
-
-
+EVENT_SIGNING_KEYS = "KORA_RECON_EVENT_SIGNING_KEYS"
+CORE_EVENT_SIGNING_KEYS = "KORA_EVENT_SIGNING_KEYS"
 SERVICE_KEY = "KORA_RECON_SERVICE_KEY"
 SERVICE_NAME = "kora-reconciliation"
 
@@ -41,6 +42,30 @@ class ReconSettings:
     generated_service_key: bool = False
     core_timeout_seconds: float = 5.0
 
+    # --- the worker (`kora recon worker`): its events, its bus, its match schedule ---------------
+    # Ed25519 keys the service signs its outcome events with (JSON list of {kid, private_key_pem},
+    # the first signs); the core trusts their public keys (`kora recon event-keys`).
+    event_signing_keys: str | None = None
+    # The core's public keys (JSON list of {kid, public_key_pem}): what the `recon` consumer
+    # verifies `payment.status_changed` against. In development, derived from the core's dev key.
+    event_verify_keys: str | None = None
+    # `inprocess`: the core's embedded stream, a table of the core's database (core_database_url);
+    # `nats`: JetStream, as this service's own NATS user (kora-recon).
+    events_bus: str = "inprocess"
+    core_database_url: str = "sqlite+aiosqlite:///./kora.db"
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_user: str | None = None
+    nats_password: str | None = None
+    nats_stream: str = "KORA_EVENTS"
+    nats_dlq_stream: str = "KORA_DLQ"
+    nats_namespace: str = ""
+    # How often the worker matches the reports not matched yet and re-matches the open ones
+    # (PENDING or MISSING_INTERNAL results) of reports imported within rematch_days.
+    match_interval_seconds: float = 60.0
+    rematch_days: int = 7
+    relay_idle_seconds: float = 0.2
+    dev_secrets_file: str = ".kora-dev-secrets.json"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ReconSettings:
         env = os.environ if env is None else env
@@ -55,16 +80,22 @@ class ReconSettings:
                     "production needs PostgreSQL (KORA_RECON_DATABASE_URL=postgresql+asyncpg://...)"
                 )
         generated = False
+        dev_path = Path(env.get("KORA_DEV_SECRETS_FILE", ".kora-dev-secrets.json"))
         if not key:
-            key = _dev_key(Path(env.get("KORA_DEV_SECRETS_FILE", ".kora-dev-secrets.json")))
+            key = _dev_secret(dev_path, REPORT_KEY, _new_report_key)
             generated = True
         service_key = read_setting(env, SERVICE_KEY)
         generated_service_key = False
         if not service_key and kora_env != "production":
-            service_key = _dev_secret(
-                Path(env.get("KORA_DEV_SECRETS_FILE", ".kora-dev-secrets.json")), SERVICE_KEY, _new_service_key
-            )
+            service_key = _dev_secret(dev_path, SERVICE_KEY, _new_service_key)
             generated_service_key = True
+        signing = read_setting(env, EVENT_SIGNING_KEYS)
+        verify = read_setting(env, "KORA_EVENT_VERIFY_KEYS")
+        if kora_env != "production":  # the signing keys are generated when first needed
+            verify = verify or _core_dev_verify_keys(dev_path)
+        bus = env.get("KORA_EVENTS_BUS", "inprocess")
+        if bus not in ("inprocess", "nats"):
+            raise ConfigurationError("KORA_EVENTS_BUS must be `inprocess` or `nats`")
         return cls(
             env=kora_env,
             database_url=database_url,
@@ -75,11 +106,59 @@ class ReconSettings:
             service_key=service_key or None,
             generated_service_key=generated_service_key,
             core_timeout_seconds=float(env.get("KORA_RECON_CORE_TIMEOUT_SECONDS", 5.0)),
+            event_signing_keys=signing,
+            event_verify_keys=verify,
+            events_bus=bus,
+            core_database_url=read_setting(env, "KORA_DATABASE_URL") or "sqlite+aiosqlite:///./kora.db",
+            nats_url=env.get("KORA_NATS_URL", "nats://127.0.0.1:4222"),
+            nats_user=read_setting(env, "KORA_NATS_USER"),
+            nats_password=read_setting(env, "KORA_NATS_PASSWORD"),
+            nats_stream=env.get("KORA_NATS_STREAM", "KORA_EVENTS"),
+            nats_dlq_stream=env.get("KORA_NATS_DLQ_STREAM", "KORA_DLQ"),
+            nats_namespace=env.get("KORA_NATS_NAMESPACE", ""),
+            match_interval_seconds=float(env.get("KORA_RECON_MATCH_INTERVAL_SECONDS", "60")),
+            rematch_days=int(env.get("KORA_RECON_REMATCH_DAYS", "7")),
+            dev_secrets_file=str(dev_path),
         )
 
+    def require_event_keys(self) -> str:
+        """The signing keys; in development generated once into the dev secrets file when none
+        are configured; ConfigurationError in production without the secret."""
+        if self.event_signing_keys:
+            return self.event_signing_keys
+        if self.env == "production":
+            raise ConfigurationError(f"refusing to start the worker without the secret {EVENT_SIGNING_KEYS}")
+        return _dev_secret(Path(self.dev_secrets_file), EVENT_SIGNING_KEYS, _new_event_keys)
 
-def _dev_key(path: Path) -> str:
-    return _dev_secret(path, REPORT_KEY, lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+
+def _new_report_key() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+def _new_event_keys() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    pem = (
+        Ed25519PrivateKey.generate()
+        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        .decode()
+    )
+    return json.dumps([{"kid": "dev-recon-" + secrets.token_hex(4), "private_key_pem": pem}])
+
+
+def _core_dev_verify_keys(path: Path) -> str | None:
+    """Development: the core's public event keys, from the core's dev signing keys in the same
+    secrets file (None until the core has generated them)."""
+    if not path.exists():
+        return None
+    raw = json.loads(path.read_text(encoding="utf-8")).get(CORE_EVENT_SIGNING_KEYS)
+    if not raw:
+        return None
+    from kora.events.signing import load_signing_keys, public_key_pem
+
+    _, keys = load_signing_keys(raw)
+    return json.dumps([{"kid": kid, "public_key_pem": public_key_pem(key)} for kid, key in keys.items()])
 
 
 def _new_service_key() -> str:

@@ -29,6 +29,8 @@ USERS = {  # user -> the environment variable deploy/nats/nats.conf reads its pa
     "kora-notifications": "NATS_NOTIFICATIONS_PASSWORD",
     "kora-kpi": "NATS_KPI_PASSWORD",
     "kora-recon-feed": "NATS_RECON_FEED_PASSWORD",
+    "kora-settlement": "NATS_SETTLEMENT_PASSWORD",
+    "kora-recon": "NATS_RECON_PASSWORD",
 }
 
 

@@ -241,3 +241,46 @@ async def test_the_secured_server_enforces_each_users_permissions(secured_nats: 
 async def test_a_wrong_password_is_refused(secured_nats: SecuredNats) -> None:
     with pytest.raises(BusUnavailable):
         await secured_nats.connect("kora-relay", password="not-the-password")
+
+
+SETTLED = "kora.events.reconciliation.settlement_confirmed.v1"
+FLAGGED = "kora.events.reconciliation.mismatch_confirmed.v1"
+
+
+async def test_reconciliation_and_the_core_each_publish_only_their_own_events(secured_nats: SecuredNats) -> None:
+    admin = await secured_nats.connect("kora-admin")
+    relay = await secured_nats.connect("kora-relay")
+    recon = await secured_nats.connect("kora-recon")
+    settlement = await secured_nats.connect("kora-settlement")
+    try:
+        await admin.ensure_stream()
+        # The reconciliation service publishes its outcomes, never a core event...
+        assert await recon.publish([message(SETTLED), message(FLAGGED)]) == [None, None]
+        [refused] = await recon.publish([message(PAID)])
+        assert refused is not None
+        assert "permissions violation" in str(refused).lower()
+        # ... and the core's relay never publishes a reconciliation outcome.
+        assert await relay.publish([message(PAID)]) == [None]
+        [forged] = await relay.publish([message(SETTLED)])
+        assert forged is not None
+        assert "permissions violation" in str(forged).lower()
+
+        # Each reads its own durable only: recon the core's payment events, settlement the outcomes.
+        [paid] = await recon.fetch(spec("recon", PAID), batch=10, wait_seconds=2.0)
+        assert paid.subject == PAID
+        await paid.ack()
+        await recon.publish_dead_letter("recon", b"poison", {"Kora-Dead-Letter-Reason": "forged"})
+        with pytest.raises(BusUnavailable):
+            await recon.fetch(spec("settlement", SETTLED, FLAGGED), batch=10, wait_seconds=0.5)
+        outcomes = await settlement.fetch(spec("settlement", SETTLED, FLAGGED), batch=10, wait_seconds=2.0)
+        assert [d.subject for d in outcomes] == [SETTLED, FLAGGED]
+        with pytest.raises(BusUnavailable):
+            await settlement.fetch(spec("recon", PAID), batch=10, wait_seconds=0.5)
+        [no_publish] = await settlement.publish([message(SETTLED)])
+        assert no_publish is not None
+        with pytest.raises(PublishError, match="permissions violation"):
+            await settlement.publish_dead_letter("recon", b"x", {})
+        assert await admin.stream_last_seq() == 3  # two outcomes and one payment event: nothing refused got in
+    finally:
+        for bus in (admin, relay, recon, settlement):
+            await bus.close()

@@ -134,6 +134,7 @@ def test_cli_matches_a_stored_report_and_prints_the_counts(tmp_path: Path) -> No
     env = {
         "KORA_RECON_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'recon.db'}",
         "KORA_RECON_REPORT_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "KORA_DEV_SECRETS_FILE": str(tmp_path / "dev-secrets.json"),  # the outcome events' dev key
         "KORA_LOG_LEVEL": "WARNING",
     }
     runner = CliRunner()
