@@ -37,13 +37,15 @@ def service_key_command() -> None:
     """Print the KORA_SERVICE_IDENTITIES entry (and the JWK) for this service's key
     (KORA_RECON_SERVICE_KEY, or the development key): public material only, never the private
     key. Paste the entry into the core's KORA_SERVICE_IDENTITIES list (ADR 0023)."""
+    from kora.platform.settings import ConfigurationError
     from kora.reconciliation.adapters.service_token import ServiceKey
     from kora.reconciliation.service.settings import ReconSettings
 
     settings = ReconSettings.from_env()
-    if not settings.service_key:
-        raise click.ClickException("KORA_RECON_SERVICE_KEY is not set")
-    key = ServiceKey.from_json(settings.service_key)
+    try:
+        key = ServiceKey.from_json(settings.require_service_key())
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
     entry = {
         "service": settings.service_name,
         "kid": key.kid,
@@ -114,44 +116,49 @@ def import_command(provider: str, actor: str, day: object, file: Path) -> None:
 def match_command(report_id: object, confirm: bool) -> None:
     """Match a stored report against Kora's payments of its provider, as of now; stores the
     results in place of the report's previous run and prints the count of each outcome as JSON.
-    As the worker's schedule does, it confirms the matched captured payments settled (in the
-    run's transaction); re-running is harmless, the core settles each payment once."""
+    As the worker's schedule does, it opens, updates or closes the review cases and confirms the
+    matched captured payments settled (in the run's transaction); re-running is harmless, the
+    core settles each payment once."""
     import uuid
 
-    from kora.events.signing import load_signing_keys
+    from prometheus_client import CollectorRegistry
+
     from kora.kernel import SystemClock
     from kora.observability import configure_logging
     from kora.platform.db import create_engine
     from kora.platform.settings import ConfigurationError
+    from kora.reconciliation.composition import build_review
     from kora.reconciliation.domain.rules import MatchRules
+    from kora.reconciliation.metrics import ReconMetrics
     from kora.reconciliation.service.importing import ReportNotFound
-    from kora.reconciliation.service.match_run import MatchHook, run_match
-    from kora.reconciliation.service.outcomes import OutcomeEvents
+    from kora.reconciliation.service.observed import match_observed
     from kora.reconciliation.service.settings import ReconSettings
 
     assert isinstance(report_id, uuid.UUID)
     settings = ReconSettings.from_env()
     configure_logging(level=os.environ.get("KORA_LOG_LEVEL", "INFO"), json=True, service="kora-recon")
     clock = SystemClock()
-    hooks: list[MatchHook] = []
-    if confirm:
-        try:
-            signer, _ = load_signing_keys(settings.require_event_keys())
-        except (ConfigurationError, ValueError) as exc:
-            raise click.ClickException(f"{exc} (or pass --no-confirm)") from exc
-        hooks.append(OutcomeEvents(signer, clock=clock).settlement_hook)
 
     async def run() -> dict[str, int]:
         engine = create_engine(settings.database_url, pool_size=2)
+        registry = CollectorRegistry()
+        metrics = ReconMetrics(registry)
+        review = build_review(engine, settings, clock=clock, registry=registry, metrics=metrics)
+        hooks = review.match_hooks() if confirm else [review.opener.open_cases]
         try:
-            return await run_match(engine, report_id, rules=MatchRules(), as_of=clock.now(), clock=clock, hooks=hooks)
+            return await match_observed(
+                engine, metrics, report_id, rules=MatchRules(), as_of=clock.now(), clock=clock, hooks=hooks
+            )
         finally:
+            await review.aclose()
             await engine.dispose()
 
     try:
         counts = asyncio.run(run())
     except ReportNotFound as exc:
         raise click.ClickException(f"no stored report {exc}") from exc
+    except (ConfigurationError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps({"report_id": str(report_id), "counts": counts}))
 
 

@@ -17,66 +17,46 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
-    from kora.reconciliation.service.cases import CaseService, MismatchRecorder
-    from kora.reconciliation.service.ports import CorePayment, CorePayments, Correction, PostedCorrection
+    from kora.reconciliation.composition import Review
+    from kora.reconciliation.service.cases import CaseService
 
 T = TypeVar("T")
 
 
-class CoreNotWired(RuntimeError):
-    """The core's service API adapter is not configured in this process."""
-
-
-class _CoreNotWired:
-    """Stands in for the core's API until its adapter is wired: every call fails, so a
-    money-moving approval stays approved-not-posted (retryable) and nothing is guessed."""
-
-    async def payment(self, payment_id: str) -> CorePayment | None:
-        raise CoreNotWired("the core's service API adapter is not configured")
-
-    async def query_provider(self, payment_id: str) -> CorePayment | None:
-        raise CoreNotWired("the core's service API adapter is not configured")
-
-    async def post_correction(self, correction: Correction) -> PostedCorrection:
-        raise CoreNotWired("the core's service API adapter is not configured")
-
-
-async def _recorder_not_wired(conn: AsyncConnection, **_: Any) -> None:
-    # Raised inside the approval's transaction: the approval rolls back, nothing changes.
-    raise CoreNotWired("the outcome events writer is not configured: confirm_mismatch cannot be approved here")
-
-
-def wiring(engine: AsyncEngine) -> tuple[CorePayments, MismatchRecorder]:
-    """The core's API adapter and the mismatch recorder the CLI uses (the composition root
-    replaces these placeholders with the real adapters)."""
-    return _CoreNotWired(), _recorder_not_wired
-
-
 def _run(work: Callable[[CaseService], Awaitable[T]]) -> T:
+    return _run_review(lambda review: work(review.cases))
+
+
+def _run_review(work: Callable[[Review], Awaitable[T]]) -> T:
+    """Run ``work`` with the review queue wired as in every recon process: the core through its
+    service API (KORA_RECON_CORE_URL, KORA_RECON_SERVICE_KEY), confirmed mismatches to the
+    service's outbox (KORA_RECON_EVENT_SIGNING_KEYS)."""
+    from prometheus_client import CollectorRegistry
+
     from kora.kernel import SystemClock
     from kora.observability import configure_logging, correlation_scope
     from kora.platform.db import create_engine
-    from kora.reconciliation.adapters.case_store import SqlAuditTrail
+    from kora.platform.settings import ConfigurationError
+    from kora.reconciliation.adapters.core_client import CoreError
+    from kora.reconciliation.composition import build_review
     from kora.reconciliation.domain.cases import CaseError
-    from kora.reconciliation.service.cases import CaseService
     from kora.reconciliation.service.review_settings import ReviewSettings
     from kora.reconciliation.service.settings import ReconSettings
 
-    settings = ReconSettings.from_env()
-    review = ReviewSettings.from_env()
     configure_logging(level=os.environ.get("KORA_LOG_LEVEL", "INFO"), json=True, service="kora-recon")
 
     async def run() -> T:
+        settings = ReconSettings.from_env()
         engine = create_engine(settings.database_url, pool_size=2)
         try:
-            core, recorder = wiring(engine)
-            service = CaseService(
-                engine, audit=SqlAuditTrail(review.audit_key), core=core, record_mismatch=recorder, clock=SystemClock()
+            review = build_review(
+                engine, settings, clock=SystemClock(), registry=CollectorRegistry(), review=ReviewSettings.from_env()
             )
-            with correlation_scope():
-                return await work(service)
+            try:
+                with correlation_scope():
+                    return await work(review)
+            finally:
+                await review.aclose()
         finally:
             await engine.dispose()
 
@@ -84,7 +64,9 @@ def _run(work: Callable[[CaseService], Awaitable[T]]) -> T:
         return asyncio.run(run())
     except CaseError as exc:
         raise click.ClickException(f"{exc.code}: {exc}") from exc
-    except CoreNotWired as exc:
+    except CoreError as exc:
+        raise click.ClickException(f"the core refused or is unreachable: {exc}") from exc
+    except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -246,28 +228,7 @@ def work_command(limit: int) -> None:
     """The automatic rules, once (run it on a schedule): ask the core about late successes,
     escalate what is still unresolved after KORA_RECON_ESCALATE_AFTER_HOURS, and retry the
     postings of approved corrections. Prints the counts as JSON."""
-    from kora.kernel import SystemClock
-    from kora.reconciliation.adapters.case_store import SqlAuditTrail
-    from kora.reconciliation.service.late_success import LateSuccessQueries
-    from kora.reconciliation.service.review_settings import ReviewSettings
-
-    review = ReviewSettings.from_env()
-
-    async def work(service: CaseService) -> dict[str, Any]:
-        engine = service.engine
-        core, _ = wiring(engine)
-        queries = LateSuccessQueries(
-            engine,
-            core,
-            audit=SqlAuditTrail(review.audit_key),
-            clock=SystemClock(),
-            escalate_after=review.escalate_after,
-        )
-        late = await queries.run_once(limit=limit)
-        posted = await service.retry_all_postings(limit=limit)
-        return {"late_success": late, "postings_retried": posted}
-
-    _echo(_run(work))
+    _echo(_run_review(lambda review: review.work_once(limit=limit)))
 
 
 @click.group("audit")

@@ -64,6 +64,17 @@ class ReconMetrics:
         self._match_runs = Counter(
             "kora_recon_match_runs", "Match runs completed, by provider.", ("provider",), registry=registry
         )
+        self._match_failures = Counter(
+            "kora_recon_match_failures",
+            "Match runs that failed (rolled back, nothing stored), whoever ran them (API, worker, CLI).",
+            registry=registry,
+        )
+        self._outcome_events = Counter(
+            "kora_recon_outcome_events",
+            "Outcome events the reconciliation service wrote to its outbox, by type.",
+            ("type",),
+            registry=registry,
+        )
         self._mismatch_rate = Gauge(
             "kora_recon_mismatch_rate",
             "Share of the latest results that are discrepancies (MISMATCH, MISSING_INTERNAL, MISSING_PROVIDER) "
@@ -145,6 +156,14 @@ class ReconMetrics:
             if count:
                 self._lines.labels(provider, safe_label(outcome), safe_label(reason) if reason else "").inc(count)
         self._match_duration.labels(provider).observe(seconds, exemplar=_exemplar())
+
+    def match_failed(self) -> None:
+        self._match_failures.inc()
+
+    def recorded(self, event_type: str, count: int) -> None:
+        """Outcome events written to the outbox (counted in the transaction that wrote them: a
+        run rolled back and retried counts them again)."""
+        self._outcome_events.labels(safe_label(event_type)).inc(count)
 
     def set_risk(self, provider: str, *, mismatch_rate: float | None, amount_at_risk: Mapping[str, int]) -> None:
         """The provider's standing: the gauges are replaced (a currency no longer at risk reads 0)."""

@@ -6,8 +6,10 @@ Three jobs, until SIGTERM:
 - the relay: the service's own outbox (its outcome events, signed with its own key) to the bus;
 - the match schedule: every `match_interval_seconds`, each report never matched, and each
   report imported within `rematch_days` with open results (PENDING, MISSING_INTERNAL), is
-  matched as of now with the settlement hook, so PENDING becomes MISSING_PROVIDER once due and a
-  payment captured after the report was imported is matched (and confirmed settled) then.
+  matched as of now with the settlement and review-case hooks, so PENDING becomes
+  MISSING_PROVIDER once due and a payment captured after the report was imported is matched
+  (and confirmed settled) then; after each round, the automatic review rules (late successes
+  asked of the core, escalation, postings retried) run once.
 
 The bus: NATS JetStream in deployment (as NATS user `kora-recon`). On the embedded default
 (`KORA_EVENTS_BUS=inprocess`) the stream is a table of the core's database
@@ -19,7 +21,6 @@ the outbox stay in the reconciliation database (ADR 0024).
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from datetime import datetime, timedelta
 
@@ -33,17 +34,19 @@ from kora.events.buses import Bus, NatsConnection, connect_bus
 from kora.events.domain import PRODUCER
 from kora.events.relay import Relay, sleep_or_stop
 from kora.events.runtime import ConsumerRunner
-from kora.events.signing import EventVerifier, load_signing_keys, load_verify_keys, verify_key_producers
+from kora.events.signing import EventVerifier, load_verify_keys, verify_key_producers
 from kora.kernel import Clock, SystemClock
 from kora.observability.event_metrics import EventMetrics
 from kora.platform.db import create_engine
 from kora.platform.settings import ConfigurationError
 from kora.reconciliation.adapters.tables import recon_reports, recon_results
+from kora.reconciliation.composition import build_review
 from kora.reconciliation.domain.rules import MatchRules
+from kora.reconciliation.metrics import ReconMetrics
 from kora.reconciliation.service.feed import ReconFeedHandler
-from kora.reconciliation.service.match_run import run_match
-from kora.reconciliation.service.metrics import ReconMetrics
-from kora.reconciliation.service.outcomes import OutcomeEvents
+from kora.reconciliation.service.observed import match_observed
+from kora.reconciliation.service.ports import CorePayments
+from kora.reconciliation.service.review_settings import ReviewSettings
 from kora.reconciliation.service.settings import ReconSettings
 
 OPEN_OUTCOMES = ("PENDING", "MISSING_INTERNAL")
@@ -60,21 +63,20 @@ class ReconWorker:
         clock: Clock | None = None,
         registry: CollectorRegistry | None = None,
         rules: MatchRules | None = None,
+        core: CorePayments | None = None,
+        review: ReviewSettings | None = None,
     ) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.registry = registry or CollectorRegistry()
         self.rules = rules or MatchRules()
         try:
-            signer, _ = load_signing_keys(settings.require_event_keys())
             core_keys = load_verify_keys(settings.event_verify_keys)
             # The core's keys sign for kora-core only (whatever the entries say otherwise would be
             # refused anyway: the recon consumer reads payment events, which only the core publishes).
             producers = {**verify_key_producers(settings.event_verify_keys), **dict.fromkeys(core_keys, PRODUCER)}
         except ValueError as exc:
-            raise ConfigurationError(
-                str(exc).replace("KORA_EVENT_SIGNING_KEYS", "KORA_RECON_EVENT_SIGNING_KEYS")
-            ) from exc
+            raise ConfigurationError(str(exc)) from exc
         if not core_keys:
             raise ConfigurationError("KORA_EVENT_VERIFY_KEYS: the core's public event keys are required")
         self.engine = create_engine(settings.database_url, pool_size=5)
@@ -84,7 +86,16 @@ class ReconWorker:
         self.event_metrics = EventMetrics(self.registry)
         self.metrics = ReconMetrics(self.registry)
         self.verifier = EventVerifier(core_keys, producers=producers)
-        self.outcomes = OutcomeEvents(signer, clock=self.clock, recorded=self.metrics.recorded)
+        self.review = build_review(
+            self.engine,
+            settings,
+            clock=self.clock,
+            registry=self.registry,
+            metrics=self.metrics,
+            review=review,
+            core=core,
+        )
+        self.outcomes = self.review.outcomes
         self.feed = ReconFeedHandler(clock=self.clock)
         self._bus: Bus | None = None
         self._lock = asyncio.Lock()
@@ -162,25 +173,23 @@ class ReconWorker:
             return list((await conn.execute(query)).scalars())
 
     async def match_due(self) -> dict[str, int]:
-        """One round of the schedule: match every due report as of now, with the settlement hook.
-        A failing report is logged and counted; the others still run."""
+        """One round of the schedule: match every due report as of now, with the settlement and
+        review-case hooks. A failing report is logged and counted; the others still run."""
         totals: dict[str, int] = {}
         for report_id in await self.reports_due():
-            started = time.perf_counter()
             try:
-                counts = await run_match(
+                counts = await match_observed(
                     self.engine,
+                    self.metrics,
                     report_id,
                     rules=self.rules,
                     as_of=self.clock.now(),
                     clock=self.clock,
-                    hooks=[self.outcomes.settlement_hook],
+                    hooks=self.review.match_hooks(),
                 )
             except Exception as exc:
                 logger.opt(exception=exc).error("recon match run failed", report_id=str(report_id))
-                self.metrics.run(None, time.perf_counter() - started)
                 continue
-            self.metrics.run(counts, time.perf_counter() - started)
             for outcome, n in counts.items():
                 totals[outcome] = totals.get(outcome, 0) + n
         return totals
@@ -191,6 +200,10 @@ class ReconWorker:
                 await self.match_due()
             except Exception as exc:  # the database is away: try again next round
                 logger.opt(exception=exc).warning("recon match round failed")
+            try:
+                await self.review.work_once()
+            except Exception as exc:  # the core or the database is away: next round
+                logger.opt(exception=exc).warning("recon review rules round failed")
             await sleep_or_stop(stop, self.settings.match_interval_seconds)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -206,6 +219,7 @@ class ReconWorker:
                 await close()
             except Exception as exc:
                 logger.warning("closing the bus failed", error=type(exc).__name__)
+        await self.review.aclose()
         await self.engine.dispose()
         if self._stream_engine is not None:
             await self._stream_engine.dispose()

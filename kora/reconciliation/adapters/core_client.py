@@ -17,7 +17,6 @@ from opentelemetry import trace
 
 from kora.kernel import Clock
 from kora.observability import CORRELATION_HEADER, get_correlation_id, inject_trace_context, new_correlation_id
-from kora.platform.settings import ConfigurationError
 from kora.reconciliation.adapters.service_token import ServiceKey, ServiceTokenSigner
 from kora.reconciliation.service.ports import CorePayment, Correction, PostedCorrection
 from kora.reconciliation.service.settings import ReconSettings
@@ -72,10 +71,8 @@ class CoreClient:
         cls, settings: ReconSettings, *, clock: Clock, client: httpx.AsyncClient | None = None
     ) -> CoreClient:
         """From KORA_RECON_CORE_URL and KORA_RECON_SERVICE_KEY (required in production)."""
-        if not settings.service_key:
-            raise ConfigurationError("refusing to call the core without KORA_RECON_SERVICE_KEY")
         signer = ServiceTokenSigner(
-            ServiceKey.from_json(settings.service_key), service=settings.service_name, clock=clock
+            ServiceKey.from_json(settings.require_service_key()), service=settings.service_name, clock=clock
         )
         return cls(settings.core_url, signer, client=client, timeout_seconds=settings.core_timeout_seconds)
 

@@ -17,6 +17,8 @@ from kora.platform.db import create_engine
 from kora.reconciliation.adapters.crypto import AesGcmReportCipher
 from kora.reconciliation.adapters.report_queries import providers_with_reports
 from kora.reconciliation.adapters.sql import SqlReportStore
+from kora.reconciliation.composition import build_review
+from kora.reconciliation.http import cases
 from kora.reconciliation.http.container import ReconServices
 from kora.reconciliation.http.problems import Problem, install_problem_handlers
 from kora.reconciliation.http.routes import ops, reports, results
@@ -25,6 +27,7 @@ from kora.reconciliation.http.settings import ReconApiSettings
 from kora.reconciliation.metrics import ReconMetrics
 from kora.reconciliation.service.importing import ReportImports
 from kora.reconciliation.service.observed import refresh_risk
+from kora.reconciliation.service.ports import CorePayments
 
 API_DESCRIPTION = """
 The reconciliation service's API: providers' settlement reports, the results of matching them
@@ -40,11 +43,17 @@ against Kora's payments, summaries and exports.
 
 
 def build_services(
-    settings: ReconApiSettings, *, clock: Clock | None = None, registry: CollectorRegistry | None = None
+    settings: ReconApiSettings,
+    *,
+    clock: Clock | None = None,
+    registry: CollectorRegistry | None = None,
+    core: CorePayments | None = None,
 ) -> ReconServices:
     """Everything the routes use, from settings: the engine (not connected yet), the cipher,
-    the key source of the core's access tokens and a metrics registry of the service's own."""
+    the key source of the core's access tokens, a metrics registry of the service's own, and
+    the review queue (the core reached through its service API, or ``core`` when given)."""
     clock = clock or SystemClock()
+    registry = registry or CollectorRegistry()
     engine = create_engine(settings.recon.database_url)
     instrument_engine(engine)
     jwks: RemoteJwks | None = None
@@ -58,6 +67,10 @@ def build_services(
             "no core keys configured (KORA_RECON_USER_TOKEN_KEYS or KORA_RECON_USER_TOKEN_JWKS_URL): "
             "every authenticated request will be refused"
         )
+    metrics = ReconMetrics(registry)
+    review = build_review(
+        engine, settings.recon, clock=clock, registry=registry, metrics=metrics, review=settings.review, core=core
+    )
     return ReconServices(
         settings=settings,
         engine=engine,
@@ -65,8 +78,9 @@ def build_services(
             SqlReportStore(engine), AesGcmReportCipher.from_setting(settings.recon.report_key), clock
         ),
         verifier=UserTokenVerifier(keys, issuer=settings.core_issuer, audience=settings.core_audience, clock=clock),
-        metrics=ReconMetrics(registry or CollectorRegistry()),
+        metrics=metrics,
         clock=clock,
+        review=review,
         jwks=jwks,
     )
 
@@ -91,10 +105,12 @@ def create_app(services: ReconServices, *, manage_lifecycle: bool = True) -> Fas
         telemetry=fastapi_telemetry_off(),
     )
     app.state.recon = services
+    app.state.case_service = services.review.cases
     install_problem_handlers(app)
     app.include_router(ops.router)
     app.include_router(reports.router)
     app.include_router(results.router)
+    app.include_router(cases.router)
     app.add_middleware(ObservabilityMiddleware, metrics=services.metrics, access_log_exclude=("/metrics",))
     _declare_problem_schema(app)
     return app

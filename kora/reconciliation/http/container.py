@@ -1,5 +1,6 @@
 """What the reconciliation API's routes use, built once by the composition root (app.py's
-build_services): the engine, the import use cases, the token verifier, the metrics."""
+build_services): the engine, the import use cases, the token verifier, the metrics, the review
+queue and the hooks of every match run."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from kora.kernel import Clock
 from kora.observability import render_metrics
+from kora.reconciliation.composition import Review
 from kora.reconciliation.domain.rules import MatchRules
 from kora.reconciliation.http.security import RemoteJwks, UserTokenVerifier
 from kora.reconciliation.http.settings import ReconApiSettings
@@ -28,6 +30,7 @@ class ReconServices:
     verifier: UserTokenVerifier
     metrics: ReconMetrics
     clock: Clock
+    review: Review
     rules: MatchRules = field(default_factory=MatchRules)
     jwks: RemoteJwks | None = None
 
@@ -46,6 +49,7 @@ class ReconServices:
         return render_metrics(registry, accept)
 
     async def aclose(self) -> None:
+        await self.review.aclose()
         if self.jwks is not None:
             await self.jwks.aclose()
         await self.engine.dispose()

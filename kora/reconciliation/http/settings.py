@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from kora.platform.settings import ConfigurationError, read_setting
+from kora.reconciliation.service.review_settings import ReviewSettings
 from kora.reconciliation.service.settings import ReconSettings
 
 KEYS_SETTING = "KORA_RECON_USER_TOKEN_KEYS"
@@ -34,6 +35,7 @@ DEFAULT_MAX_UPLOAD_BYTES = 16 * 1024 * 1024
 @dataclass(frozen=True)
 class ReconApiSettings:
     recon: ReconSettings
+    review: ReviewSettings
     core_keys: str | None = None
     core_jwks_url: str | None = None
     core_jwks_ttl_seconds: int = 300
@@ -49,6 +51,7 @@ class ReconApiSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> ReconApiSettings:
         env = os.environ if env is None else env
         recon = ReconSettings.from_env(env)
+        review = ReviewSettings.from_env(env)
         keys = read_setting(env, KEYS_SETTING)
         url = env.get(JWKS_URL_SETTING) or None
         if url is not None and not url.startswith(("https://", "http://")):
@@ -65,6 +68,7 @@ class ReconApiSettings:
             raise ConfigurationError("KORA_RECON_MAX_UPLOAD_BYTES must be positive")
         return cls(
             recon=recon,
+            review=review,
             core_keys=keys,
             core_jwks_url=url,
             core_jwks_ttl_seconds=int(env.get("KORA_RECON_USER_TOKEN_JWKS_TTL", 300)),

@@ -33,7 +33,7 @@ class MatchRun:
 
 # Called with the run's connection, in its transaction, after the results are stored: what
 # follows from a run (outcome events, review cases) commits with it or not at all.
-MatchHook = Callable[[AsyncConnection, MatchRun], Awaitable[None]]
+MatchHook = Callable[[AsyncConnection, MatchRun], Awaitable[object]]
 
 
 async def run_match(

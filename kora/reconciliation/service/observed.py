@@ -23,7 +23,7 @@ from kora.reconciliation.adapters.report_queries import by_outcome_reason, provi
 from kora.reconciliation.adapters.tables import recon_quarantine
 from kora.reconciliation.domain.rules import MatchRules
 from kora.reconciliation.metrics import ReconMetrics
-from kora.reconciliation.service.importing import ImportResult, ReportImports
+from kora.reconciliation.service.importing import ImportResult, ReportImports, ReportNotFound
 from kora.reconciliation.service.match_run import MatchHook, MatchRun, run_match
 
 _TRACER = "kora.reconciliation"
@@ -88,6 +88,8 @@ async def match_observed(
             counts = await run_match(engine, report_id, rules=rules, as_of=as_of, clock=clock, hooks=[*hooks, keep])
         except Exception as exc:
             span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            if not isinstance(exc, ReportNotFound):  # a wrong id is the caller's, not a failed run
+                metrics.match_failed()
             raise
         seconds = perf_counter() - started
         (run,) = runs

@@ -39,7 +39,6 @@ class ReconSettings:
     core_url: str = "http://127.0.0.1:8000"
     service_name: str = SERVICE_NAME
     service_key: str | None = None
-    generated_service_key: bool = False
     core_timeout_seconds: float = 5.0
 
     # --- the worker (`kora recon worker`): its events, its bus, its match schedule ---------------
@@ -85,10 +84,6 @@ class ReconSettings:
             key = _dev_secret(dev_path, REPORT_KEY, _new_report_key)
             generated = True
         service_key = read_setting(env, SERVICE_KEY)
-        generated_service_key = False
-        if not service_key and kora_env != "production":
-            service_key = _dev_secret(dev_path, SERVICE_KEY, _new_service_key)
-            generated_service_key = True
         signing = read_setting(env, EVENT_SIGNING_KEYS)
         verify = read_setting(env, "KORA_EVENT_VERIFY_KEYS")
         if kora_env != "production":  # the signing keys are generated when first needed
@@ -104,7 +99,6 @@ class ReconSettings:
             core_url=(env.get("KORA_RECON_CORE_URL") or "http://127.0.0.1:8000").rstrip("/"),
             service_name=env.get("KORA_RECON_SERVICE_NAME") or SERVICE_NAME,
             service_key=service_key or None,
-            generated_service_key=generated_service_key,
             core_timeout_seconds=float(env.get("KORA_RECON_CORE_TIMEOUT_SECONDS", 5.0)),
             event_signing_keys=signing,
             event_verify_keys=verify,
@@ -120,6 +114,21 @@ class ReconSettings:
             rematch_days=int(env.get("KORA_RECON_REMATCH_DAYS", "7")),
             dev_secrets_file=str(dev_path),
         )
+
+    @property
+    def generated_service_key(self) -> bool:
+        """True when the service's identity is (or would be) the development key."""
+        return not self.service_key and self.env != "production"
+
+    def require_service_key(self) -> str:
+        """The service's identity key; in development generated once into the dev secrets file
+        when none is configured (only when first needed: commands that never call the core write
+        nothing); ConfigurationError in production without the secret."""
+        if self.service_key:
+            return self.service_key
+        if self.env == "production":
+            raise ConfigurationError(f"refusing to call the core without {SERVICE_KEY}")
+        return _dev_secret(Path(self.dev_secrets_file), SERVICE_KEY, _new_service_key)
 
     def require_event_keys(self) -> str:
         """The signing keys; in development generated once into the dev secrets file when none

@@ -7,10 +7,12 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -114,6 +116,7 @@ async def open_api(recon_url: str, *, max_upload_bytes: int = 1024 * 1024) -> As
         "KORA_RECON_REPORT_KEY": report_key(),
         "KORA_RECON_USER_TOKEN_KEYS": keys.jwks_json(),
         "KORA_RECON_MAX_UPLOAD_BYTES": str(max_upload_bytes),
+        "KORA_DEV_SECRETS_FILE": str(Path(tempfile.mkdtemp()) / "dev-secrets.json"),
     }
     registry = CollectorRegistry()
     services = build_services(ReconApiSettings.from_env(env), clock=FixedClock(AS_OF), registry=registry)

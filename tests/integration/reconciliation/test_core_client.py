@@ -56,9 +56,8 @@ async def setup(migrated_url: str, tmp_path: Path) -> AsyncIterator[Setup]:
     env = {"KORA_DEV_SECRETS_FILE": str(tmp_path / "recon-dev.json"), "KORA_RECON_CORE_URL": "http://kora.test"}
     settings = ReconSettings.from_env(env)
     assert settings.generated_service_key
-    assert settings.service_key is not None
     entry = service_key_entry(env)
-    key = ServiceKey.from_json(settings.service_key)
+    key = ServiceKey.from_json(settings.require_service_key())
     async with core_with_services(migrated_url, tmp_path, [entry], key) as core:
         client = CoreClient.from_settings(settings, clock=SystemClock(), client=core.client)
         alice = await core.api.customer(fund=6_000)

@@ -47,12 +47,14 @@ from kora.reconciliation.adapters.sql import SqlReportStore
 from kora.reconciliation.adapters.tables import event_outbox, recon_payments
 from kora.reconciliation.migrations import upgrade as recon_upgrade
 from kora.reconciliation.service.importing import ReportImports
+from kora.reconciliation.service.review_settings import ReviewSettings
 from kora.reconciliation.service.settings import ReconSettings
 from kora.reconciliation.worker import ReconWorker
 from kora.simulator import SimulatorConfig, create_simulator_app
 from tests.integration.events.nats_support import SHARED_NATS_URL, SecuredNats, SharedNats, secured_nats, shared_nats
 from tests.integration.simulator.conftest import RunningServer, serve
 from tests.support.api import test_settings as settings_for
+from tests.support.service_auth import new_service_key, service_key_json
 
 __all__ = ["secured_nats", "shared_nats"]
 
@@ -220,10 +222,13 @@ async def loop(
             "KORA_RECON_EVENT_SIGNING_KEYS": signing,
             "KORA_EVENT_VERIFY_KEYS": json.dumps(core_keys),
             "KORA_RECON_MATCH_INTERVAL_SECONDS": "0.3",
+            "KORA_RECON_SERVICE_KEY": service_key_json(new_service_key()),
             **env["recon"],
         }
     )
-    worker = ReconWorker(recon_settings, registry=CollectorRegistry())
+    worker = ReconWorker(
+        recon_settings, registry=CollectorRegistry(), review=ReviewSettings(audit_key=secrets.token_bytes(32))
+    )
     try:
         yield Loop(kora, settler, worker, simulator.url), report_key
     finally:

@@ -40,12 +40,14 @@ from kora.reconciliation.adapters.sql import SqlReportStore
 from kora.reconciliation.adapters.tables import recon_payments
 from kora.reconciliation.cli import register
 from kora.reconciliation.service.importing import ReportImports
+from kora.reconciliation.service.review_settings import ReviewSettings
 from kora.reconciliation.service.settings import ReconSettings
 from kora.reconciliation.worker import ReconWorker
 from kora.simulator.behaviour import Scenario
 from kora.simulator.config import ApiStyle
 from kora.simulator.reports import render_report
 from tests.integration.reconciliation.test_recon_feed import provider_payment
+from tests.support.service_auth import new_service_key, service_key_json
 from tests.unit.reconciliation.factories import AS_OF, DAY, START, Simulation
 
 KEY = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
@@ -93,9 +95,14 @@ async def running(
             "KORA_DATABASE_URL": tmp_sqlite_url,  # the core's database: the embedded stream only
             "KORA_EVENTS_BUS": "inprocess",
             "KORA_DEV_SECRETS_FILE": "/nonexistent/dev.json",
+            "KORA_RECON_SERVICE_KEY": service_key_json(new_service_key()),
         }
     )
-    built = ReconWorker(settings, clock=FixedClock(START + timedelta(hours=2)))
+    built = ReconWorker(
+        settings,
+        clock=FixedClock(START + timedelta(hours=2)),
+        review=ReviewSettings(audit_key=secrets.token_bytes(32)),
+    )
     try:
         yield built, EventSigner("core-1", core_key)
     finally:
@@ -155,7 +162,7 @@ async def test_the_schedule_matches_new_reports_and_rematches_open_ones_as_time_
     assert (late["PENDING"], late["MISSING_PROVIDER"]) == (0, 1)
     worker.clock.advance(timedelta(days=8))  # past rematch_days: left to people
     assert await worker.reports_due() == []
-    assert worker.registry.get_sample_value("kora_recon_match_runs_total", {"result": "ok"}) == 2
+    assert worker.registry.get_sample_value("kora_recon_match_runs_total", {"provider": "momo"}) == 2
 
     # Each run confirmed the matched payment (still CAPTURED here: the core's SETTLED never came);
     # the relay publishes the outcomes to the stream, where the core's `settlement` reads them.
@@ -204,6 +211,7 @@ def test_development_generates_the_keys_once_and_derives_the_cores(tmp_path: Pat
         ({"KORA_RECON_EVENT_SIGNING_KEYS": ""}, "KORA_RECON_EVENT_SIGNING_KEYS"),
         ({"KORA_EVENT_VERIFY_KEYS": ""}, "KORA_EVENT_VERIFY_KEYS"),
         ({"KORA_RECON_EVENT_SIGNING_KEYS": "[]"}, "KORA_RECON_EVENT_SIGNING_KEYS"),
+        ({"KORA_RECON_SERVICE_KEY": ""}, "KORA_RECON_SERVICE_KEY"),  # it could not reach the core
     ],
 )
 def test_production_refuses_a_worker_without_its_keys(env: dict[str, str], problem: str) -> None:
@@ -216,9 +224,10 @@ def test_production_refuses_a_worker_without_its_keys(env: dict[str, str], probl
         "KORA_RECON_EVENT_SIGNING_KEYS": signing,
         "KORA_EVENT_VERIFY_KEYS": json.dumps([{"kid": "core-1", "public_key_pem": public_key_pem(core.public_key())}]),
         "KORA_EVENTS_BUS": "nats",
+        "KORA_RECON_SERVICE_KEY": service_key_json(new_service_key()),
     }
     with pytest.raises(ConfigurationError, match=problem):
-        ReconWorker(ReconSettings.from_env({**base, **env}))
+        ReconWorker(ReconSettings.from_env({**base, **env}), review=ReviewSettings(audit_key=b"k" * 32))
     with pytest.raises(ConfigurationError, match="KORA_EVENTS_BUS"):
         ReconSettings.from_env({**base, "KORA_EVENTS_BUS": "kafka"})
 

@@ -21,28 +21,25 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
-from fastapi import FastAPI, Request
-from prometheus_client import CollectorRegistry
 
 from kora.kernel import FixedClock
 from kora.platform.db import create_engine
 from kora.reconciliation.adapters.case_store import SqlAuditTrail
 from kora.reconciliation.adapters.crypto import AesGcmReportCipher
 from kora.reconciliation.adapters.sql import SqlReportStore
-from kora.reconciliation.adapters.tables import recon_audit, recon_cases
+from kora.reconciliation.adapters.tables import event_outbox, recon_audit, recon_cases
 from kora.reconciliation.adapters.view_store import upsert_payment
 from kora.reconciliation.cli import register
 from kora.reconciliation.domain.rules import MatchRules
-from kora.reconciliation.http.cases import router
-from kora.reconciliation.http.security import ReconPrincipal, current_recon_principal
+from kora.reconciliation.http.app import build_services, create_app
+from kora.reconciliation.http.settings import ReconApiSettings
 from kora.reconciliation.service.case_hook import CaseOpener
-from kora.reconciliation.service.case_metrics import CaseMetrics
-from kora.reconciliation.service.cases import CaseService
 from kora.reconciliation.service.importing import ReportImports
 from kora.reconciliation.service.match_run import run_match
 from kora.simulator.behaviour import Scenario
 from kora.simulator.config import ApiStyle
 from kora.simulator.reports import render_report
+from tests.integration.reconciliation.api_support import CoreKeys, bearer, core_token
 from tests.unit.reconciliation.factories import AS_OF, DAY, START, Simulation, kora_view
 
 RUN_AT = START + timedelta(days=3, hours=1)
@@ -83,6 +80,7 @@ def test_cli_lists_shows_proposes_rejects_approves_and_verifies(tmp_path: Path) 
         "KORA_RECON_REPORT_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "KORA_RECON_AUDIT_KEY": base64.urlsafe_b64encode(audit_key).decode(),
         "KORA_LOG_LEVEL": "WARNING",
+        "KORA_DEV_SECRETS_FILE": str(tmp_path / "dev-secrets.json"),
     }
     runner = CliRunner()
     assert runner.invoke(main, ["recon", "db", "upgrade"], env=env).exit_code == 0
@@ -141,11 +139,16 @@ def test_cli_lists_shows_proposes_rejects_approves_and_verifies(tmp_path: Path) 
     assert json.loads(broken.stdout)["broken"][0]["position"] == 2
 
 
+USERS = {name: str(uuid.uuid4()) for name in ("rev-1", "rev-2", "app-1", "admin")}
+
+
 @pytest.fixture
-async def api(recon_url: str) -> Any:
+async def api(recon_url: str, tmp_path: Path) -> Any:
+    """The real reconciliation app (`build_services`/`create_app`), people authenticated with
+    the core's access tokens; the core's service API is an in-test object (no call reaches it
+    in this test: confirm_mismatch goes to the outbox, not to the core)."""
     audit_key = secrets.token_bytes(32)
     case_id = await _a_case(recon_url, audit_key)
-    engine = create_engine(recon_url, pool_size=2)
 
     class NoCore:
         async def payment(self, payment_id: str) -> None:
@@ -157,48 +160,35 @@ async def api(recon_url: str) -> Any:
         async def post_correction(self, correction: Any) -> Any:
             raise RuntimeError("not in this test")
 
-    recorded: list[dict[str, Any]] = []
-
-    async def record(conn: Any, **event: Any) -> None:
-        recorded.append(event)
-
-    app = FastAPI()
-    app.include_router(router)
-    app.state.case_service = CaseService(
-        engine,
-        audit=SqlAuditTrail(audit_key),
-        core=NoCore(),
-        record_mismatch=record,
-        clock=FixedClock(RUN_AT),
-        metrics=CaseMetrics(CollectorRegistry()),
-    )
-
-    async def principal(request: Request) -> ReconPrincipal:
-        user = request.headers.get("x-test-user")
-        if user is None:
-            return await current_recon_principal(request)  # the placeholder: 401
-        return ReconPrincipal(user, frozenset(request.headers.get("x-test-roles", "").split(",")))
-
-    app.dependency_overrides[current_recon_principal] = principal
+    keys = CoreKeys.generate()
+    env = {
+        "KORA_RECON_DATABASE_URL": recon_url,
+        "KORA_RECON_REPORT_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "KORA_RECON_AUDIT_KEY": base64.urlsafe_b64encode(audit_key).decode(),
+        "KORA_RECON_USER_TOKEN_KEYS": keys.jwks_json(),
+        "KORA_DEV_SECRETS_FILE": str(tmp_path / "dev-secrets.json"),
+    }
+    services = build_services(ReconApiSettings.from_env(env), clock=FixedClock(RUN_AT), core=NoCore())
+    app = create_app(services, manage_lifecycle=False)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://recon") as client:
-        yield client, case_id, recorded
-    await engine.dispose()
+        yield client, case_id, keys, services.engine
+    await services.aclose()
 
 
-def _as(user: str, *roles: str) -> dict[str, str]:
-    return {"x-test-user": user, "x-test-roles": ",".join(roles)}
+def _as(keys: CoreKeys, user: str, *roles: str) -> dict[str, str]:
+    return bearer(core_token(keys, *roles, user_id=USERS[user], at=RUN_AT))
 
 
 async def test_http_cases_follow_maker_checker_and_answer_problems(api: Any) -> None:
-    client, case_id, recorded = api
-    reviewer, approver = _as("user-rev-1", "recon_reviewer"), _as("user-app-1", "recon_approver")
+    client, case_id, keys, engine = api
+    reviewer, approver = _as(keys, "rev-1", "recon_reviewer"), _as(keys, "app-1", "recon_approver")
     assert (await client.get("/v1/recon/cases")).status_code == 401
 
     listed = await client.get("/v1/recon/cases", params={"queue": "true"}, headers=reviewer)
     assert listed.status_code == 200
     assert [c["id"] for c in listed.json()["cases"]] == [str(case_id)]
-    shown = (await client.get(f"/v1/recon/cases/{case_id}", headers=_as("user-admin", "admin"))).json()
+    shown = (await client.get(f"/v1/recon/cases/{case_id}", headers=_as(keys, "admin", "admin"))).json()
     assert shown["case"]["outcome"] == "MISMATCH"
     assert shown["history"][0]["action"] == "case.open"
     missing = await client.get(f"/v1/recon/cases/{uuid.uuid4()}", headers=reviewer)
@@ -216,12 +206,22 @@ async def test_http_cases_follow_maker_checker_and_answer_problems(api: Any) -> 
     proposed = await client.post(f"/v1/recon/cases/{case_id}/proposal", json=proposal, headers=reviewer)
     assert (proposed.status_code, proposed.json()["status"]) == (200, "proposed")
 
-    own = await client.post(f"/v1/recon/cases/{case_id}/approve", headers=_as("user-rev-1", "recon_approver"))
+    own = await client.post(f"/v1/recon/cases/{case_id}/approve", headers=_as(keys, "rev-1", "recon_approver"))
     assert (own.status_code, own.json()["code"]) == (403, "maker_checker")
-    by_reviewer = await client.post(f"/v1/recon/cases/{case_id}/approve", headers=_as("user-rev-2", "recon_reviewer"))
+    by_reviewer = await client.post(f"/v1/recon/cases/{case_id}/approve", headers=_as(keys, "rev-2", "recon_reviewer"))
     assert (by_reviewer.status_code, by_reviewer.json()["code"]) == (403, "role_not_allowed")
-    assert recorded == []
+    assert await _mismatch_events(engine) == []
 
     approved = await client.post(f"/v1/recon/cases/{case_id}/approve", headers=approver)
     assert (approved.status_code, approved.json()["status"]) == (200, "resolved")
-    assert [e["case_id"] for e in recorded] == [case_id]
+    events = await _mismatch_events(engine)
+    assert [(e["case_id"], e["outcome"], e["reason"]) for e in events] == [(str(case_id), "MISMATCH", "amount")]
+
+
+async def _mismatch_events(engine: Any) -> list[dict[str, Any]]:
+    """The payloads of the confirmed-mismatch events in the service's outbox (signed envelopes)."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(event_outbox.c.envelope).where(event_outbox.c.type == "reconciliation.mismatch_confirmed")
+        )
+        return [json.loads(envelope)["payload"] for (envelope,) in rows]

@@ -238,6 +238,7 @@ async def match_report(request: Request, report_id: uuid.UUID, principal: Operat
         rules=services.rules,
         as_of=services.clock.now(),
         clock=services.clock,
+        hooks=services.review.match_hooks(),
     )
     _audit("recon.report.match", principal, report_id=str(report_id), **{k.lower(): v for k, v in counts.items()})
     return MatchOut(report_id=report_id, counts=counts)
