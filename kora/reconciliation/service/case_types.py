@@ -30,7 +30,8 @@ class Actor:
 
 class MismatchRecorder(Protocol):
     """Writes the confirmed mismatch for the core (the service's outbox, in the caller's
-    transaction): the core flags the payment and keeps it out of settlement."""
+    transaction): the core flags the payment for support and admin (reconciliation never
+    confirms a mismatched payment settled)."""
 
     def __call__(
         self,
