@@ -69,11 +69,14 @@ def import_command(provider: str, actor: str, day: object, file: Path) -> None:
     from kora.kernel import SystemClock
     from kora.observability import configure_logging
     from kora.platform.db import create_engine
+    from kora.reconciliation.adapters.case_store import SqlAuditTrail
     from kora.reconciliation.adapters.crypto import AesGcmReportCipher
     from kora.reconciliation.adapters.sql import SqlReportStore
     from kora.reconciliation.domain.dialect import DialectError
     from kora.reconciliation.domain.parsing import ReportError
     from kora.reconciliation.service.importing import ReportImports, ReportTooLarge
+    from kora.reconciliation.service.report_audit import audit_report_action
+    from kora.reconciliation.service.review_settings import ReviewSettings
     from kora.reconciliation.service.settings import ReconSettings
 
     settings = ReconSettings.from_env()
@@ -83,11 +86,20 @@ def import_command(provider: str, actor: str, day: object, file: Path) -> None:
 
     async def run() -> dict[str, object]:
         engine = create_engine(settings.database_url, pool_size=2)
+        clock = SystemClock()
         try:
-            imports = ReportImports(
-                SqlReportStore(engine), AesGcmReportCipher.from_setting(settings.report_key), SystemClock()
-            )
+            imports = ReportImports(SqlReportStore(engine), AesGcmReportCipher.from_setting(settings.report_key), clock)
             result = await imports.import_report(provider, data, filename=file.name, actor=actor, report_day=report_day)
+            await audit_report_action(
+                engine,
+                SqlAuditTrail(ReviewSettings.from_env().audit_key),
+                clock,
+                action="report.import",
+                actor=actor,
+                role="operator",  # a shell on the service's host: who it is is --actor
+                report_id=result.report_id,
+                details={"provider": provider, "lines": result.lines, "duplicate": result.duplicate},
+            )
         finally:
             await engine.dispose()
         return {

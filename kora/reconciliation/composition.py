@@ -36,6 +36,7 @@ class Review:
     """The review queue and the outcome events of one process, on one database."""
 
     cases: CaseService
+    audit: SqlAuditTrail
     opener: CaseOpener
     outcomes: OutcomeEvents
     late_success: LateSuccessQueries
@@ -98,6 +99,7 @@ def build_review(
     )
     return Review(
         cases=cases,
+        audit=audit,
         opener=CaseOpener(audit, metrics=case_metrics),
         outcomes=outcomes,
         late_success=late,

@@ -12,12 +12,19 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+import sqlalchemy as sa
 from asgi_lifespan import LifespanManager
 
 from kora.observability import configure_tracing
 from kora.observability.testing import capture_logs
 from kora.reconciliation.adapters.report_queries import LINE_COLUMNS
-from kora.reconciliation.adapters.tables import recon_quarantine, recon_report_lines, recon_reports, recon_results
+from kora.reconciliation.adapters.tables import (
+    recon_audit,
+    recon_quarantine,
+    recon_report_lines,
+    recon_reports,
+    recon_results,
+)
 from kora.reconciliation.http.app import create_app
 from kora.reconciliation.http.routes.results import csv_cell
 from kora.simulator.behaviour import Scenario
@@ -134,8 +141,18 @@ async def test_malformed_lines_are_quarantined_and_read_back_decrypted_only_neve
     assert all(PHONE not in line and "2250701020304" not in line for line in lines)
     records = [json.loads(line) for line in lines]
     assert all(record["correlation_id"] for record in records)  # every line names its request
-    audit = [r for r in records if r.get("audit")]
-    assert {r["action"] for r in audit} == {"recon.report.upload", "recon.report.read"}
+    async with api.services.engine.connect() as conn:
+        audited = (
+            await conn.execute(
+                sa.select(recon_audit.c.action, recon_audit.c.case_id, recon_audit.c.role, recon_audit.c.details)
+            )
+        ).all()
+    assert [(a.action, a.case_id, a.role) for a in audited] == [
+        ("report.import", uploaded["report_id"], "recon_reviewer"),
+        ("report.read", uploaded["report_id"], "admin"),
+    ]  # in the tamper-evident chain, never with line content
+    assert all(MALFORMED not in a.details and PHONE not in a.details for a in audited)
+    assert (await api.services.review.audit.verify(api.services.engine)).ok
     metrics = await api.metrics()
     assert "2250701020304" not in metrics
     reason = body["quarantined_lines"][0]["reason"]

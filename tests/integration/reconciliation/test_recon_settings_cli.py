@@ -65,6 +65,7 @@ def test_cli_upgrades_and_imports_once(tmp_path: Path) -> None:
         "KORA_RECON_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'recon.db'}",
         "KORA_RECON_REPORT_KEY": KEY,
         "KORA_LOG_LEVEL": "WARNING",
+        "KORA_DEV_SECRETS_FILE": str(tmp_path / "dev-secrets.json"),  # the audit key, generated
     }
     runner = CliRunner()
     assert runner.invoke(main, ["recon", "db", "upgrade"], env=env).exit_code == 0
@@ -75,5 +76,8 @@ def test_cli_upgrades_and_imports_once(tmp_path: Path) -> None:
     assert (out["lines"], out["quarantined"], out["duplicate"]) == (1, 0, False)
     again = json.loads(runner.invoke(main, args, env=env).stdout)
     assert (again["report_id"], again["duplicate"]) == (out["report_id"], True)
+    verified = runner.invoke(main, ["recon", "audit", "verify"], env=env)
+    assert verified.exit_code == 0, verified.output
+    assert json.loads(verified.stdout)["records"] == 2  # both imports, the re-import too, in the chain
     refused = runner.invoke(main, ["recon", "import", "--provider", "nope", "--actor", "x", str(report)], env=env)
     assert refused.exit_code != 0

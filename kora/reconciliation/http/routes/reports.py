@@ -7,7 +7,6 @@ from datetime import date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from loguru import logger
 from pydantic import BaseModel
 
 from kora.observability import get_tracer
@@ -25,6 +24,7 @@ from kora.reconciliation.http.problems import ReconProblem, problem_responses
 from kora.reconciliation.http.security import ADMIN, RECON_APPROVER, RECON_REVIEWER, ReconPrincipal, require_recon_role
 from kora.reconciliation.http.upload import read_upload
 from kora.reconciliation.service.observed import import_observed, match_observed
+from kora.reconciliation.service.report_audit import acting_role, audit_report_action
 
 router = APIRouter(prefix="/v1/recon", tags=["reports"])
 _tracer = get_tracer("kora.reconciliation")
@@ -92,10 +92,21 @@ def _out(header: ReportHeader) -> ReportOut:
     )
 
 
-def _audit(action: str, principal: ReconPrincipal, **fields: object) -> None:
-    # The recon service has no audit trail of its own yet: a structured line, marked `audit`,
-    # that the log pipeline keeps with the audit retention. Ids and counts only.
-    logger.bind(audit=True).info("recon audit {action}", action=action, actor_user_id=principal.user_id, **fields)
+async def _audit(
+    request: Request, action: str, principal: ReconPrincipal, report_id: uuid.UUID, **details: str | int | bool | None
+) -> None:
+    """The action in the service's audit chain (ids and counts only, never line content)."""
+    services = recon_services(request)
+    await audit_report_action(
+        services.engine,
+        services.review.audit,
+        services.clock,
+        action=action,
+        actor=f"user:{principal.user_id}",
+        role=acting_role(principal.roles),
+        report_id=report_id,
+        details=details,
+    )
 
 
 def _known_provider(provider: str) -> str:
@@ -158,10 +169,11 @@ async def upload_report(
         actor=f"user:{principal.user_id}",
         report_day=day,
     )
-    _audit(
-        "recon.report.upload",
+    await _audit(
+        request,
+        "report.import",
         principal,
-        report_id=str(result.report_id),
+        result.report_id,
         provider=provider,
         lines=result.lines,
         quarantined=result.quarantined,
@@ -214,7 +226,7 @@ async def get_report(request: Request, report_id: uuid.UUID, principal: Reader) 
                 raise ReconProblem("report_not_found")
             counts = await outcome_counts(conn, report_id)
         content = await services.imports.read_report(report_id, roles=principal.roles)
-    _audit("recon.report.read", principal, report_id=str(report_id), quarantined=len(content.quarantined))
+    await _audit(request, "report.read", principal, report_id, quarantined=len(content.quarantined))
     return ReportDetail(
         **_out(header).model_dump(),
         outcomes=counts,
@@ -240,5 +252,5 @@ async def match_report(request: Request, report_id: uuid.UUID, principal: Operat
         clock=services.clock,
         hooks=services.review.match_hooks(),
     )
-    _audit("recon.report.match", principal, report_id=str(report_id), **{k.lower(): v for k, v in counts.items()})
+    await _audit(request, "report.match", principal, report_id, **{k.lower(): v for k, v in counts.items()})
     return MatchOut(report_id=report_id, counts=counts)
