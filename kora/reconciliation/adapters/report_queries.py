@@ -9,7 +9,9 @@ Definitions (also in docs/operations/reconciliation-api.md):
 * the *mismatch rate* is discrepancies / results that are not PENDING (None when there are none);
 * the *amount at risk* is the sum of the amounts of the discrepancies, per currency, in minor units;
 * the *oldest open item* is the discrepancy of the earliest imported report (then the lowest
-  line number, then the lowest result id): what has waited longest for someone.
+  line number, then the lowest result id): what has waited longest for someone;
+* the *oldest open case* is the review case not yet resolved or closed (in the queue, or awaiting
+  the core's answer) opened first: how long the oldest discrepancy has been waiting for a decision.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from kora.reconciliation.adapters.tables import recon_report_lines, recon_reports, recon_results
+from kora.reconciliation.adapters.tables import recon_cases, recon_report_lines, recon_reports, recon_results
+from kora.reconciliation.domain.cases import CaseStatus
 from kora.reconciliation.domain.matching import Outcome
 
 DISCREPANCIES = (Outcome.MISMATCH.value, Outcome.MISSING_INTERNAL.value, Outcome.MISSING_PROVIDER.value)
@@ -78,6 +81,15 @@ class OpenItem:
 
 
 @dataclass(frozen=True, slots=True)
+class OpenCase:
+    case_id: uuid.UUID
+    status: str
+    outcome: str
+    reason: str | None
+    opened_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Summary:
     provider: str
     day: date | None
@@ -87,6 +99,7 @@ class Summary:
     mismatch_rate: float | None
     amount_at_risk: dict[str, int]
     oldest_open: OpenItem | None
+    oldest_open_case: OpenCase | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +285,7 @@ async def summaries(conn: AsyncConnection, *, provider: str | None, day: date | 
             amounts[currency] = amounts.get(currency, 0) + int(amount)
         per[outcome] = (n + count, amounts)
     oldest = await _oldest_open(conn, where)
+    oldest_cases = await _oldest_open_cases(conn, where)
     out = []
     for key in sorted(reports, key=lambda k: (k[0], k[1] is None, k[1] or date.min)):
         per = outcomes.get(key, {})
@@ -286,6 +300,7 @@ async def summaries(conn: AsyncConnection, *, provider: str | None, day: date | 
                 mismatch_rate=risk.mismatch_rate,
                 amount_at_risk=risk.amount_at_risk,
                 oldest_open=oldest.get(key),
+                oldest_open_case=oldest_cases.get(key),
             )
         )
     return out
@@ -362,6 +377,34 @@ async def _oldest_open(conn: AsyncConnection, where: ResultFilter) -> dict[tuple
             reason=row.reason,
             since=row.imported_at,
         )
+        for row in rows
+    }
+
+
+async def _oldest_open_cases(conn: AsyncConnection, where: ResultFilter) -> dict[tuple[str, date | None], OpenCase]:
+    """Per (provider, report day), the unfinished case opened first. Only the report filters
+    apply (a case is about a result, but outlives the run that opened it)."""
+    c, rep = recon_cases, recon_reports
+    rank = (
+        sa.func.row_number()
+        .over(partition_by=(rep.c.provider, rep.c.report_day), order_by=(c.c.opened_at, c.c.id))
+        .label("rank")
+    )
+    query = (
+        sa.select(rep.c.provider, rep.c.report_day, c.c.id, c.c.status, c.c.outcome, c.c.reason, c.c.opened_at, rank)
+        .select_from(c.join(rep, rep.c.id == c.c.report_id))
+        .where(c.c.status.not_in([s.value for s in CaseStatus if s.is_final]))
+    )
+    if where.report_id is not None:
+        query = query.where(c.c.report_id == where.report_id)
+    if where.provider is not None:
+        query = query.where(rep.c.provider == where.provider)
+    if where.day is not None:
+        query = query.where(rep.c.report_day == where.day)
+    ranked = query.subquery()
+    rows = await conn.execute(sa.select(ranked).where(ranked.c.rank == 1))
+    return {
+        (row.provider, row.report_day): OpenCase(row.id, row.status, row.outcome, row.reason, row.opened_at)
         for row in rows
     }
 

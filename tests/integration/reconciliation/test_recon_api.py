@@ -20,6 +20,7 @@ from kora.observability.testing import capture_logs
 from kora.reconciliation.adapters.report_queries import LINE_COLUMNS
 from kora.reconciliation.adapters.tables import (
     recon_audit,
+    recon_cases,
     recon_quarantine,
     recon_report_lines,
     recon_reports,
@@ -271,6 +272,18 @@ async def test_summary_numbers_are_exact(matched: tuple[Api, str]) -> None:
         key=lambda i: i["line_number"],
     )
     assert (oldest["report_id"], oldest["result_id"], oldest["kind"]) == (report_id, first_open["id"], "result")
+    # The API's match run opened a review case per discrepancy; the oldest unfinished one is named.
+    async with api.services.engine.connect() as conn:
+        cases = (
+            await conn.execute(
+                sa.select(recon_cases.c.id, recon_cases.c.status, recon_cases.c.outcome).order_by(
+                    recon_cases.c.opened_at, recon_cases.c.id
+                )
+            )
+        ).all()
+    assert sorted(c.outcome for c in cases) == ["MISMATCH", "MISSING_INTERNAL", "MISSING_PROVIDER"]
+    oldest_case = summary["oldest_open_case"]
+    assert (oldest_case["case_id"], oldest_case["status"]) == (str(cases[0].id), cases[0].status)
     other_day = await api.client.get("/v1/recon/summary", params={"day": "2026-03-11"}, headers=api.as_role("admin"))
     assert other_day.json() == {"summaries": []}
 

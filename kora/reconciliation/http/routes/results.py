@@ -7,12 +7,13 @@ import csv
 import io
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from kora.observability import get_tracer
 from kora.reconciliation.adapters.report_queries import (
@@ -53,6 +54,14 @@ class OpenItemOut(BaseModel):
     since: datetime
 
 
+class OpenCaseOut(BaseModel):
+    case_id: uuid.UUID
+    status: str
+    outcome: str
+    reason: str | None
+    opened_at: datetime
+
+
 class SummaryOut(BaseModel):
     provider: str
     day: date | None
@@ -62,6 +71,9 @@ class SummaryOut(BaseModel):
     mismatch_rate: float | None
     amount_at_risk: dict[str, int]
     oldest_open: OpenItemOut | None
+    oldest_open_case: OpenCaseOut | None = Field(
+        default=None, description="The review case not yet resolved or closed that was opened first."
+    )
 
 
 class SummaryPage(BaseModel):
@@ -136,6 +148,7 @@ async def get_summary(
                 mismatch_rate=s.mismatch_rate,
                 amount_at_risk=s.amount_at_risk,
                 oldest_open=_open(s.oldest_open),
+                oldest_open_case=None if s.oldest_open_case is None else OpenCaseOut(**asdict(s.oldest_open_case)),
             )
             for s in found
         ]
