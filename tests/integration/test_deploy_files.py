@@ -116,3 +116,29 @@ def test_no_secret_is_written_in_the_deployment_files() -> None:
 def test_processes_expose_metrics_to_the_network_inside_the_stack(service: str) -> None:
     command = _compose()["services"][service]["command"]
     assert command[command.index("--metrics-host") + 1] == "0.0.0.0"
+
+
+def test_every_kora_command_the_compose_file_runs_exists_with_its_options() -> None:
+    """Each service's `kora ...` command resolves to a real command of the CLI, and its options
+    parse (the command is not run): a renamed command or option fails here, not at `up`."""
+    import click
+
+    from kora.cli import main
+
+    checked = []
+    for name, service in _compose()["services"].items():
+        command = service.get("command")
+        if not command or command[0] != "kora":
+            continue
+        cmd: click.Command = main
+        args = list(command[1:])
+        path = ["kora"]
+        while isinstance(cmd, click.Group) and args and not args[0].startswith("-"):
+            sub = cmd.get_command(click.Context(cmd), args[0])
+            assert sub is not None, f"{name}: no command {' '.join([*path, args[0]])!r}"
+            path.append(args.pop(0))
+            cmd = sub
+        assert not isinstance(cmd, click.Group), f"{name}: {' '.join(path)!r} is a group, not a command"
+        cmd.make_context(" ".join(path), args)  # raises on an unknown option or a bad value
+        checked.append(name)
+    assert {"kora-api", "kora-relay", "kora-recon-worker", "kora-recon-api", "kora-recon-setup"} <= set(checked)
