@@ -246,7 +246,7 @@ def secured_env(nats: SecuredNats, user: str) -> dict[str, str]:
     }
 
 
-async def test_the_settlement_feedback_loop_through_nats(loop: tuple[Loop, str]) -> None:
+async def test_the_settlement_feedback_loop_through_nats(loop: tuple[Loop, str], spans: Any) -> None:
     world, report_key = loop
     kora, worker = world.kora, world.worker
     stop = asyncio.Event()
@@ -310,6 +310,28 @@ async def test_the_settlement_feedback_loop_through_nats(loop: tuple[Loop, str])
             parked = await conn.execute(sa.text("SELECT count(*) FROM dead_letters"))
             assert parked.scalar_one() == 0
         assert await worker.runner() is not None
+
+        # One trace per cause (ADR 0026): each cash-in's trace continues into the recon service's
+        # fold of its events; the match run's trace continues into the core's settlement.
+        finished = spans.get_finished_spans()
+        cash_ins = [sp for sp in finished if sp.name == "payments.cash_in"]
+        assert len(cash_ins) == 2
+        folded = {
+            sp.context.trace_id
+            for sp in finished
+            if sp.name == "consume payment.status_changed"
+            and sp.attributes.get("messaging.consumer.group.name") == "recon"
+        }
+        assert {sp.context.trace_id for sp in cash_ins} <= folded
+        settling = [
+            sp
+            for sp in finished
+            if sp.name == "consume reconciliation.settlement_confirmed"
+            and sp.attributes.get("messaging.consumer.group.name") == "settlement"
+        ]
+        runs = {sp.context.trace_id for sp in finished if sp.name == "recon.match"}
+        assert settling
+        assert {sp.context.trace_id for sp in settling} <= runs
     finally:
         stop.set()
         await asyncio.wait_for(asyncio.gather(*jobs, return_exceptions=True), timeout=30)
