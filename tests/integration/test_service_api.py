@@ -482,3 +482,21 @@ async def test_concurrent_corrections_never_post_twice(core: ServiceHarness) -> 
     ]
     assert (await core.api.balance(alice))["balance"] == 8_000 + 400 - 100
     assert (await core.kora.verify_ledger()).ok
+
+
+async def test_a_written_off_payment_is_never_settled_too(core: ServiceHarness) -> None:
+    """A write-off closed the payment's clearing to suspense: a later settlement (reconciliation's
+    or by hand) would close it a second time. The settlement run refuses it, nothing posted."""
+    _alice, payment = await cash_in_payment(core, 10_000)
+    assert (await post_correction(core, correction(payment, "write_off", 10_000))).status_code == 201
+    result = await core.kora.payments.settle(
+        "sandbox", "XOF", payment_ids=[uuid.UUID(payment["id"])], actor="reconciliation", reference="momo-2026-11-25"
+    )
+    assert (result.body["settled"], result.body["rejected"]) == (0, 1)
+    assert result.body["outcomes"][0]["reason"] == "written_off"
+    assert await postings(core, payment["id"], "cash_in.settlement") is None
+    async with core.kora.unit_of_work() as uow:
+        stored = await uow.payments.get(uuid.UUID(payment["id"]))
+    assert stored is not None
+    assert stored.status.value == "CAPTURED"
+    assert (await core.kora.verify_ledger()).ok

@@ -59,6 +59,8 @@ MAX_PAYMENT_IDS = 1000
 # happens inside one); re-running is safe, since each payment settles at most once.
 STALE_CLAIM = timedelta(minutes=15)
 REFERENCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}$"
+# The ledger kind of an approved reconciliation write-off (kora/payments/service/corrections.py).
+WRITE_OFF_KIND = "correction.write_off"
 _REFERENCE = re.compile(REFERENCE_PATTERN)
 
 
@@ -234,6 +236,11 @@ class Settlements(PaymentsBase):
                     outcomes.append(refusal)
                     continue
                 assert payment is not None
+                if await uow.ledger.transaction_for_payment(payment.id, WRITE_OFF_KIND) is not None:
+                    # Its clearing was closed to suspense by an approved write-off: settling it too
+                    # would close clearing twice. People decide (a reversal of the write-off first).
+                    outcomes.append(SettlementOutcome(payment.id, "rejected", "written_off"))
+                    continue
                 if accounts is None:
                     accounts = await self._accounts(uow, cmd)
                 outcomes.append(await self._settle_one(uow, payment, accounts, cmd))
