@@ -35,7 +35,7 @@ against Kora's payments, summaries and exports.
 
 * Authenticate with `Authorization: Bearer <access token>` issued by the core (log in there);
   reading needs `recon_reviewer`, `recon_approver` or `admin`; uploading and matching need
-  `recon_reviewer` or `admin`.
+  `recon_reviewer` (they decide what is announced to the core; `admin` reads).
 * Amounts are integers in the currency's minor units.
 * Every response carries `X-Correlation-ID` (yours if well-formed). Errors are RFC 9457
   `application/problem+json` with a stable `code`.

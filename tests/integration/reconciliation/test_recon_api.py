@@ -87,7 +87,7 @@ async def test_upload_then_duplicate_then_multipart(api: Api) -> None:
     )
 
     again = await api.client.post(
-        "/v1/recon/reports", params={"provider": "momo"}, content=data, headers=api.as_role("admin")
+        "/v1/recon/reports", params={"provider": "momo"}, content=data, headers=api.as_role("recon_reviewer")
     )
     assert again.status_code == 200
     assert again.json()["report_id"] == body["report_id"]
@@ -192,7 +192,7 @@ async def test_unknown_report_and_bad_cursor_are_problems(api: Api) -> None:
     admin = api.as_role("admin")
     missing = await api.client.get(f"/v1/recon/reports/{uuid.uuid4()}", headers=admin)
     assert (missing.status_code, missing.json()["code"]) == (404, "report_not_found")
-    match = await api.client.post(f"/v1/recon/reports/{uuid.uuid4()}/match", headers=admin)
+    match = await api.client.post(f"/v1/recon/reports/{uuid.uuid4()}/match", headers=api.as_role("recon_reviewer"))
     assert (match.status_code, match.json()["code"]) == (404, "report_not_found")
     cursor = await api.client.get("/v1/recon/lines", params={"cursor": "bm9wZQ"}, headers=admin)
     assert (cursor.status_code, cursor.json()["code"]) == (400, "invalid_cursor")

@@ -71,16 +71,17 @@ async def test_roles_decide_reading_and_uploading(api: Api) -> None:
     for role in ("recon_reviewer", "recon_approver", "admin"):
         assert (await api.client.get("/v1/recon/reports", headers=api.as_role(role))).status_code == 200
 
-    # Uploading and matching: recon_reviewer or admin, not recon_approver.
-    approver = await api.client.post(
-        "/v1/recon/reports", params={"provider": "momo"}, content=b"x", headers=api.as_role("recon_approver")
-    )
-    _assert_problem(approver, 403, "forbidden")
-    match = await api.client.post(
-        "/v1/recon/reports/00000000-0000-0000-0000-000000000000/match", headers=api.as_role("recon_approver")
-    )
-    _assert_problem(match, 403, "forbidden")
-    assert 'kora_recon_auth_failures_total{reason="role"} 3.0' in await api.metrics()
+    # Uploading and matching: recon_reviewer only (an approver decides cases, an admin reads).
+    for role in ("recon_approver", "admin"):
+        upload = await api.client.post(
+            "/v1/recon/reports", params={"provider": "momo"}, content=b"x", headers=api.as_role(role)
+        )
+        _assert_problem(upload, 403, "forbidden")
+        match = await api.client.post(
+            "/v1/recon/reports/00000000-0000-0000-0000-000000000000/match", headers=api.as_role(role)
+        )
+        _assert_problem(match, 403, "forbidden")
+    assert 'kora_recon_auth_failures_total{reason="role"} 5.0' in await api.metrics()
 
 
 async def test_a_token_the_core_signed_is_accepted(api: Api) -> None:

@@ -30,7 +30,9 @@ router = APIRouter(prefix="/v1/recon", tags=["reports"])
 _tracer = get_tracer("kora.reconciliation")
 
 Reader = Annotated[ReconPrincipal, Depends(require_recon_role(RECON_REVIEWER, RECON_APPROVER, ADMIN))]
-Operator = Annotated[ReconPrincipal, Depends(require_recon_role(RECON_REVIEWER, ADMIN))]
+# Uploading and matching decide what is announced to the core (settlements confirmed, cases
+# opened): the reviewers' work, not an administrator's (admin reads, ADR 0025).
+Operator = Annotated[ReconPrincipal, Depends(require_recon_role(RECON_REVIEWER))]
 _AUTH = ("not_authenticated", "invalid_token", "forbidden")
 
 
