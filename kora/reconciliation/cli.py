@@ -143,7 +143,9 @@ def match_command(report_id: object, confirm: bool) -> None:
     from kora.reconciliation.domain.rules import MatchRules
     from kora.reconciliation.metrics import ReconMetrics
     from kora.reconciliation.service.importing import ReportNotFound
+    from kora.reconciliation.service.match_run import MatchHook
     from kora.reconciliation.service.observed import match_observed
+    from kora.reconciliation.service.report_audit import match_audit_hook
     from kora.reconciliation.service.settings import ReconSettings
 
     assert isinstance(report_id, uuid.UUID)
@@ -156,7 +158,8 @@ def match_command(report_id: object, confirm: bool) -> None:
         registry = CollectorRegistry()
         metrics = ReconMetrics(registry)
         review = build_review(engine, settings, clock=clock, registry=registry, metrics=metrics)
-        hooks = review.match_hooks() if confirm else [review.opener.open_cases]
+        hooks: list[MatchHook] = review.match_hooks() if confirm else [review.opener.open_cases]
+        hooks.append(match_audit_hook(review.audit, clock, actor="operator:cli", role="operator"))
         try:
             return await match_observed(
                 engine, metrics, report_id, rules=MatchRules(), as_of=clock.now(), clock=clock, hooks=hooks

@@ -46,6 +46,7 @@ from kora.reconciliation.metrics import ReconMetrics
 from kora.reconciliation.service.feed import ReconFeedHandler
 from kora.reconciliation.service.observed import match_observed
 from kora.reconciliation.service.ports import CorePayments
+from kora.reconciliation.service.report_audit import match_audit_hook
 from kora.reconciliation.service.review_settings import ReviewSettings
 from kora.reconciliation.service.settings import ReconSettings
 
@@ -96,6 +97,7 @@ class ReconWorker:
             core=core,
         )
         self.outcomes = self.review.outcomes
+        self._audited = match_audit_hook(self.review.audit, self.clock, actor="kora-recon-worker", role="system")
         self.feed = ReconFeedHandler(clock=self.clock)
         self._bus: Bus | None = None
         self._lock = asyncio.Lock()
@@ -185,7 +187,7 @@ class ReconWorker:
                     rules=self.rules,
                     as_of=self.clock.now(),
                     clock=self.clock,
-                    hooks=self.review.match_hooks(),
+                    hooks=[*self.review.match_hooks(), self._audited],
                 )
             except Exception as exc:
                 logger.opt(exception=exc).error("recon match run failed", report_id=str(report_id))

@@ -282,6 +282,10 @@ async def test_summary_numbers_are_exact(matched: tuple[Api, str]) -> None:
             )
         ).all()
     assert sorted(c.outcome for c in cases) == ["MISMATCH", "MISSING_INTERNAL", "MISSING_PROVIDER"]
+    async with api.services.engine.connect() as conn:
+        (run,) = (await conn.execute(sa.select(recon_audit).where(recon_audit.c.action == "report.match"))).mappings()
+    assert (run["case_id"], run["role"]) == (report_id, "recon_reviewer")  # audited in the run's transaction
+    assert json.loads(run["details"])["mismatch"] == 1
     oldest_case = summary["oldest_open_case"]
     assert (oldest_case["case_id"], oldest_case["status"]) == (str(cases[0].id), cases[0].status)
     other_day = await api.client.get("/v1/recon/summary", params={"day": "2026-03-11"}, headers=api.as_role("admin"))

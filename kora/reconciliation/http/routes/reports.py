@@ -24,7 +24,7 @@ from kora.reconciliation.http.problems import ReconProblem, problem_responses
 from kora.reconciliation.http.security import ADMIN, RECON_APPROVER, RECON_REVIEWER, ReconPrincipal, require_recon_role
 from kora.reconciliation.http.upload import read_upload
 from kora.reconciliation.service.observed import import_observed, match_observed
-from kora.reconciliation.service.report_audit import acting_role, audit_report_action
+from kora.reconciliation.service.report_audit import acting_role, audit_report_action, match_audit_hook
 
 router = APIRouter(prefix="/v1/recon", tags=["reports"])
 _tracer = get_tracer("kora.reconciliation")
@@ -245,6 +245,12 @@ async def match_report(request: Request, report_id: uuid.UUID, principal: Operat
     """Match the report now against Kora's payments of its provider; its results replace those
     of its previous run. Answers the count of each outcome."""
     services = recon_services(request)
+    audited = match_audit_hook(
+        services.review.audit,
+        services.clock,
+        actor=f"user:{principal.user_id}",
+        role=acting_role(principal.roles),
+    )
     counts = await match_observed(
         services.engine,
         services.metrics,
@@ -252,7 +258,6 @@ async def match_report(request: Request, report_id: uuid.UUID, principal: Operat
         rules=services.rules,
         as_of=services.clock.now(),
         clock=services.clock,
-        hooks=services.review.match_hooks(),
+        hooks=[*services.review.match_hooks(), audited],
     )
-    await _audit(request, "report.match", principal, report_id, **{k.lower(): v for k, v in counts.items()})
     return MatchOut(report_id=report_id, counts=counts)
