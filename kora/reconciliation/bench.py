@@ -167,7 +167,7 @@ _PAYMENT_COLUMNS = (
 def generate(provider: str, expected: Expected, *, seed: int) -> Iterator[tuple[str | None, tuple[Any, ...] | None]]:
     """(report line or None, recon_payments row or None) pairs, the report's lines in time order."""
     writer = _Writer(load_dialect(provider))
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 (synthetic data, reproducible by seed)
     kinds = [kind for kind in ("matched", *_LINE_KINDS) for _ in range(expected.kinds[kind])]
     kinds += [kind for kind in _KORA_ONLY for _ in range(expected.kinds[kind])]
     rng.shuffle(kinds)
@@ -286,7 +286,9 @@ async def prepare(engine: AsyncEngine, provider: str, expected: Expected, *, see
     return report.getvalue()
 
 
-async def run_bench(engine: AsyncEngine, lines: int, *, provider: str = "momo", seed: int = 1, trace_memory: bool = False) -> BenchResult:
+async def run_bench(
+    engine: AsyncEngine, lines: int, *, provider: str = "momo", seed: int = 1, trace_memory: bool = False
+) -> BenchResult:
     """Load the synthetic batch's Kora side, then import, match and persist its report, timed."""
     expected = plan(lines)
     data = await prepare(engine, provider, expected, seed=seed)

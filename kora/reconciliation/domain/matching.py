@@ -166,12 +166,15 @@ class _Matcher:
 
     # keys ---------------------------------------------------------------------------------
     def _find(self, line: ReportLine) -> tuple[InternalTxn | None, MatchKey | None]:
-        candidates = (
-            (MatchKey.PROVIDER_TXN_ID, self.by_provider_ref.get(line.provider_txn_id, [])),
-            (MatchKey.PROVIDER_PARENT_ID, self.by_provider_ref.get(line.provider_parent_id or "", [])),
-            (MatchKey.OUR_REFERENCE, self.by_our_reference.get(line.our_reference or "", [])),
+        keys = (
+            (MatchKey.PROVIDER_TXN_ID, self.by_provider_ref, line.provider_txn_id),
+            (MatchKey.PROVIDER_PARENT_ID, self.by_provider_ref, line.provider_parent_id),
+            (MatchKey.OUR_REFERENCE, self.by_our_reference, line.our_reference),
         )
-        for key, found in candidates:
+        for key, index, value in keys:
+            found = index.get(value) if value else None
+            if not found:
+                continue
             fitting = [txn for txn in found if self.rules.fits(line.type, txn.type)]
             if len(fitting) == 1:
                 return fitting[0], key
@@ -187,10 +190,16 @@ class _Matcher:
     def _fall_back(self, lines: list[ReportLine], indexes: list[int]) -> list[tuple[int, MatchResult]]:
         window = self.rules.fallback_window
         candidates: dict[int, list[InternalTxn]] = {}
+        # Only payments of the line's currency and amount can fit: indexed so, a report's
+        # unknown lines cost one look-up each instead of a pass over every payment.
+        by_amount: dict[tuple[str, int], list[InternalTxn]] = {}
+        if lines:
+            for txn in self.internal:
+                by_amount.setdefault((txn.currency, txn.settled_amount), []).append(txn)
         for position, line in enumerate(lines):
             candidates[position] = [
                 txn
-                for txn in self.internal
+                for txn in by_amount.get((line.currency, line.amount), ())
                 if txn.payment_id not in self.primary
                 and self.rules.fits(line.type, txn.type)
                 and txn.currency == line.currency
