@@ -126,8 +126,11 @@ class _Writer:
             raise ValueError(f"the bench writes signed reports with status and currency columns, not {d.name}'s")
         if any(len(columns) != 1 for columns in d.columns.values()):
             raise ValueError(f"the bench writes one column per field, not {d.name}'s")
-        self.status_word = {ours: word for word, ours in reversed(d.statuses.items())}
-        self.type_word = {meaning.type: word for word, meaning in reversed(d.types.items())}
+        self.status_word, self.type_word = {}, {}
+        for word, status in d.statuses.items():
+            self.status_word.setdefault(status, word)
+        for word, meaning in d.types.items():
+            self.type_word.setdefault(meaning.type, word)
         missing = {LineType.CASH_IN, LineType.CASH_OUT} - set(self.type_word)
         if missing or LineStatus.SUCCEEDED not in self.status_word:
             raise ValueError(f"the {d.name} dialect has no words for cash-ins, cash-outs and successes")
@@ -191,7 +194,9 @@ def generate(provider: str, expected: Expected, *, seed: int) -> Iterator[tuple[
             fee=fee,
             bad=kind == "quarantined",
         )
-        status, provider_ref, due = "SETTLED" if number % 7 == 0 else "CAPTURED", txn_id, at + timedelta(days=1)
+        status = "SETTLED" if number % 7 == 0 else "CAPTURED"
+        provider_ref: str | None = txn_id
+        due = at + timedelta(days=1)
         kora_amount = amount + 100 if kind == "amount" else amount
         if kind == "status" or kind == "failed_unlisted":
             status = "FAILED"

@@ -25,7 +25,7 @@ async def _driver(conn: AsyncConnection) -> Any:
     SQLAlchemy's asyncpg adapter opens its transaction lazily, on its first statement: one is
     run here if needed, so the COPY or the cursor cannot run outside the caller's transaction."""
     raw = await conn.get_raw_connection()
-    driver = raw.driver_connection
+    driver: Any = raw.driver_connection
     if not driver.is_in_transaction():
         await conn.execute(sa.text("SELECT 1"))
     if not driver.is_in_transaction():  # pragma: no cover - a guard, not a path

@@ -235,7 +235,9 @@ def _amount(dialect: Dialect, text: str, exponent: int, what: str) -> int:
     whole, _, fraction = text.partition(".")
     scaled = int(whole + fraction)
     if exponent >= places:
-        return scaled * 10 ** (exponent - places)
+        exact: int = scaled * 10 ** (exponent - places)
+        return exact
+    minor: int
     minor, rest = divmod(scaled, 10 ** (places - exponent))
     if rest:
         raise _Refused(QuarantineReason.BAD_AMOUNT, f"{what} {text!r} is finer than the currency's minor unit")
