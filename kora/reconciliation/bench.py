@@ -26,7 +26,7 @@ import time
 import tracemalloc
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -225,6 +225,7 @@ class BenchResult:
     provider: str
     lines: int
     seconds: dict[str, float]
+    window: tuple[datetime, datetime]  # when the timed batch started and ended (UTC)
     rss_before_mib: float
     rss_peak_mib: float
     tracemalloc_peak_mib: float | None
@@ -244,6 +245,8 @@ class BenchResult:
             "provider": self.provider,
             "lines": self.lines,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "batch_started_at": self.window[0].isoformat(),
+            "batch_ended_at": self.window[1].isoformat(),
             "lines_per_second": round(self.lines / total) if total else None,
             "memory_mib": {
                 "rss_before_batch": round(self.rss_before_mib, 1),
@@ -292,9 +295,16 @@ async def prepare(engine: AsyncEngine, provider: str, expected: Expected, *, see
 
 
 async def run_bench(
-    engine: AsyncEngine, lines: int, *, provider: str = "momo", seed: int = 1, trace_memory: bool = False
+    engine: AsyncEngine,
+    lines: int,
+    *,
+    provider: str = "momo",
+    seed: int = 1,
+    trace_memory: bool = False,
+    on_start: Callable[[datetime], None] | None = None,
 ) -> BenchResult:
-    """Load the synthetic batch's Kora side, then import, match and persist its report, timed."""
+    """Load the synthetic batch's Kora side, then import, match and persist its report, timed.
+    ``on_start`` is called when the timed batch starts (a script may start a load beside it)."""
     expected = plan(lines)
     data = await prepare(engine, provider, expected, seed=seed)
     cipher = AesGcmReportCipher([secrets.token_bytes(32)])  # a throwaway key: nothing is kept
@@ -304,6 +314,9 @@ async def run_bench(
     if trace_memory:
         tracemalloc.start()
     seconds: dict[str, float] = {}
+    window = [datetime.now(UTC)]
+    if on_start is not None:
+        on_start(window[0])
     started = time.perf_counter()
     imported = await imports.import_report(provider, data, filename=f"{provider}-bench.csv", actor="bench")
     del data
@@ -325,6 +338,7 @@ async def run_bench(
         await replace_results(conn, imported.report_id, results, at=clock.now())
     seconds["persist"] = time.perf_counter() - step
     seconds["total"] = time.perf_counter() - started
+    window.append(datetime.now(UTC))
     traced = None
     if trace_memory:
         traced = tracemalloc.get_traced_memory()[1] / 2**20
@@ -337,6 +351,7 @@ async def run_bench(
         provider=provider,
         lines=lines,
         seconds=seconds,
+        window=(window[0], window[1]),
         rss_before_mib=rss_before,
         rss_peak_mib=_rss_mib(),
         tracemalloc_peak_mib=traced,

@@ -129,14 +129,27 @@ def match_command(report_id: object) -> None:
 )
 @click.option("--seed", default=1, show_default=True, help="the synthetic report's random seed")
 @click.option("--trace-memory", is_flag=True, help="also report tracemalloc's peak (slows the run down)")
+@click.option(
+    "--started-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="created when the timed batch starts (lets a script start a load beside it)",
+)
 def bench_command(
-    lines: int, provider: str, database_url: str | None, admin_url: str | None, seed: int, trace_memory: bool
+    lines: int,
+    provider: str,
+    database_url: str | None,
+    admin_url: str | None,
+    seed: int,
+    trace_memory: bool,
+    started_file: Path | None,
 ) -> None:
     """Time a nightly batch: a synthetic report of LINES lines (a known mix of discrepancies)
     imported, matched and persisted against Kora's side of the same day. Prints a JSON summary
     (seconds per phase, lines/s, memory, outcome counts checked against the injected mix) and
     fails when the outcomes are not what was injected."""
     from contextlib import nullcontext
+    from datetime import datetime
 
     from kora.observability import configure_logging
     from kora.platform.db import create_engine
@@ -148,10 +161,16 @@ def bench_command(
     with nullcontext(database_url) if database_url else fresh_postgres_database(admin) as url:
         upgrade(url)
 
+        def mark(at: datetime) -> None:
+            if started_file is not None:
+                started_file.write_text(at.isoformat() + "\n")
+
         async def run() -> dict[str, object]:
             engine = create_engine(url, pool_size=2)
             try:
-                result = await run_bench(engine, lines, provider=provider, seed=seed, trace_memory=trace_memory)
+                result = await run_bench(
+                    engine, lines, provider=provider, seed=seed, trace_memory=trace_memory, on_start=mark
+                )
             finally:
                 await engine.dispose()
             summary = result.summary()
