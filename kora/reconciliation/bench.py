@@ -227,6 +227,7 @@ class BenchResult:
     seconds: dict[str, float]
     window: tuple[datetime, datetime]  # when the timed batch started and ended (UTC)
     rss_before_mib: float
+    rss_import_mib: float  # the high-water mark once the import is done
     rss_peak_mib: float
     tracemalloc_peak_mib: float | None
     outcomes: dict[str, int]
@@ -250,6 +251,7 @@ class BenchResult:
             "lines_per_second": round(self.lines / total) if total else None,
             "memory_mib": {
                 "rss_before_batch": round(self.rss_before_mib, 1),
+                "rss_high_water_after_import": round(self.rss_import_mib, 1),
                 "rss_high_water": round(self.rss_peak_mib, 1),
                 "tracemalloc_peak": None if self.tracemalloc_peak_mib is None else round(self.tracemalloc_peak_mib, 1),
             },
@@ -321,6 +323,7 @@ async def run_bench(
     imported = await imports.import_report(provider, data, filename=f"{provider}-bench.csv", actor="bench")
     del data
     seconds["import"] = time.perf_counter() - started
+    rss_import = _rss_mib()
     async with engine.begin() as conn:
         step = time.perf_counter()
         found = await lock_report(conn, imported.report_id)
@@ -353,6 +356,7 @@ async def run_bench(
         seconds=seconds,
         window=(window[0], window[1]),
         rss_before_mib=rss_before,
+        rss_import_mib=rss_import,
         rss_peak_mib=_rss_mib(),
         tracemalloc_peak_mib=traced,
         outcomes={o.value: outcomes.get(o.value, 0) for o in Outcome},

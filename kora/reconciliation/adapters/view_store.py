@@ -88,7 +88,7 @@ async def report_lines(conn: AsyncConnection, report_id: uuid.UUID) -> list[Repo
     """The report's stored lines in line order (read in chunks)."""
     lines = recon_report_lines
     query = sa.select(*(lines.c[name] for name in _LINE_COLUMNS)).where(lines.c.report_id == report_id)
-    shared: dict[str, str] = {}
+    shared: dict[Any, Any] = {}  # one object per distinct currency, time...
     found: list[ReportLine] = []
     async for rows in select_rows(conn, query.order_by(lines.c.line_number)):
         found.extend(_line(row, shared) for row in rows)
@@ -133,7 +133,8 @@ def _internal(row: Sequence[Any], shared: dict[str, str]) -> InternalTxn:
         payment_id=payment_id,
         provider=shared.setdefault(provider, provider),
         provider_ref=provider_ref,
-        our_reference=our_reference,
+        # Kora's reference is usually the payment id itself: one string, not two equal ones.
+        our_reference=payment_id if our_reference == payment_id else our_reference,
         type=shared.setdefault(kind, kind),
         status=shared.setdefault(status, status),
         amount=amount,
@@ -145,14 +146,15 @@ def _internal(row: Sequence[Any], shared: dict[str, str]) -> InternalTxn:
     )
 
 
-def _line(row: Sequence[Any], shared: dict[str, str]) -> ReportLine:
+def _line(row: Sequence[Any], shared: dict[Any, Any]) -> ReportLine:
     number, txn_id, reference, parent, occurred_at, status, kind, amount, direction, fee, net, code = row
+    occurred_at = _utc(occurred_at)
     return ReportLine(
         line_number=number,
         provider_txn_id=txn_id,
         our_reference=reference,
         provider_parent_id=parent,
-        occurred_at=_utc(occurred_at),
+        occurred_at=shared.setdefault(occurred_at, occurred_at),  # many lines share a minute
         status=_STATUSES[status],
         type=_TYPES[kind],
         amount=amount,

@@ -125,17 +125,42 @@ def match(
     return _Matcher(internal, rules).run(lines, as_of)
 
 
+class _Index:
+    """Payments by one of their keys, in the order given. Almost every key names one payment:
+    only the others get a list (a million payments, two keys each, make no 2 million lists)."""
+
+    __slots__ = ("more", "one")
+
+    def __init__(self) -> None:
+        self.one: dict[str, InternalTxn] = {}
+        self.more: dict[str, list[InternalTxn]] = {}
+
+    def add(self, key: str, txn: InternalTxn) -> None:
+        if key not in self.one:
+            self.one[key] = txn
+        elif key in self.more:
+            self.more[key].append(txn)
+        else:
+            self.more[key] = [self.one[key], txn]
+
+    def get(self, key: str) -> Sequence[InternalTxn]:
+        if key in self.more:
+            return self.more[key]
+        found = self.one.get(key)
+        return () if found is None else (found,)
+
+
 class _Matcher:
     def __init__(self, internal: Sequence[InternalTxn], rules: MatchRules) -> None:
         self.internal = internal
         self.rules = rules
-        self.by_provider_ref: dict[str, list[InternalTxn]] = {}
-        self.by_our_reference: dict[str, list[InternalTxn]] = {}
+        self.by_provider_ref = _Index()
+        self.by_our_reference = _Index()
         for txn in internal:
             if txn.provider_ref:
-                self.by_provider_ref.setdefault(txn.provider_ref, []).append(txn)
+                self.by_provider_ref.add(txn.provider_ref, txn)
             if txn.our_reference:
-                self.by_our_reference.setdefault(txn.our_reference, []).append(txn)
+                self.by_our_reference.add(txn.our_reference, txn)
         self.primary: dict[str, ReportLine] = {}  # payment id -> its line
         self.reversal: dict[str, ReportLine] = {}
         self.seen: dict[tuple[str, LineType], InternalTxn | None] = {}
@@ -172,9 +197,9 @@ class _Matcher:
             (MatchKey.OUR_REFERENCE, self.by_our_reference, line.our_reference),
         )
         for key, index, value in keys:
-            found = index.get(value) if value else None
-            if not found:
+            if not value:
                 continue
+            found = index.get(value)
             fitting = [txn for txn in found if self.rules.fits(line.type, txn.type)]
             if len(fitting) == 1:
                 return fitting[0], key
