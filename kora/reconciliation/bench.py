@@ -290,8 +290,8 @@ async def prepare(engine: AsyncEngine, provider: str, expected: Expected, *, see
         if pending_lines:
             report.write(("\r\n".join(pending_lines) + "\r\n").encode())
         await insert_rows(conn, recon_payments, _PAYMENT_COLUMNS, pending_rows)
-    if engine.dialect.name == "postgresql":
-        async with engine.connect() as conn:
+    if engine.dialect.name == "postgresql":  # as autovacuum would have, after a day of events
+        async with engine.begin() as conn:
             await conn.execute(sa.text("ANALYZE recon_payments"))
     return report.getvalue()
 
