@@ -99,6 +99,8 @@ async def replace_results(
     conn: AsyncConnection, report_id: uuid.UUID, results: Sequence[MatchResult], *, at: datetime
 ) -> None:
     """The report's results become ``results``: those of an earlier run are deleted."""
+    if at.tzinfo is None:  # COPY skips UtcDateTime's own check
+        raise ValueError("naive datetime refused: use timezone-aware UTC")
     await conn.execute(sa.delete(recon_results).where(recon_results.c.report_id == report_id))
     if results:
         await insert_rows(conn, recon_results, _RESULT_COLUMNS, (_result_row(report_id, r, at) for r in results))
