@@ -302,6 +302,75 @@ def event_keys_command() -> None:
     click.echo(json.dumps(entries))
 
 
+@recon.command("bench")
+@click.option("--lines", "lines", required=True, type=click.IntRange(min=1000), help="report lines to generate")
+@click.option("--provider", default="momo", show_default=True, help="the report's dialect (momo, wave)")
+@click.option(
+    "--database-url",
+    default=None,
+    help="an EMPTY database to run in (migrated here); default: a fresh PostgreSQL database, dropped after",
+)
+@click.option(
+    "--admin-url",
+    default=None,
+    help="where the fresh database is created [env KORA_TEST_POSTGRES_URL, else postgres@127.0.0.1:5432]",
+)
+@click.option("--seed", default=1, show_default=True, help="the synthetic report's random seed")
+@click.option("--trace-memory", is_flag=True, help="also report tracemalloc's peak (slows the run down)")
+@click.option(
+    "--started-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="created when the timed batch starts (lets a script start a load beside it)",
+)
+def bench_command(
+    lines: int,
+    provider: str,
+    database_url: str | None,
+    admin_url: str | None,
+    seed: int,
+    trace_memory: bool,
+    started_file: Path | None,
+) -> None:
+    """Time a nightly batch: a synthetic report of LINES lines (a known mix of discrepancies)
+    imported, matched and persisted against Kora's side of the same day. Prints a JSON summary
+    (seconds per phase, lines/s, memory, outcome counts checked against the injected mix) and
+    fails when the outcomes are not what was injected."""
+    from contextlib import nullcontext
+    from datetime import datetime
+
+    from kora.observability import configure_logging
+    from kora.platform.db import create_engine
+    from kora.reconciliation.bench import ADMIN_URL, fresh_postgres_database, run_bench
+    from kora.reconciliation.migrations import upgrade
+
+    configure_logging(level=os.environ.get("KORA_LOG_LEVEL", "WARNING"), json=True, service="kora-recon")
+    admin = admin_url or os.environ.get("KORA_TEST_POSTGRES_URL", ADMIN_URL)
+    with nullcontext(database_url) if database_url else fresh_postgres_database(admin) as url:
+        upgrade(url)
+
+        def mark(at: datetime) -> None:
+            if started_file is not None:
+                started_file.write_text(at.isoformat() + "\n")
+
+        async def run() -> dict[str, object]:
+            engine = create_engine(url, pool_size=2)
+            try:
+                result = await run_bench(
+                    engine, lines, provider=provider, seed=seed, trace_memory=trace_memory, on_start=mark
+                )
+            finally:
+                await engine.dispose()
+            summary = result.summary()
+            summary["database"] = engine.dialect.name
+            return summary
+
+        summary = asyncio.run(run())
+    click.echo(json.dumps(summary, indent=2))
+    if not summary["ok"]:
+        raise click.ClickException("the outcomes are not the injected mix: " + "; ".join(summary["problems"]))  # type: ignore[arg-type]
+
+
 def register(main: click.Group) -> None:
     from kora.reconciliation.cli_cases import attach  # the review queue's commands (cases, audit)
 

@@ -9,10 +9,15 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from kora.reconciliation.adapters.bulk import insert_rows
 from kora.reconciliation.adapters.tables import recon_quarantine, recon_report_lines, recon_reports
 from kora.reconciliation.service.ports import NewReport, StoredReport
 
-_BATCH = 1000
+_LINE_COLUMNS = (
+    "report_id", "line_number", "provider_txn_id", "our_reference", "provider_parent_id", "occurred_at",
+    "status", "type", "direction", "amount", "fee", "net", "currency",
+)  # fmt: skip
+_QUARANTINE_COLUMNS = ("report_id", "line_number", "reason", "raw")
 
 
 class SqlReportStore:
@@ -56,43 +61,35 @@ class SqlReportStore:
             "line_count": len(report.lines),
             "quarantined_count": len(report.quarantined),
         }
-        lines = [
-            {
-                "report_id": report.id,
-                "line_number": line.line_number,
-                "provider_txn_id": line.provider_txn_id,
-                "our_reference": line.our_reference,
-                "provider_parent_id": line.provider_parent_id,
-                "occurred_at": line.occurred_at,
-                "status": line.status.value,
-                "type": line.type.value,
-                "direction": line.direction.value if line.direction else None,
-                "amount": line.amount,
-                "fee": line.fee,
-                "net": line.net,
-                "currency": line.currency,
-            }
+        lines = (
+            (
+                report.id,
+                line.line_number,
+                line.provider_txn_id,
+                line.our_reference,
+                line.provider_parent_id,
+                line.occurred_at,
+                line.status.value,
+                line.type.value,
+                None if line.direction is None else line.direction.value,
+                line.amount,
+                line.fee,
+                line.net,
+                line.currency,
+            )
             for line in report.lines
-        ]
-        quarantined = [
-            {"report_id": report.id, "line_number": number, "reason": reason.value, "raw": raw}
-            for number, reason, raw in report.quarantined
-        ]
+        )
+        quarantined = ((report.id, number, reason.value, raw) for number, reason, raw in report.quarantined)
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(sa.insert(recon_reports), [header])
-                await _insert_many(conn, recon_report_lines, lines)
-                await _insert_many(conn, recon_quarantine, quarantined)
+                await insert_rows(conn, recon_report_lines, _LINE_COLUMNS, lines)
+                await insert_rows(conn, recon_quarantine, _QUARANTINE_COLUMNS, quarantined)
         except IntegrityError:
             if await self.find_by_digest(report.provider, report.digest) is not None:
                 return False
             raise
         return True
-
-
-async def _insert_many(conn: Any, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    for start in range(0, len(rows), _BATCH):
-        await conn.execute(sa.insert(table), rows[start : start + _BATCH])
 
 
 def _stored(row: Any) -> StoredReport:

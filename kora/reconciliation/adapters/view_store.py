@@ -6,18 +6,34 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kora.reconciliation.adapters.bulk import insert_rows, select_rows
 from kora.reconciliation.adapters.tables import recon_payments, recon_report_lines, recon_reports, recon_results
 from kora.reconciliation.domain.matching import InternalTxn, MatchResult
 from kora.reconciliation.domain.report import Direction, LineStatus, LineType, ReportLine
 
 _DETAIL_MAX = 300
+_STATUSES = {status.value: status for status in LineStatus}
+_TYPES = {kind.value: kind for kind in LineType}
+_DIRECTIONS = {direction.value: direction for direction in Direction}
+_LINE_COLUMNS = (
+    "line_number", "provider_txn_id", "our_reference", "provider_parent_id", "occurred_at", "status", "type",
+    "amount", "direction", "fee", "net", "currency",
+)  # fmt: skip
+_PAYMENT_COLUMNS = (
+    "payment_id", "provider", "provider_ref", "our_reference", "type", "status", "amount", "fee", "currency",
+    "captured_at", "settlement_due", "captured_amount",
+)  # fmt: skip
+_RESULT_COLUMNS = (
+    "report_id", "line_number", "payment_id", "outcome", "reason", "auto_resolution", "detail", "created_at",
+    "amount", "currency",
+)  # fmt: skip
 
 
 async def upsert_payment(conn: AsyncConnection, txn: InternalTxn, *, sequence: int, at: datetime) -> None:
@@ -50,9 +66,14 @@ async def upsert_payment(conn: AsyncConnection, txn: InternalTxn, *, sequence: i
 
 
 async def payments_of(conn: AsyncConnection, provider: str) -> list[InternalTxn]:
+    """Kora's payments of ``provider``, by payment id (read in chunks: a provider has many)."""
     p = recon_payments
-    rows = await conn.execute(sa.select(p).where(p.c.provider == provider).order_by(p.c.payment_id))
-    return [_internal(row) for row in rows.mappings()]
+    query = sa.select(*(p.c[name] for name in _PAYMENT_COLUMNS)).where(p.c.provider == provider)
+    shared: dict[str, str] = {}  # one str object per distinct type, status, currency...
+    found: list[InternalTxn] = []
+    async for rows in select_rows(conn, query.order_by(p.c.payment_id)):
+        found.extend(_internal(row, shared) for row in rows)
+    return found
 
 
 async def lock_report(conn: AsyncConnection, report_id: uuid.UUID) -> str | None:
@@ -64,71 +85,88 @@ async def lock_report(conn: AsyncConnection, report_id: uuid.UUID) -> str | None
 
 
 async def report_lines(conn: AsyncConnection, report_id: uuid.UUID) -> list[ReportLine]:
+    """The report's stored lines in line order (read in chunks)."""
     lines = recon_report_lines
-    query = sa.select(lines).where(lines.c.report_id == report_id).order_by(lines.c.line_number)
-    return [_line(row) for row in (await conn.execute(query)).mappings()]
+    query = sa.select(*(lines.c[name] for name in _LINE_COLUMNS)).where(lines.c.report_id == report_id)
+    shared: dict[Any, Any] = {}  # one object per distinct currency, time...
+    found: list[ReportLine] = []
+    async for rows in select_rows(conn, query.order_by(lines.c.line_number)):
+        found.extend(_line(row, shared) for row in rows)
+    return found
 
 
 async def replace_results(
     conn: AsyncConnection, report_id: uuid.UUID, results: Sequence[MatchResult], *, at: datetime
 ) -> None:
     """The report's results become ``results``: those of an earlier run are deleted."""
+    if at.tzinfo is None:  # COPY skips UtcDateTime's own check
+        raise ValueError("naive datetime refused: use timezone-aware UTC")
     await conn.execute(sa.delete(recon_results).where(recon_results.c.report_id == report_id))
-    rows = [_result_row(report_id, result, at) for result in results]
-    if rows:
-        await conn.execute(sa.insert(recon_results), rows)
+    if results:
+        await insert_rows(conn, recon_results, _RESULT_COLUMNS, (_result_row(report_id, r, at) for r in results))
 
 
-def _result_row(report_id: uuid.UUID, result: MatchResult, at: datetime) -> dict[str, Any]:
+def _result_row(report_id: uuid.UUID, result: MatchResult, at: datetime) -> tuple[Any, ...]:
     notes = [result.detail] if result.detail else []
     if len(result.reasons) > 1:
         notes.append("reasons: " + ",".join(reason.value for reason in result.reasons))
     if result.matched_by is not None:
         notes.append(f"matched by {result.matched_by.value}")
     about = result.line if result.line is not None else result.internal
-    return {
-        "report_id": report_id,
-        "line_number": None if result.line is None else result.line.line_number,
-        "payment_id": None if result.internal is None else result.internal.payment_id,
-        "outcome": result.outcome.value,
-        "reason": None if result.reason is None else result.reason.value,
-        "auto_resolution": result.auto_resolution.value,
-        "detail": "; ".join(notes)[:_DETAIL_MAX],
-        "created_at": at,
-        "amount": None if about is None else about.amount,
-        "currency": None if about is None else about.currency,
-    }
+    return (
+        report_id,
+        None if result.line is None else result.line.line_number,
+        None if result.internal is None else result.internal.payment_id,
+        result.outcome.value,
+        None if result.reason is None else result.reason.value,
+        result.auto_resolution.value,
+        "; ".join(notes)[:_DETAIL_MAX],
+        at,
+        None if about is None else about.amount,
+        None if about is None else about.currency,
+    )
 
 
-def _internal(row: Any) -> InternalTxn:
+def _internal(row: Sequence[Any], shared: dict[str, str]) -> InternalTxn:
+    payment_id, provider, provider_ref, our_reference, kind, status, amount, fee, code, captured, due, captured_amt = (
+        row
+    )
     return InternalTxn(
-        payment_id=row["payment_id"],
-        provider=row["provider"],
-        provider_ref=row["provider_ref"],
-        our_reference=row["our_reference"],
-        type=row["type"],
-        status=row["status"],
-        amount=row["amount"],
-        fee=row["fee"],
-        currency=row["currency"],
-        captured_at=row["captured_at"],
-        settlement_due=row["settlement_due"],
-        captured_amount=row["captured_amount"],
+        payment_id=payment_id,
+        provider=shared.setdefault(provider, provider),
+        provider_ref=provider_ref,
+        # Kora's reference is usually the payment id itself: one string, not two equal ones.
+        our_reference=payment_id if our_reference == payment_id else our_reference,
+        type=shared.setdefault(kind, kind),
+        status=shared.setdefault(status, status),
+        amount=amount,
+        fee=fee,
+        currency=shared.setdefault(code, code),
+        captured_at=None if captured is None else _utc(captured),
+        settlement_due=None if due is None else _utc(due),
+        captured_amount=captured_amt,
     )
 
 
-def _line(row: Any) -> ReportLine:
+def _line(row: Sequence[Any], shared: dict[Any, Any]) -> ReportLine:
+    number, txn_id, reference, parent, occurred_at, status, kind, amount, direction, fee, net, code = row
+    occurred_at = _utc(occurred_at)
     return ReportLine(
-        line_number=row["line_number"],
-        provider_txn_id=row["provider_txn_id"],
-        our_reference=row["our_reference"],
-        provider_parent_id=row["provider_parent_id"],
-        occurred_at=row["occurred_at"],
-        status=LineStatus(row["status"]),
-        type=LineType(row["type"]),
-        amount=row["amount"],
-        direction=None if row["direction"] is None else Direction(row["direction"]),
-        fee=row["fee"],
-        net=row["net"],
-        currency=row["currency"],
+        line_number=number,
+        provider_txn_id=txn_id,
+        our_reference=reference,
+        provider_parent_id=parent,
+        occurred_at=shared.setdefault(occurred_at, occurred_at),  # many lines share a minute
+        status=_STATUSES[status],
+        type=_TYPES[kind],
+        amount=amount,
+        direction=None if direction is None else _DIRECTIONS[direction],
+        fee=fee,
+        net=net,
+        currency=shared.setdefault(code, code),
     )
+
+
+def _utc(at: datetime) -> datetime:
+    """What UtcDateTime gives on a read: asyncpg's timestamptz values come in UTC already."""
+    return at if at.tzinfo is UTC else at.astimezone(UTC)

@@ -125,17 +125,42 @@ def match(
     return _Matcher(internal, rules).run(lines, as_of)
 
 
+class _Index:
+    """Payments by one of their keys, in the order given. Almost every key names one payment:
+    only the others get a list (a million payments, two keys each, make no 2 million lists)."""
+
+    __slots__ = ("more", "one")
+
+    def __init__(self) -> None:
+        self.one: dict[str, InternalTxn] = {}
+        self.more: dict[str, list[InternalTxn]] = {}
+
+    def add(self, key: str, txn: InternalTxn) -> None:
+        if key not in self.one:
+            self.one[key] = txn
+        elif key in self.more:
+            self.more[key].append(txn)
+        else:
+            self.more[key] = [self.one[key], txn]
+
+    def get(self, key: str) -> Sequence[InternalTxn]:
+        if key in self.more:
+            return self.more[key]
+        found = self.one.get(key)
+        return () if found is None else (found,)
+
+
 class _Matcher:
     def __init__(self, internal: Sequence[InternalTxn], rules: MatchRules) -> None:
         self.internal = internal
         self.rules = rules
-        self.by_provider_ref: dict[str, list[InternalTxn]] = {}
-        self.by_our_reference: dict[str, list[InternalTxn]] = {}
+        self.by_provider_ref = _Index()
+        self.by_our_reference = _Index()
         for txn in internal:
             if txn.provider_ref:
-                self.by_provider_ref.setdefault(txn.provider_ref, []).append(txn)
+                self.by_provider_ref.add(txn.provider_ref, txn)
             if txn.our_reference:
-                self.by_our_reference.setdefault(txn.our_reference, []).append(txn)
+                self.by_our_reference.add(txn.our_reference, txn)
         self.primary: dict[str, ReportLine] = {}  # payment id -> its line
         self.reversal: dict[str, ReportLine] = {}
         self.seen: dict[tuple[str, LineType], InternalTxn | None] = {}
@@ -166,12 +191,15 @@ class _Matcher:
 
     # keys ---------------------------------------------------------------------------------
     def _find(self, line: ReportLine) -> tuple[InternalTxn | None, MatchKey | None]:
-        candidates = (
-            (MatchKey.PROVIDER_TXN_ID, self.by_provider_ref.get(line.provider_txn_id, [])),
-            (MatchKey.PROVIDER_PARENT_ID, self.by_provider_ref.get(line.provider_parent_id or "", [])),
-            (MatchKey.OUR_REFERENCE, self.by_our_reference.get(line.our_reference or "", [])),
+        keys = (
+            (MatchKey.PROVIDER_TXN_ID, self.by_provider_ref, line.provider_txn_id),
+            (MatchKey.PROVIDER_PARENT_ID, self.by_provider_ref, line.provider_parent_id),
+            (MatchKey.OUR_REFERENCE, self.by_our_reference, line.our_reference),
         )
-        for key, found in candidates:
+        for key, index, value in keys:
+            if not value:
+                continue
+            found = index.get(value)
             fitting = [txn for txn in found if self.rules.fits(line.type, txn.type)]
             if len(fitting) == 1:
                 return fitting[0], key
@@ -187,10 +215,16 @@ class _Matcher:
     def _fall_back(self, lines: list[ReportLine], indexes: list[int]) -> list[tuple[int, MatchResult]]:
         window = self.rules.fallback_window
         candidates: dict[int, list[InternalTxn]] = {}
+        # Only payments of the line's currency and amount can fit: indexed so, a report's
+        # unknown lines cost one look-up each instead of a pass over every payment.
+        by_amount: dict[tuple[str, int], list[InternalTxn]] = {}
+        if lines:
+            for txn in self.internal:
+                by_amount.setdefault((txn.currency, txn.settled_amount), []).append(txn)
         for position, line in enumerate(lines):
             candidates[position] = [
                 txn
-                for txn in self.internal
+                for txn in by_amount.get((line.currency, line.amount), ())
                 if txn.payment_id not in self.primary
                 and self.rules.fits(line.type, txn.type)
                 and txn.currency == line.currency

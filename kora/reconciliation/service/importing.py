@@ -20,7 +20,8 @@ from kora.reconciliation.domain.parsing import parse_report, report_digest
 from kora.reconciliation.service.ports import NewReport, ReportCipher, ReportStore
 
 READER_ROLES = frozenset({"recon_reviewer", "recon_approver", "admin"})
-MAX_REPORT_BYTES = 64 * 1024 * 1024
+# A nightly report of 1,000,000 MoMo lines is about 120 MB.
+MAX_REPORT_BYTES = 256 * 1024 * 1024
 
 
 class Forbidden(PermissionError):
