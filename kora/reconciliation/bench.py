@@ -41,13 +41,20 @@ from kora.reconciliation.adapters.bulk import insert_rows
 from kora.reconciliation.adapters.crypto import AesGcmReportCipher
 from kora.reconciliation.adapters.sql import SqlReportStore
 from kora.reconciliation.adapters.tables import recon_payments, recon_quarantine, recon_report_lines, recon_results
-from kora.reconciliation.adapters.view_store import lock_report, payments_of, replace_results, report_lines
+from kora.reconciliation.adapters.view_store import (
+    lock_report,
+    payments_for_report,
+    replace_results,
+    report_lines,
+    report_span,
+)
 from kora.reconciliation.dialects import load_dialect
 from kora.reconciliation.domain.dialect import AmountFormat, Dialect, SignConvention
 from kora.reconciliation.domain.matching import Outcome, match
 from kora.reconciliation.domain.report import LineStatus, LineType
 from kora.reconciliation.domain.rules import FeeRule, MatchRules
 from kora.reconciliation.service.importing import ReportImports
+from kora.reconciliation.service.match_run import expected_window
 
 DAY_START = datetime(2026, 3, 10, tzinfo=UTC)
 AS_OF = DAY_START + timedelta(days=3)
@@ -331,7 +338,10 @@ async def run_bench(
         report = await report_lines(conn, imported.report_id)
         seconds["match_load_lines"] = time.perf_counter() - step
         step = time.perf_counter()
-        internal = await payments_of(conn, provider)
+        captured_from, captured_to = expected_window(*await report_span(conn, imported.report_id), rules=RULES)
+        internal = await payments_for_report(
+            conn, provider, imported.report_id, captured_from=captured_from, captured_to=captured_to
+        )
         seconds["match_load_payments"] = time.perf_counter() - step
         step = time.perf_counter()
         results = match(report, internal, rules=RULES, as_of=AS_OF)

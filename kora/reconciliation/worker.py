@@ -5,7 +5,7 @@ Three jobs, until SIGTERM:
   `recon_payments`, verified against the core's public keys only;
 - the relay: the service's own outbox (its outcome events, signed with its own key) to the bus;
 - the match schedule: every `match_interval_seconds`, each report never matched, and each
-  report imported within `rematch_days` with open results (PENDING, MISSING_INTERNAL), is
+  report imported within `rematch_days` with open results (PENDING, MISSING_INTERNAL, MISSING_PROVIDER), is
   matched as of now with the settlement and review-case hooks, so PENDING becomes
   MISSING_PROVIDER once due and a payment captured after the report was imported is matched
   (and confirmed settled) then; after each round, the automatic review rules (late successes
@@ -50,7 +50,9 @@ from kora.reconciliation.service.report_audit import match_audit_hook
 from kora.reconciliation.service.review_settings import ReviewSettings
 from kora.reconciliation.service.settings import ReconSettings
 
-OPEN_OUTCOMES = ("PENDING", "MISSING_INTERNAL")
+# Results a later run can still change: not due yet, a late line, or a payment another day's
+# report may list after all (its case closes by rematch).
+OPEN_OUTCOMES = ("PENDING", "MISSING_INTERNAL", "MISSING_PROVIDER")
 REPORTS_PER_ROUND = 100
 
 

@@ -76,6 +76,63 @@ async def payments_of(conn: AsyncConnection, provider: str) -> list[InternalTxn]
     return found
 
 
+async def payments_for_report(
+    conn: AsyncConnection,
+    provider: str,
+    report_id: uuid.UUID,
+    *,
+    captured_from: datetime,
+    captured_to: datetime,
+) -> list[InternalTxn]:
+    """Kora's payments of ``provider`` that report ``report_id`` is expected to list: those
+    captured in [captured_from, captured_to) and not already listed by a line of another report
+    (a payment captured near a cut-off is reported once, on one day), plus every payment a line
+    of this report names (by the provider's id, the original's id or our reference), whenever it
+    was captured (a late line still matches). Read in chunks, by payment id."""
+    p, lines, res = recon_payments, recon_report_lines, recon_results
+    this_report = lines.c.report_id == report_id
+    named = sa.or_(
+        p.c.provider_ref.in_(sa.select(lines.c.provider_txn_id).where(this_report)),
+        p.c.provider_ref.in_(
+            sa.select(lines.c.provider_parent_id).where(this_report, lines.c.provider_parent_id.is_not(None))
+        ),
+        p.c.our_reference.in_(sa.select(lines.c.our_reference).where(this_report, lines.c.our_reference.is_not(None))),
+    )
+    listed_elsewhere = (
+        sa.exists()
+        .where(res.c.payment_id == p.c.payment_id, res.c.report_id != report_id, res.c.line_number.is_not(None))
+        .correlate(p)
+    )
+    due_here = sa.and_(p.c.captured_at >= captured_from, p.c.captured_at < captured_to, ~listed_elsewhere)
+    query = sa.select(*(p.c[name] for name in _PAYMENT_COLUMNS)).where(
+        p.c.provider == provider, sa.or_(due_here, named)
+    )
+    shared: dict[str, str] = {}
+    found: list[InternalTxn] = []
+    async for rows in select_rows(conn, query.order_by(p.c.payment_id)):
+        found.extend(_internal(row, shared) for row in rows)
+    return found
+
+
+async def report_span(conn: AsyncConnection, report_id: uuid.UUID) -> tuple[Any, datetime | None, datetime | None]:
+    """The report's day (None when not given at import) and the earliest and latest time of its
+    lines (None when it has none)."""
+    day = (await conn.execute(sa.select(recon_reports.c.report_day).where(recon_reports.c.id == report_id))).scalar()
+    lines = recon_report_lines
+    first, last = (
+        await conn.execute(
+            sa.select(sa.func.min(lines.c.occurred_at), sa.func.max(lines.c.occurred_at)).where(
+                lines.c.report_id == report_id
+            )
+        )
+    ).one()
+    return day, _aware(first), _aware(last)
+
+
+def _aware(at: datetime | None) -> datetime | None:
+    return at if at is None or at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
 async def lock_report(conn: AsyncConnection, report_id: uuid.UUID) -> str | None:
     """The report's provider, its row locked until the transaction ends (PostgreSQL), so two
     runs of one report take turns; None for an unknown report."""

@@ -7,13 +7,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 
 from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from kora.kernel import Clock, SystemClock
-from kora.reconciliation.adapters.view_store import lock_report, payments_of, replace_results, report_lines
+from kora.reconciliation.adapters.view_store import (
+    lock_report,
+    payments_for_report,
+    replace_results,
+    report_lines,
+    report_span,
+)
 from kora.reconciliation.domain.matching import InternalTxn, MatchResult, Outcome, match
 from kora.reconciliation.domain.rules import MatchRules
 from kora.reconciliation.service.importing import ReportNotFound
@@ -36,6 +42,28 @@ class MatchRun:
 MatchHook = Callable[[AsyncConnection, MatchRun], Awaitable[object]]
 
 
+# How far around a report's day (and its lines' times) a capture still counts as the report's:
+# absorbs cut-off times and time-zone shifts; never less than the amount fallback's window.
+CUT_OFF_TOLERANCE = timedelta(hours=3)
+
+
+def expected_window(
+    day: date | None, first_line: datetime | None, last_line: datetime | None, *, rules: MatchRules
+) -> tuple[datetime, datetime]:
+    """The capture times a report is expected to list: its day (UTC) and the span of its lines,
+    widened by the cut-off tolerance. A report with neither expects nothing but what it names."""
+    tolerance = max(CUT_OFF_TOLERANCE, rules.fallback_window or timedelta(0))
+    starts = [t for t in (first_line,) if t is not None]
+    ends = [t for t in (last_line,) if t is not None]
+    if day is not None:
+        starts.append(datetime.combine(day, time.min, tzinfo=UTC))
+        ends.append(datetime.combine(day + timedelta(days=1), time.min, tzinfo=UTC))
+    if not starts:
+        nothing = datetime.min.replace(tzinfo=UTC)
+        return nothing, nothing
+    return min(starts) - tolerance, max(ends) + tolerance
+
+
 async def run_match(
     engine: AsyncEngine,
     report_id: uuid.UUID,
@@ -46,7 +74,9 @@ async def run_match(
     hooks: Sequence[MatchHook] = (),
 ) -> dict[str, int]:
     """Match report ``report_id`` as of ``as_of`` and store the results, replacing those of an
-    earlier run of the same report. Returns the count of each outcome (every outcome named,
+    earlier run of the same report. Kora's side is what the report is expected to list (its
+    day's captures not listed by another report, and whatever its lines name): a payment of
+    another day is never MISSING_PROVIDER here. Returns the count of each outcome (every outcome named,
     zeros included). Each of ``hooks`` runs in the run's transaction after the results are stored.
     Raises ReportNotFound for an unknown report."""
     now = (clock or SystemClock()).now()
@@ -55,7 +85,10 @@ async def run_match(
         if provider is None:
             raise ReportNotFound(str(report_id))
         lines = await report_lines(conn, report_id)
-        internal = await payments_of(conn, provider)
+        captured_from, captured_to = expected_window(*await report_span(conn, report_id), rules=rules)
+        internal = await payments_for_report(
+            conn, provider, report_id, captured_from=captured_from, captured_to=captured_to
+        )
         results = match(lines, internal, rules=rules, as_of=as_of)
         await replace_results(conn, report_id, results, at=now)
         run = MatchRun(report_id, provider, as_of, now, results, internal)

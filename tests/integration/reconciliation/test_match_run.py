@@ -8,7 +8,7 @@ import base64
 import json
 import secrets
 import uuid
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import click
@@ -21,6 +21,7 @@ from kora.payments.domain.model import PaymentType
 from kora.reconciliation.adapters.crypto import AesGcmReportCipher
 from kora.reconciliation.adapters.sql import SqlReportStore
 from kora.reconciliation.adapters.tables import recon_results
+from kora.reconciliation.adapters.view_store import upsert_payment
 from kora.reconciliation.cli import register
 from kora.reconciliation.domain.rules import MatchRules
 from kora.reconciliation.service.importing import ReportImports, ReportNotFound
@@ -29,17 +30,17 @@ from kora.simulator.behaviour import Scenario
 from kora.simulator.config import ApiStyle
 from kora.simulator.reports import render_report
 from tests.integration.reconciliation.test_recon_feed import Feed, feed, lifecycle, provider_payment
-from tests.unit.reconciliation.factories import AS_OF, DAY, START, Simulation
+from tests.unit.reconciliation.factories import AS_OF, DAY, START, Simulation, kora_view
 
 __all__ = ["feed"]  # the fixture, shared with the feed tests
 
 RUN_AT = START + timedelta(days=3, hours=1)
 
 
-async def _import(feed: Feed, data: bytes) -> uuid.UUID:
+async def _import(feed: Feed, data: bytes, day: date | None = None) -> uuid.UUID:
     key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
     imports = ReportImports(SqlReportStore(feed.engine), AesGcmReportCipher.from_setting(key), FixedClock(START))
-    result = await imports.import_report("momo", data, filename="momo.csv", actor="ops-1")
+    result = await imports.import_report("momo", data, filename="momo.csv", actor="ops-1", report_day=day)
     assert result.quarantined == 0
     return result.report_id
 
@@ -150,3 +151,51 @@ def test_cli_matches_a_stored_report_and_prints_the_counts(tmp_path: Path) -> No
     unknown = runner.invoke(main, ["recon", "match", "--report-id", str(uuid.uuid4())], env=env)
     assert unknown.exit_code != 0
     assert "no stored report" in unknown.output
+
+
+async def test_each_report_expects_only_its_own_days_payments(feed: Feed) -> None:
+    """Day 2's report does not list day 1's payment (day 1's report did): it is not
+    MISSING_PROVIDER there, however late the run; each report expects its own day's captures."""
+    sim = Simulation()
+    first = sim.mobile("momo", "collection", 3_000, Scenario.SUCCEED)
+    sim.clock.advance(timedelta(days=1))
+    second = sim.mobile("momo", "collection", 4_000, Scenario.SUCCEED)
+    ledger = sim.state.ledger.of_provider("momo")
+    async with feed.engine.begin() as conn:
+        for op in (first, second):
+            await upsert_payment(conn, kora_view(op, "CAPTURED"), sequence=3, at=START)
+    day_one = await _import(feed, render_report(ApiStyle.MOMO, ledger, DAY).encode())
+    day_two = await _import(feed, render_report(ApiStyle.MOMO, ledger, DAY + timedelta(days=1)).encode())
+
+    rules = MatchRules(fallback_window=None)
+    late = AS_OF + timedelta(days=5)  # both payments long past their settlement date and grace
+    only_matched = {"MATCHED": 1, "MISMATCH": 0, "MISSING_INTERNAL": 0, "MISSING_PROVIDER": 0, "PENDING": 0}
+    assert await run_match(feed.engine, day_one, rules=rules, as_of=late) == only_matched
+    assert await run_match(feed.engine, day_two, rules=rules, as_of=late) == only_matched
+    assert await run_match(feed.engine, day_one, rules=rules, as_of=late) == only_matched  # a re-run too
+
+
+async def test_a_payment_captured_before_midnight_and_reported_the_next_day_is_flagged_nowhere(feed: Feed) -> None:
+    """Captured at 23:58 by Kora's clock, reported on the provider's next day (its cut-off): it
+    falls in both days' windows, is matched on day 2, and day 1's re-run stops expecting it."""
+    sim = Simulation()
+    sim.clock.advance(timedelta(hours=14, minutes=58))  # 23:58 UTC on DAY
+    op = sim.mobile("momo", "collection", 5_000, Scenario.SUCCEED)
+    ledger = sim.state.ledger.of_provider("momo")
+    view = kora_view(op, "CAPTURED")
+    async with feed.engine.begin() as conn:
+        await upsert_payment(conn, view, sequence=3, at=START)
+    # Day 1's report is empty of it (the provider booked it after its cut-off), day 2's lists it.
+    next_day = DAY + timedelta(days=1)
+    listed = render_report(ApiStyle.MOMO, ledger, DAY).encode()
+    empty = listed.split(b"\n", 1)[0] + b"\n"  # the header only
+    day_one = await _import(feed, empty, DAY)
+    day_two = await _import(feed, listed, next_day)
+
+    rules = MatchRules(fallback_window=None)
+    early = START + timedelta(hours=16)  # not due yet: PENDING in day 1's run
+    assert (await run_match(feed.engine, day_one, rules=rules, as_of=early))["PENDING"] == 1
+    assert (await run_match(feed.engine, day_two, rules=rules, as_of=early))["MATCHED"] == 1
+    late = AS_OF + timedelta(days=5)
+    again = await run_match(feed.engine, day_one, rules=rules, as_of=late)
+    assert (again["MISSING_PROVIDER"], again["PENDING"]) == (0, 0)
