@@ -83,28 +83,52 @@ class HttpMetrics(Protocol):
     ) -> None: ...
 
 
-class KoraMetrics:
-    """Every Kora metric, registered on ``registry``; methods are named after what happened."""
+class HttpRedMetrics:
+    """HTTP RED (rate, errors, duration) under the names every Kora service shares (one dashboard;
+    the scrape job tells the services apart). Implements `HttpMetrics`."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.registry = registry
-        # HTTP RED
-        self._http_requests = Counter(
+        self._requests = Counter(
             "kora_http_requests",
             "HTTP requests handled, by method, route template and status code.",
             ("method", "route", "status"),
             registry=registry,
         )
-        self._http_duration = Histogram(
+        self._duration = Histogram(
             "kora_http_request_duration_seconds",
             "HTTP request duration (first byte in to last byte out), by method and route template.",
             ("method", "route"),
             buckets=HTTP_DURATION_BUCKETS,
             registry=registry,
         )
-        self._http_in_flight = Gauge(
+        self._in_flight = Gauge(
             "kora_http_requests_in_flight", "HTTP requests being handled right now.", registry=registry
         )
+
+    def http_request_started(self) -> None:
+        self._in_flight.inc()
+
+    def http_request_finished(self) -> None:
+        self._in_flight.dec()
+
+    def observe_http(
+        self, method: str, route: str, status: int | str, seconds: float, trace_id: str | None = None
+    ) -> None:
+        """One handled request. ``route`` is the route template (``/items/{item_id}``) or
+        ``"unmatched"``; ``trace_id`` becomes the exemplar of both series."""
+        method = method if method in _HTTP_METHODS else OTHER
+        route = safe_label(route)
+        exemplar = {"trace_id": trace_id} if trace_id else None
+        self._requests.labels(method, route, str(status)).inc(exemplar=exemplar)
+        self._duration.labels(method, route).observe(seconds, exemplar=exemplar)
+
+
+class KoraMetrics:
+    """Every Kora metric, registered on ``registry``; methods are named after what happened."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self._http = HttpRedMetrics(registry)
         # Business
         self._payments = Counter(
             "kora_payments",
@@ -294,21 +318,15 @@ class KoraMetrics:
 
     # HTTP -----------------------------------------------------------------------------
     def http_request_started(self) -> None:
-        self._http_in_flight.inc()
+        self._http.http_request_started()
 
     def http_request_finished(self) -> None:
-        self._http_in_flight.dec()
+        self._http.http_request_finished()
 
     def observe_http(
         self, method: str, route: str, status: int | str, seconds: float, trace_id: str | None = None
     ) -> None:
-        """One handled request. ``route`` is the route template (``/items/{item_id}``) or
-        ``"unmatched"``; ``trace_id`` becomes the exemplar of both series."""
-        method = method if method in _HTTP_METHODS else OTHER
-        route = safe_label(route)
-        exemplar = {"trace_id": trace_id} if trace_id else None
-        self._http_requests.labels(method, route, str(status)).inc(exemplar=exemplar)
-        self._http_duration.labels(method, route).observe(seconds, exemplar=exemplar)
+        self._http.observe_http(method, route, status, seconds, trace_id)
 
     # Business -------------------------------------------------------------------------
     def payment_finished(self, type: str, status: str) -> None:

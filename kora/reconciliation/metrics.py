@@ -12,12 +12,11 @@ from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from kora.observability import HTTP_DURATION_BUCKETS, current_trace_ids, safe_label
+from kora.observability import HttpRedMetrics, current_trace_ids, safe_label
 
 # An import parses and encrypts a whole file (up to tens of MB); a match run reads a provider's
 # payments: both run from milliseconds to minutes.
 RECON_DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
-_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def _exemplar() -> dict[str, str] | None:
@@ -32,22 +31,7 @@ class ReconMetrics:
         self.registry = registry
         self._risk_currencies: dict[str, set[str]] = {}
         # HTTP RED, with the core's names and labels (one dashboard; the scrape job tells them apart).
-        self._http_requests = Counter(
-            "kora_http_requests",
-            "HTTP requests handled, by method, route template and status code.",
-            ("method", "route", "status"),
-            registry=registry,
-        )
-        self._http_duration = Histogram(
-            "kora_http_request_duration_seconds",
-            "HTTP request duration (first byte in to last byte out), by method and route template.",
-            ("method", "route"),
-            buckets=HTTP_DURATION_BUCKETS,
-            registry=registry,
-        )
-        self._http_in_flight = Gauge(
-            "kora_http_requests_in_flight", "HTTP requests being handled right now.", registry=registry
-        )
+        self._http = HttpRedMetrics(registry)
         self._auth_failures = Counter(
             "kora_recon_auth_failures",
             "Requests refused for want of a valid access token or of a role, by reason.",
@@ -118,19 +102,15 @@ class ReconMetrics:
 
     # HTTP (kora.observability.HttpMetrics) ------------------------------------------------
     def http_request_started(self) -> None:
-        self._http_in_flight.inc()
+        self._http.http_request_started()
 
     def http_request_finished(self) -> None:
-        self._http_in_flight.dec()
+        self._http.http_request_finished()
 
     def observe_http(
         self, method: str, route: str, status: int | str, seconds: float, trace_id: str | None = None
     ) -> None:
-        method = method if method in _HTTP_METHODS else "other"
-        route = safe_label(route)
-        exemplar = {"trace_id": trace_id} if trace_id else None
-        self._http_requests.labels(method, route, str(status)).inc(exemplar=exemplar)
-        self._http_duration.labels(method, route).observe(seconds, exemplar=exemplar)
+        self._http.observe_http(method, route, status, seconds, trace_id)
 
     def auth_failure(self, reason: str) -> None:
         self._auth_failures.labels(safe_label(reason)).inc()
