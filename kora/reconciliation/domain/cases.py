@@ -194,9 +194,20 @@ def after_approval(kind: ProposalKind) -> CaseStatus:
     return CaseStatus.CLOSED
 
 
+def same_person(a: str, b: str) -> bool:
+    """Whether two user ids name the same person, compared as the core compares a correction's
+    proposer and approver: whatever the case, with or without a ``user:`` prefix (and around
+    blanks). Never looser than the core, so the service never approves what the core refuses."""
+
+    def bare(user_id: str) -> str:
+        return user_id.strip().lower().removeprefix("user:").strip()
+
+    return bare(a) == bare(b)
+
+
 def check_checker(proposed_by: str | None, actor: str) -> None:
-    """Maker-checker: the one who decides on a proposal did not make it."""
-    if proposed_by is not None and proposed_by == actor:
+    """Maker-checker: the one who decides on a proposal did not make it (`same_person`)."""
+    if proposed_by is not None and same_person(proposed_by, actor):
         raise SameAsProposer("the approver must be a different person from the proposer")
 
 

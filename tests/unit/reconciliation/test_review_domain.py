@@ -32,6 +32,7 @@ from kora.reconciliation.domain.cases import (
     check_proposal,
     check_role,
     next_status,
+    same_person,
 )
 
 KEY = secrets.token_bytes(32)
@@ -98,6 +99,28 @@ def test_roles() -> None:
     with pytest.raises(SameAsProposer):
         check_checker("user-1", "user-1")
     check_checker("user-1", "user-2")
+    check_checker(None, "user-1")
+
+
+@pytest.mark.parametrize("approver", ["User-1", "user:user-1", "USER:User-1", " user-1 ", "user: USER-1"])
+def test_maker_checker_sees_one_person_under_two_spellings(approver: str) -> None:
+    # The core (kora.payments.domain.corrections.same_operator) ignores case and a `user:`
+    # prefix: the service is never looser, so it never approves what the core will refuse.
+    with pytest.raises(SameAsProposer):
+        check_checker("user-1", approver)
+    assert same_person("user-1", approver)
+    assert not same_person("user-1", "user-12")
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [("u-1", "U-1"), ("user:u-1", "u-1"), ("USER:u-1", "user:U-1"), ("u-1", "u-2"), ("user:x", "userx"), ("a", " a")],
+)
+def test_maker_checker_is_never_looser_than_the_core(a: str, b: str) -> None:
+    from kora.payments.domain.corrections import same_operator
+
+    if same_operator(a, b):
+        assert same_person(a, b)
 
 
 def test_proposals() -> None:
