@@ -124,23 +124,23 @@ def test_maker_checker_is_never_looser_than_the_core(a: str, b: str) -> None:
 
 
 def test_proposals() -> None:
-    money = check_proposal(
-        Proposal(ProposalKind.WRITE_OFF, " gap "), payment_id="p-1", case_currency="XOF", case_amount=500
-    )
+    money = check_proposal(Proposal(ProposalKind.WRITE_OFF, " gap ", 500), payment_id="p-1", case_currency="XOF")
     assert (money.amount, money.currency, money.note) == (500, "XOF", "gap")
-    note = check_proposal(
-        Proposal(ProposalKind.NO_ACTION, "fine"), payment_id=None, case_currency="XOF", case_amount=500
-    )
+    note = check_proposal(Proposal(ProposalKind.NO_ACTION, "fine"), payment_id=None, case_currency="XOF")
     assert note.amount is None
     bad = [
         (Proposal(ProposalKind.CONFIRM_MISMATCH, "x"), None, "XOF"),  # no payment to flag
         (Proposal(ProposalKind.MANUAL_CREDIT, "x", 0), "p-1", "XOF"),
+        # No default amount for money: the line's full amount would write off a whole payment.
+        (Proposal(ProposalKind.WRITE_OFF, "x"), "p-1", "XOF"),
+        (Proposal(ProposalKind.MANUAL_CREDIT, "x"), "p-1", "XOF"),
+        (Proposal(ProposalKind.MANUAL_DEBIT, "x"), "p-1", "XOF"),
         (Proposal(ProposalKind.MANUAL_DEBIT, "x", 10, "EUR"), "p-1", "XOF"),
         (Proposal(ProposalKind.ACCEPT_PROVIDER, "x", 10), "p-1", "XOF"),
     ]
     for proposal, payment_id, currency in bad:
         with pytest.raises(InvalidProposal):
-            check_proposal(proposal, payment_id=payment_id, case_currency=currency, case_amount=500)
+            check_proposal(proposal, payment_id=payment_id, case_currency=currency)
 
 
 @pytest.mark.parametrize("text", ["", "   ", "call +225 07 07", "msisdn 2250707070707", "x" * 1001])
