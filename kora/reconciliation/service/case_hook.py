@@ -37,8 +37,9 @@ _tracer = get_tracer("kora.reconciliation")
 _NOT_CASES = (Outcome.MATCHED, Outcome.PENDING)
 # What a later run may change on a case still in the works.
 _TRACKED = ("outcome", "reason", "auto_resolution", "amount", "currency", "payment_id", "evidence")
-# What a proposal was made for: when one of these moves, the proposal no longer holds.
-_PROPOSAL_FACTS = ("payment_id", "outcome", "amount", "currency")
+# What a proposal was made for: when one of these moves, the proposal no longer holds (the gap
+# is the provider's amount less Kora's, from the evidence).
+_PROPOSAL_FACTS = ("payment_id", "outcome", "reason", "amount", "currency", "gap")
 _PROPOSAL_FIELDS = (
     "proposal_kind",
     "proposal_amount",
@@ -111,6 +112,23 @@ def _facts(result: MatchResult) -> dict[str, Any]:
         "payment_id": None if result.internal is None else result.internal.payment_id,
         "evidence": json.dumps(evidence(result), sort_keys=True, separators=(",", ":")),
     }
+
+
+def _proposal_facts(values: dict[str, Any]) -> dict[str, Any]:
+    """The facts a proposal rests on, from a case row or a run's `_facts`."""
+    shown = json.loads(values["evidence"])
+    line, kora = shown.get("line"), shown.get("kora")
+    out = {name: values[name] for name in _PROPOSAL_FACTS if name != "gap"}
+    # Computed from the amounts (not the evidence's "gap"), so cases opened before it had one compare alike.
+    out["gap"] = None
+    if line is not None and kora is not None and line["currency"] == kora["currency"]:
+        out["gap"] = int(line["amount"]) - int(kora["amount"])
+    return out
+
+
+def _moved(row: dict[str, Any], facts: dict[str, Any]) -> list[str]:
+    before, now = _proposal_facts(row), _proposal_facts(facts)
+    return [name for name in _PROPOSAL_FACTS if before[name] != now[name]]
 
 
 def _first_status(result: MatchResult) -> CaseStatus:
@@ -207,13 +225,13 @@ class CaseOpener:
             await self._facts_moved(conn, run, row, facts)
             return False
         changed = {name: facts[name] for name in _TRACKED if row[name] != facts[name]}
-        status = current
+        status: CaseStatus = current
         if current is CaseStatus.AWAITING_CORE and result.auto_resolution is not Resolution.QUERY_STATUS:
             status = CaseStatus.OPEN  # no longer something the core can settle: people
         if not changed and status is current:
             await update_case(conn, row["id"], {"last_run_at": run.at})
             return False
-        moved = [name for name in _PROPOSAL_FACTS if name in changed]
+        moved = _moved(row, facts)
         withdrawn = current is CaseStatus.PROPOSED and bool(moved)
         values = {**changed, "status": status.value, "updated_at": run.at, "last_run_at": run.at}
         if withdrawn:
@@ -240,10 +258,10 @@ class CaseOpener:
         self, conn: AsyncConnection, run: MatchRun, row: dict[str, Any], facts: dict[str, Any]
     ) -> None:
         """Record (once per new set of facts) that a run found other facts for an approved case."""
-        moved = {name: facts[name] for name in _PROPOSAL_FACTS if row[name] != facts[name]}
+        moved = _moved(row, facts)
         if not moved:
             return
-        seen = {name: facts[name] for name in _PROPOSAL_FACTS}
+        seen = _proposal_facts(facts)
         for record in reversed(await audit_of(conn, row["id"])):
             if record["action"] == Action.FACTS_MOVED.value:
                 if {name: json.loads(record["details"]).get(f"now_{name}") for name in _PROPOSAL_FACTS} == seen:

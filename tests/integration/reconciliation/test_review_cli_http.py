@@ -109,6 +109,12 @@ def test_cli_lists_shows_proposes_rejects_approves_and_verifies(tmp_path: Path) 
     assert shown["evidence"]["line"]["amount"] == 4_000
     assert shown["evidence"]["kora"]["amount"] == 4_500
 
+    no_amount = runner.invoke(
+        main, ["recon", "cases", "propose", *reviewer, case_id, "--kind", "write_off", "--note", "gap"], env=env
+    )
+    assert no_amount.exit_code != 0
+    assert "invalid_proposal" in no_amount.output
+    assert shown["evidence"]["gap"] == {"amount": -500, "currency": "XOF"}
     proposed = cases("propose", *reviewer, case_id, "--kind", "no_action", "--note", "rounding")
     assert proposed["status"] == "proposed"
     # The person is the token's: the proposer's own token with the approver role is still her.
