@@ -1,9 +1,12 @@
 """`kora recon cases ...` and `kora recon audit verify`: the review queue from a shell.
 
-The CLI is an operator's tool on the service's host (whoever runs it already reaches the
-database): the acting person and roles are given with ``--actor`` and ``--role`` and recorded
-in the audit trail; the roles and maker-checker are checked by the service exactly as over
-HTTP, which is the authenticated path for everyone else. Output is JSON."""
+A person's command authenticates exactly as over HTTP: with a core access token (``--token``
+or KORA_RECON_TOKEN), verified with the core's public keys (KORA_RECON_USER_TOKEN_KEYS or
+KORA_RECON_USER_TOKEN_JWKS_URL, as `kora recon serve`); the acting person is the token's
+``sub`` and their roles its ``roles``, so one shell user cannot propose as one person and
+approve as another. The roles and maker-checker are then checked by the service, as over HTTP.
+``cases work`` (the automatic rules) and ``audit verify`` act for no person and need no token.
+Output is JSON."""
 
 from __future__ import annotations
 
@@ -18,13 +21,56 @@ import click
 
 if TYPE_CHECKING:
     from kora.reconciliation.composition import Review
+    from kora.reconciliation.service.case_types import Principal
     from kora.reconciliation.service.cases import CaseService
 
 T = TypeVar("T")
 
 
-def _run(work: Callable[[CaseService], Awaitable[T]]) -> T:
-    return _run_review(lambda review: work(review.cases))
+def _run(token: str, work: Callable[[CaseService, Principal], Awaitable[T]]) -> T:
+    """Run ``work`` for the person the core access token ``token`` names."""
+
+    async def as_person(review: Review) -> T:
+        principal = await _authenticate(token)
+        return await work(review.cases, principal)
+
+    return _run_review(as_person)
+
+
+async def _authenticate(token: str) -> Principal:
+    """The token's person, verified as the HTTP API verifies it; a ClickException otherwise."""
+    from kora.kernel import SystemClock
+    from kora.reconciliation.http.security import (
+        InvalidUserToken,
+        KeySource,
+        RemoteJwks,
+        StaticKeys,
+        UserTokenVerifier,
+        parse_jwks,
+    )
+    from kora.reconciliation.http.settings import JWKS_URL_SETTING, KEYS_SETTING, ReconApiSettings
+    from kora.reconciliation.service.case_types import Actor
+
+    settings = ReconApiSettings.from_env()
+    keys: KeySource
+    jwks: RemoteJwks | None = None
+    if settings.core_keys:
+        keys = StaticKeys(parse_jwks(settings.core_keys))
+    elif settings.core_jwks_url:
+        keys = jwks = RemoteJwks(settings.core_jwks_url, ttl_seconds=settings.core_jwks_ttl_seconds)
+    else:
+        raise click.ClickException(f"no core keys to verify the token: set {KEYS_SETTING} or {JWKS_URL_SETTING}")
+    verifier = UserTokenVerifier(
+        keys, issuer=settings.core_issuer, audience=settings.core_audience, clock=SystemClock()
+    )
+    try:
+        principal = await verifier.verify(token.strip())
+    except InvalidUserToken as exc:
+        raise click.ClickException(f"invalid_token: the core access token does not verify ({exc.reason})") from None
+    finally:
+        if jwks is not None:
+            await jwks.aclose()
+    return Actor(principal.user_id, principal.roles)
 
 
 def _run_review(work: Callable[[Review], Awaitable[T]]) -> T:
@@ -70,15 +116,11 @@ def _run_review(work: Callable[[Review], Awaitable[T]]) -> T:
         raise click.ClickException(str(exc)) from exc
 
 
-def _principal(actor: str, roles: tuple[str, ...]) -> Any:
-    from kora.reconciliation.service.cases import Actor
-
-    return Actor(actor, frozenset(roles))
-
-
-_actor = click.option("--actor", required=True, help="who acts (a user id; recorded in the audit trail)")
-_roles = click.option(
-    "--role", "roles", multiple=True, required=True, help="a role of the actor: recon_reviewer, recon_approver, admin"
+_token = click.option(
+    "--token",
+    envvar="KORA_RECON_TOKEN",
+    required=True,
+    help="your core access token (or KORA_RECON_TOKEN): the acting person and roles are its sub and roles",
 )
 
 
@@ -92,8 +134,7 @@ def cases() -> None:
 
 
 @cases.command("list")
-@_actor
-@_roles
+@_token
 @click.option("--status", "statuses", multiple=True, help="only cases in this status (repeatable)")
 @click.option("--queue", is_flag=True, help="only cases waiting for people")
 @click.option("--provider", default=None)
@@ -102,8 +143,7 @@ def cases() -> None:
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--offset", type=int, default=0, show_default=True)
 def list_command(
-    actor: str,
-    roles: tuple[str, ...],
+    token: str,
     statuses: tuple[str, ...],
     queue: bool,
     provider: str | None,
@@ -114,8 +154,9 @@ def list_command(
 ) -> None:
     """Cases, oldest first, as JSON."""
     page = _run(
-        lambda s: s.list(
-            _principal(actor, roles),
+        token,
+        lambda s, who: s.list(
+            who,
             statuses=frozenset(statuses),
             queue=queue,
             provider=provider,
@@ -123,18 +164,17 @@ def list_command(
             report_id=report_id,
             limit=limit,
             offset=offset,
-        )
+        ),
     )
     _echo({"total": page.total, "limit": page.limit, "offset": page.offset, "cases": [c.as_dict() for c in page.cases]})
 
 
 @cases.command("show")
-@_actor
-@_roles
+@_token
 @click.argument("case_id", type=click.UUID)
-def show_command(actor: str, roles: tuple[str, ...], case_id: uuid.UUID) -> None:
+def show_command(token: str, case_id: uuid.UUID) -> None:
     """A case with its evidence, comments and history."""
-    detail = _run(lambda s: s.show(_principal(actor, roles), case_id))
+    detail = _run(token, lambda s, who: s.show(who, case_id))
     _echo(
         {
             "case": detail.case.as_dict(),
@@ -146,27 +186,24 @@ def show_command(actor: str, roles: tuple[str, ...], case_id: uuid.UUID) -> None
 
 
 @cases.command("take")
-@_actor
-@_roles
+@_token
 @click.argument("case_id", type=click.UUID)
-def take_command(actor: str, roles: tuple[str, ...], case_id: uuid.UUID) -> None:
+def take_command(token: str, case_id: uuid.UUID) -> None:
     """Start investigating an open case (reviewer)."""
-    _echo(_run(lambda s: s.take(_principal(actor, roles), case_id)).as_dict())
+    _echo(_run(token, lambda s, who: s.take(who, case_id)).as_dict())
 
 
 @cases.command("comment")
-@_actor
-@_roles
+@_token
 @click.argument("case_id", type=click.UUID)
 @click.option("--note", required=True, help="no phone or account numbers")
-def comment_command(actor: str, roles: tuple[str, ...], case_id: uuid.UUID, note: str) -> None:
+def comment_command(token: str, case_id: uuid.UUID, note: str) -> None:
     """Add a note to a case (reviewer or approver)."""
-    _echo(_run(lambda s: s.comment(_principal(actor, roles), case_id, note)).as_dict())
+    _echo(_run(token, lambda s, who: s.comment(who, case_id, note)).as_dict())
 
 
 @cases.command("propose")
-@_actor
-@_roles
+@_token
 @click.argument("case_id", type=click.UUID)
 @click.option(
     "--kind",
@@ -176,11 +213,12 @@ def comment_command(actor: str, roles: tuple[str, ...], case_id: uuid.UUID, note
     ),
 )
 @click.option("--note", required=True, help="why (no phone or account numbers)")
-@click.option("--amount", type=int, default=None, help="minor units (money-moving kinds; default: the case's)")
+@click.option(
+    "--amount", type=int, default=None, help="minor units; required for write_off, manual_credit, manual_debit"
+)
 @click.option("--currency", default=None, help="ISO 4217 (default: the case's)")
 def propose_command(
-    actor: str,
-    roles: tuple[str, ...],
+    token: str,
     case_id: uuid.UUID,
     kind: str,
     note: str,
@@ -191,35 +229,32 @@ def propose_command(
     from kora.reconciliation.domain.cases import Proposal, ProposalKind
 
     proposal = Proposal(ProposalKind(kind), note, amount, currency)
-    _echo(_run(lambda s: s.propose(_principal(actor, roles), case_id, proposal)).as_dict())
+    _echo(_run(token, lambda s, who: s.propose(who, case_id, proposal)).as_dict())
 
 
 @cases.command("approve")
-@_actor
-@_roles
+@_token
 @click.argument("case_id", type=click.UUID)
-def approve_command(actor: str, roles: tuple[str, ...], case_id: uuid.UUID) -> None:
+def approve_command(token: str, case_id: uuid.UUID) -> None:
     """Approve a case's proposal (approver, not its proposer); its effect follows."""
-    _echo(_run(lambda s: s.approve(_principal(actor, roles), case_id)).as_dict())
+    _echo(_run(token, lambda s, who: s.approve(who, case_id)).as_dict())
 
 
 @cases.command("reject")
-@_actor
-@_roles
+@_token
 @click.argument("case_id", type=click.UUID)
 @click.option("--note", required=True, help="why (no phone or account numbers)")
-def reject_command(actor: str, roles: tuple[str, ...], case_id: uuid.UUID, note: str) -> None:
+def reject_command(token: str, case_id: uuid.UUID, note: str) -> None:
     """Reject a case's proposal (approver, not its proposer)."""
-    _echo(_run(lambda s: s.reject(_principal(actor, roles), case_id, note)).as_dict())
+    _echo(_run(token, lambda s, who: s.reject(who, case_id, note)).as_dict())
 
 
 @cases.command("retry-posting")
-@_actor
-@_roles
+@_token
 @click.argument("case_id", type=click.UUID)
-def retry_command(actor: str, roles: tuple[str, ...], case_id: uuid.UUID) -> None:
+def retry_command(token: str, case_id: uuid.UUID) -> None:
     """Post an approved correction whose posting failed (approver)."""
-    _echo(_run(lambda s: s.retry_posting(_principal(actor, roles), case_id)).as_dict())
+    _echo(_run(token, lambda s, who: s.retry_posting(who, case_id)).as_dict())
 
 
 @cases.command("work")

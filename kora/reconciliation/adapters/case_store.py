@@ -79,11 +79,14 @@ async def cases_awaiting_core(conn: AsyncConnection, *, limit: int) -> list[dict
 
 
 async def approved_not_posted(conn: AsyncConnection, *, limit: int) -> list[uuid.UUID]:
+    """Approved corrections not posted yet, the least recently tried first (never tried: by
+    approval), so ``limit`` failing ones cannot keep the others from being tried."""
     c = recon_cases
+    last_tried = sa.func.coalesce(c.c.last_posting_at, c.c.decided_at)
     query = (
         sa.select(c.c.id)
         .where(c.c.status == "approved", c.c.proposal_kind.in_(["write_off", "manual_credit", "manual_debit"]))
-        .order_by(c.c.decided_at)
+        .order_by(last_tried, c.c.id)
         .limit(limit)
     )
     return list((await conn.execute(query)).scalars())

@@ -18,7 +18,7 @@ from opentelemetry import trace
 from kora.kernel import Clock
 from kora.observability import CORRELATION_HEADER, get_correlation_id, inject_trace_context, new_correlation_id
 from kora.reconciliation.adapters.service_token import ServiceKey, ServiceTokenSigner
-from kora.reconciliation.service.ports import CorePayment, Correction, PostedCorrection
+from kora.reconciliation.service.ports import CorePayment, Correction, CorrectionRefused, PostedCorrection
 from kora.reconciliation.service.settings import ReconSettings
 
 _tracer = trace.get_tracer("kora.reconciliation.core_client")
@@ -34,12 +34,12 @@ class CoreError(Exception):
         self.status = status
 
 
-class CoreAuthRefused(CoreError):
+class CoreAuthRefused(CoreError, CorrectionRefused):
     """401/403: the core refused this service's token or scope (a configuration problem: the
     key is not registered, the clocks disagree, the scope is not granted). Never retried."""
 
 
-class CoreRefused(CoreError):
+class CoreRefused(CoreError, CorrectionRefused):
     """A 4xx the request itself caused (unknown payment, maker-checker, insufficient funds,
     key reused with another body...): retrying the same request gets the same answer."""
 

@@ -205,6 +205,8 @@ recon_cases = sa.Table(
     sa.Column("proposal_amount", sa.BigInteger, nullable=True),
     sa.Column("proposal_currency", sa.String(3), nullable=True),
     sa.Column("proposal_note", sa.String(1000), nullable=True),
+    # The payment the proposal was made for: an approval posts to it and no other (0005).
+    sa.Column("proposal_payment_id", sa.String(64), nullable=True),
     sa.Column("proposed_by", sa.String(128), nullable=True),
     sa.Column("proposed_at", UtcDateTime, nullable=True),
     sa.Column("decided_by", sa.String(128), nullable=True),
@@ -212,6 +214,7 @@ recon_cases = sa.Table(
     # A money-moving correction: posted through the core (idempotent by case id), or retried.
     sa.Column("posting_attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("posting_error", sa.String(200), nullable=True),
+    sa.Column("last_posting_at", UtcDateTime, nullable=True),  # retries go by their last attempt (0005)
     sa.Column("posted_transaction_id", sa.String(64), nullable=True),
     sa.Column("posted_at", UtcDateTime, nullable=True),
     sa.Column("close_reason", sa.String(200), nullable=True),

@@ -13,7 +13,10 @@ States and moves (ADR 0025)::
                       accept_provider / no_action (note kept) ---------> closed
                       write_off / manual_credit / manual_debit --------> approved
     approved      --(the correction posted by the core)---------------> resolved
+    approved      --(the core refuses the correction for good, a 4xx)--> investigating
     proposed      --(reject, by another person)-----------------------> rejected
+    proposed      --(a later run names another payment, outcome, amount
+                     or currency for the line: the proposal is withdrawn)--> investigating
     rejected      --(take)--------------------------------------------> investigating
     any state but approved, resolved, closed --(the line matches on a later run)--> closed (rematch)
     closed by a rematch --(the line is a discrepancy again on a later run)-------> open / awaiting_core
@@ -21,8 +24,12 @@ States and moves (ADR 0025)::
 A comment changes no status (any state but resolved and closed).
 ``awaiting_core`` is the automatic rule at work (a late success: the core is asked about the
 payment): it is not in the review queue. An ``approved`` money-moving case whose posting failed
-stays ``approved`` and is retried; a machine never undoes what two people approved, so a
-rematch leaves it alone.
+for a passing reason (the core unreachable, a 5xx) stays ``approved`` and is retried; one the
+core refused for good (a 4xx: unknown payment, not allowed for the payment's state...) goes back
+to people (``investigating``, the core's code recorded). A proposal is tied to the payment and
+amount it was made for: an approval posts exactly that. A machine never undoes what two people
+approved, so a rematch leaves an approved case alone, and a run that finds other facts for it
+only records that they moved.
 """
 
 from __future__ import annotations
@@ -87,6 +94,9 @@ class Action(enum.StrEnum):
     REJECT = "case.reject"
     POST = "case.post"
     POST_FAILED = "case.post_failed"
+    POST_REFUSED = "case.post_refused"  # the core refused the correction for good: back to people
+    WITHDRAW = "case.withdraw"  # a re-run changed the facts a proposal was made for
+    FACTS_MOVED = "case.facts_moved"  # a re-run found other facts for an approved case (kept)
     CLOSE = "case.close"
 
 
@@ -118,6 +128,9 @@ _MOVES: dict[Action, tuple[frozenset[CaseStatus], CaseStatus | None]] = {
     Action.REJECT: (frozenset({CaseStatus.PROPOSED}), CaseStatus.REJECTED),
     Action.POST: (frozenset({CaseStatus.APPROVED}), CaseStatus.RESOLVED),
     Action.ESCALATE: (frozenset({CaseStatus.AWAITING_CORE}), CaseStatus.OPEN),
+    Action.POST_REFUSED: (frozenset({CaseStatus.APPROVED}), CaseStatus.INVESTIGATING),
+    Action.WITHDRAW: (frozenset({CaseStatus.PROPOSED}), CaseStatus.INVESTIGATING),
+    Action.FACTS_MOVED: (frozenset({CaseStatus.APPROVED}), None),
     Action.CLOSE: (frozenset(CaseStatus) - {CaseStatus.APPROVED, CaseStatus.RESOLVED, CaseStatus.CLOSED}, None),
 }
 
@@ -194,9 +207,20 @@ def after_approval(kind: ProposalKind) -> CaseStatus:
     return CaseStatus.CLOSED
 
 
+def same_person(a: str, b: str) -> bool:
+    """Whether two user ids name the same person, compared as the core compares a correction's
+    proposer and approver: whatever the case, with or without a ``user:`` prefix (and around
+    blanks). Never looser than the core, so the service never approves what the core refuses."""
+
+    def bare(user_id: str) -> str:
+        return user_id.strip().lower().removeprefix("user:").strip()
+
+    return bare(a) == bare(b)
+
+
 def check_checker(proposed_by: str | None, actor: str) -> None:
-    """Maker-checker: the one who decides on a proposal did not make it."""
-    if proposed_by is not None and proposed_by == actor:
+    """Maker-checker: the one who decides on a proposal did not make it (`same_person`)."""
+    if proposed_by is not None and same_person(proposed_by, actor):
         raise SameAsProposer("the approver must be a different person from the proposer")
 
 
@@ -221,11 +245,10 @@ class Proposal:
     currency: str | None = None
 
 
-def check_proposal(
-    proposal: Proposal, *, payment_id: str | None, case_currency: str | None, case_amount: int | None
-) -> Proposal:
-    """A proposal valid for the case: money-moving kinds carry a positive amount (default: the
-    case's) in the case's currency and need a payment; returns the proposal completed."""
+def check_proposal(proposal: Proposal, *, payment_id: str | None, case_currency: str | None) -> Proposal:
+    """A proposal valid for the case: money-moving kinds carry an explicit positive amount (no
+    default: the line's full amount would write off a whole payment for a small gap) in the
+    case's currency and need a payment; returns the proposal completed."""
     note = check_note(proposal.note)
     if proposal.kind.needs_payment and payment_id is None:
         raise InvalidProposal(f"{proposal.kind.value} needs a payment: this case names none")
@@ -233,7 +256,9 @@ def check_proposal(
         if proposal.amount is not None:
             raise InvalidProposal(f"{proposal.kind.value} moves no money: no amount")
         return Proposal(proposal.kind, note)
-    amount = proposal.amount if proposal.amount is not None else case_amount
+    amount = proposal.amount
+    if amount is None:
+        raise InvalidProposal(f"{proposal.kind.value} moves money: give the amount, in minor units")
     currency = proposal.currency or case_currency
     if type(amount) is not int or amount <= 0:
         raise InvalidProposal("the amount is a positive integer of minor units")

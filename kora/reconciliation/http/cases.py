@@ -90,7 +90,11 @@ class CommentBody(BaseModel):
 class ProposalBody(BaseModel):
     kind: Literal["confirm_mismatch", "write_off", "manual_credit", "manual_debit", "accept_provider", "no_action"]
     note: str = Field(min_length=1, max_length=1000)
-    amount: int | None = Field(default=None, gt=0, description="minor units; money-moving kinds (default: the case's)")
+    amount: int | None = Field(
+        default=None,
+        gt=0,
+        description="minor units; required for write_off, manual_credit and manual_debit (no default)",
+    )
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
 
 

@@ -4,7 +4,12 @@ Every result that is neither MATCHED nor PENDING becomes a case, or updates the 
 same (report, line) or (report, unlisted payment): re-running a report never duplicates a case.
 A result hinted ``query_status`` (a late success) starts ``awaiting_core``, the automatic rule's
 state, out of the review queue; everything else starts ``open``. A case whose discrepancy is
-gone on a later run is closed ("resolved by rematch"), and reopened if it comes back."""
+gone on a later run is closed ("resolved by rematch"), and reopened if it comes back.
+
+A proposal is tied to the facts it was made for: when a later run names another payment,
+outcome, amount or currency for a ``proposed`` case, the proposal is withdrawn (the case goes
+back to ``investigating``, recorded); the facts of an ``approved`` case are never changed (two
+people decided on them), a run that finds others only records that they moved."""
 
 from __future__ import annotations
 
@@ -16,8 +21,14 @@ from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kora.observability import get_correlation_id, get_tracer
-from kora.reconciliation.adapters.case_store import SqlAuditTrail, cases_of_report, insert_case, update_case
-from kora.reconciliation.domain.cases import CLOSED_BY_REMATCH, SYSTEM, Action, CaseStatus, case_subject
+from kora.reconciliation.adapters.case_store import (
+    SqlAuditTrail,
+    audit_of,
+    cases_of_report,
+    insert_case,
+    update_case,
+)
+from kora.reconciliation.domain.cases import CLOSED_BY_REMATCH, SYSTEM, Action, CaseStatus, case_subject, next_status
 from kora.reconciliation.domain.matching import MatchResult, Outcome, Resolution
 from kora.reconciliation.service.case_metrics import CaseMetrics
 from kora.reconciliation.service.match_run import MatchRun
@@ -26,6 +37,18 @@ _tracer = get_tracer("kora.reconciliation")
 _NOT_CASES = (Outcome.MATCHED, Outcome.PENDING)
 # What a later run may change on a case still in the works.
 _TRACKED = ("outcome", "reason", "auto_resolution", "amount", "currency", "payment_id", "evidence")
+# What a proposal was made for: when one of these moves, the proposal no longer holds (the gap
+# is the provider's amount less Kora's, from the evidence).
+_PROPOSAL_FACTS = ("payment_id", "outcome", "reason", "amount", "currency", "gap")
+_PROPOSAL_FIELDS = (
+    "proposal_kind",
+    "proposal_amount",
+    "proposal_currency",
+    "proposal_note",
+    "proposal_payment_id",
+    "proposed_by",
+    "proposed_at",
+)
 
 
 def evidence(result: MatchResult) -> dict[str, Any]:
@@ -40,6 +63,7 @@ def evidence(result: MatchResult) -> dict[str, Any]:
         "detail": result.detail,
         "line": None,
         "kora": None,
+        "gap": None,
     }
     if line is not None:
         out["line"] = {
@@ -70,6 +94,10 @@ def evidence(result: MatchResult) -> dict[str, Any]:
             "captured_at": None if txn.captured_at is None else txn.captured_at.isoformat(),
             "settlement_due": None if txn.settlement_due is None else txn.settlement_due.isoformat(),
         }
+    if line is not None and txn is not None and line.currency == txn.currency:
+        # What the reviewer weighs a correction against: the provider's amount less Kora's, in
+        # minor units (negative: the provider reports less than Kora booked).
+        out["gap"] = {"amount": line.amount - txn.amount, "currency": line.currency}
     return out
 
 
@@ -84,6 +112,23 @@ def _facts(result: MatchResult) -> dict[str, Any]:
         "payment_id": None if result.internal is None else result.internal.payment_id,
         "evidence": json.dumps(evidence(result), sort_keys=True, separators=(",", ":")),
     }
+
+
+def _proposal_facts(values: dict[str, Any]) -> dict[str, Any]:
+    """The facts a proposal rests on, from a case row or a run's `_facts`."""
+    shown = json.loads(values["evidence"])
+    line, kora = shown.get("line"), shown.get("kora")
+    out = {name: values[name] for name in _PROPOSAL_FACTS if name != "gap"}
+    # Computed from the amounts (not the evidence's "gap"), so cases opened before it had one compare alike.
+    out["gap"] = None
+    if line is not None and kora is not None and line["currency"] == kora["currency"]:
+        out["gap"] = int(line["amount"]) - int(kora["amount"])
+    return out
+
+
+def _moved(row: dict[str, Any], facts: dict[str, Any]) -> list[str]:
+    before, now = _proposal_facts(row), _proposal_facts(facts)
+    return [name for name in _PROPOSAL_FACTS if before[name] != now[name]]
 
 
 def _first_status(result: MatchResult) -> CaseStatus:
@@ -169,24 +214,68 @@ class CaseOpener:
 
     async def _update(self, conn: AsyncConnection, run: MatchRun, row: dict[str, Any], result: MatchResult) -> bool:
         current = CaseStatus(row["status"])
-        if current.is_final or current is CaseStatus.APPROVED:
-            # People decided (or a decision awaits posting): a later run does not reopen it.
+        if current.is_final:
+            # People decided: a later run does not reopen it.
             await update_case(conn, row["id"], {"last_run_at": run.at})
             return False
         facts = _facts(result)
+        if current is CaseStatus.APPROVED:
+            # Two people decided on these facts and the correction awaits posting: they stay.
+            await update_case(conn, row["id"], {"last_run_at": run.at})
+            await self._facts_moved(conn, run, row, facts)
+            return False
         changed = {name: facts[name] for name in _TRACKED if row[name] != facts[name]}
-        status = current
+        status: CaseStatus = current
         if current is CaseStatus.AWAITING_CORE and result.auto_resolution is not Resolution.QUERY_STATUS:
             status = CaseStatus.OPEN  # no longer something the core can settle: people
         if not changed and status is current:
             await update_case(conn, row["id"], {"last_run_at": run.at})
             return False
-        await update_case(
-            conn, row["id"], {**changed, "status": status.value, "updated_at": run.at, "last_run_at": run.at}
-        )
+        moved = _moved(row, facts)
+        withdrawn = current is CaseStatus.PROPOSED and bool(moved)
+        values = {**changed, "status": status.value, "updated_at": run.at, "last_run_at": run.at}
+        if withdrawn:
+            status = next_status(Action.WITHDRAW, current)
+            values |= {"status": status.value} | dict.fromkeys(_PROPOSAL_FIELDS)
+        await update_case(conn, row["id"], values)
         shown = {name: value for name, value in changed.items() if name != "evidence"}
+        if withdrawn:
+            shown |= {
+                "withdrawn_kind": row["proposal_kind"],
+                "withdrawn_amount": row["proposal_amount"],
+                "withdrawn_payment_id": row["proposal_payment_id"],
+                "proposed_by": row["proposed_by"],
+                "moved": ",".join(moved),
+            }
+            await self._record(conn, run, row["id"], Action.WITHDRAW, current, status, shown)
+            if self._metrics:
+                self._metrics.withdrawn(run.provider)
+            return True
         await self._record(conn, run, row["id"], Action.UPDATE, current, status, shown)
         return True
+
+    async def _facts_moved(
+        self, conn: AsyncConnection, run: MatchRun, row: dict[str, Any], facts: dict[str, Any]
+    ) -> None:
+        """Record (once per new set of facts) that a run found other facts for an approved case."""
+        moved = _moved(row, facts)
+        if not moved:
+            return
+        seen = _proposal_facts(facts)
+        for record in reversed(await audit_of(conn, row["id"])):
+            if record["action"] == Action.FACTS_MOVED.value:
+                if {name: json.loads(record["details"]).get(f"now_{name}") for name in _PROPOSAL_FACTS} == seen:
+                    return  # already recorded
+                break
+        details: dict[str, Any] = {f"now_{name}": value for name, value in seen.items()}
+        details["moved"] = ",".join(moved)
+        status = CaseStatus.APPROVED
+        await self._record(conn, run, row["id"], Action.FACTS_MOVED, status, status, details)
+        logger.warning(
+            "recon match run found other facts for an approved case; it keeps the approved ones",
+            case_id=str(row["id"]),
+            moved=details["moved"],
+        )
 
     async def _close(self, conn: AsyncConnection, run: MatchRun, row: dict[str, Any]) -> bool:
         current = CaseStatus(row["status"])

@@ -54,7 +54,8 @@ class CaseMetrics:
         )
         self._postings = Counter(
             "kora_recon_correction_postings",
-            "Approved corrections sent to the core, by result (posted, replayed, failed).",
+            "Approved corrections sent to the core, by result (posted, replayed, failed: retried, "
+            "refused: the core refused it for good and the case went back to people).",
             ("result",),
             registry=registry,
         )
@@ -63,6 +64,13 @@ class CaseMetrics:
             "The automatic rule asking the core about a late success, by result "
             "(pending, confirmed, escalated, error).",
             ("result",),
+            registry=registry,
+        )
+        self._withdrawn = Counter(
+            "kora_recon_proposals_withdrawn",
+            "Proposals withdrawn because a later match run changed the facts they were made for "
+            "(payment, outcome, amount or currency), by provider.",
+            ("provider",),
             registry=registry,
         )
         self._providers: set[str] = set()
@@ -84,6 +92,9 @@ class CaseMetrics:
 
     def closed_by_rematch(self, provider: str) -> None:
         self._auto_closed.labels(safe_label(provider)).inc()
+
+    def withdrawn(self, provider: str) -> None:
+        self._withdrawn.labels(safe_label(provider)).inc()
 
     def action(self, action: str) -> None:
         self._actions.labels(safe_label(action)).inc()

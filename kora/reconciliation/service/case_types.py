@@ -66,6 +66,7 @@ class Case:
     proposal_amount: int | None
     proposal_currency: str | None
     proposal_note: str | None
+    proposal_payment_id: str | None
     proposed_by: str | None
     decided_by: str | None
     core_status: str | None

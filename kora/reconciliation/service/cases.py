@@ -3,9 +3,11 @@ a posting, with the roles checked here (the principal is passed in) and maker-ch
 
 Each action runs in one transaction that also appends its audit record; a refused action
 changes nothing. A money-moving approval commits first, then posts the correction through the
-core outside any transaction (never call out with a transaction open); if the core fails, the
-case stays ``approved`` with the error recorded, and a retry posts it (the core is idempotent
-by case id, so a retry after a lost answer replays, it does not post twice)."""
+core outside any transaction (never call out with a transaction open), to the payment and for
+the amount the proposal was made for; if the core fails for a passing reason (unreachable, 5xx),
+the case stays ``approved`` with the error recorded, and a retry posts it (the core is idempotent
+by case id, so a retry after a lost answer replays, it does not post twice). If the core refuses
+it for good (a 4xx), the case goes back to people (``investigating``) with the core's code."""
 
 from __future__ import annotations
 
@@ -54,13 +56,20 @@ from kora.reconciliation.service.case_types import (
     Principal,
     case_from_row,
 )
-from kora.reconciliation.service.ports import CorePayments, Correction
+from kora.reconciliation.service.ports import CorePayments, Correction, CorrectionRefused
 
 __all__ = ["MAX_PAGE", "Actor", "Case", "CaseDetail", "CasePage", "CaseService", "MismatchRecorder", "Principal"]
 
 _tracer = get_tracer("kora.reconciliation")
 MAX_PAGE = 200
 QUEUE_STATUSES = frozenset(s.value for s in CaseStatus if s.needs_people)
+
+
+def correction_reason(kind: str, note: str) -> str:
+    """The reason sent to the core with a correction: one printable line of at most 200
+    characters (the core requires ``reason.isprintable()``; a note may hold newlines or tabs)."""
+    text = " ".join(f"recon case {kind}: {note}".split())
+    return "".join(ch for ch in text if ch.isprintable())[:200]
 
 
 def _digest(text: str) -> str:
@@ -185,14 +194,13 @@ class CaseService:
                 row = await self._lock(conn, case_id)
                 before = CaseStatus(row["status"])
                 after = next_status(Action.PROPOSE, before)
-                checked = check_proposal(
-                    proposal, payment_id=row["payment_id"], case_currency=row["currency"], case_amount=row["amount"]
-                )
+                checked = check_proposal(proposal, payment_id=row["payment_id"], case_currency=row["currency"])
                 values = {
                     "proposal_kind": checked.kind.value,
                     "proposal_amount": checked.amount,
                     "proposal_currency": checked.currency,
                     "proposal_note": checked.note,
+                    "proposal_payment_id": row["payment_id"],  # what it was made for (a re-run cannot move it)
                     "proposed_by": principal.user_id,
                     "proposed_at": self._clock.now(),
                     "decided_by": None,
@@ -200,6 +208,7 @@ class CaseService:
                 }
                 details = {
                     "kind": checked.kind.value,
+                    "payment_id": row["payment_id"],
                     "amount": checked.amount,
                     "currency": checked.currency,
                     "note_sha256": _digest(checked.note),
@@ -243,7 +252,7 @@ class CaseService:
                     await self._record_mismatch(
                         conn,
                         case_id=case_id,
-                        payment_id=row["payment_id"],
+                        payment_id=row["proposal_payment_id"] or row["payment_id"],
                         outcome=row["outcome"],
                         reason=row["reason"],
                         amount=row["amount"],
@@ -273,7 +282,8 @@ class CaseService:
             return await self._get(case_id)
 
     async def retry_all_postings(self, *, limit: int = 100) -> int:
-        """The job: post every approved-not-posted correction; returns how many got posted."""
+        """The job: post approved-not-posted corrections, the least recently tried first (a
+        correction that keeps failing does not starve the others); returns how many got posted."""
         with correlation_scope(get_correlation_id()):
             async with self._engine.connect() as conn:
                 ids = await store.approved_not_posted(conn, limit=limit)
@@ -290,11 +300,11 @@ class CaseService:
             return False
         correction = Correction(
             case_id=case_id,
-            payment_id=row["payment_id"],
+            payment_id=row["proposal_payment_id"],  # the payment the proposal was made for, never a later one
             kind=row["proposal_kind"],
             amount=row["proposal_amount"],
             currency=row["proposal_currency"],
-            reason=f"recon case {row['proposal_kind']}: {row['proposal_note']}"[:200],
+            reason=correction_reason(row["proposal_kind"], row["proposal_note"]),
             proposed_by=row["proposed_by"],
             approved_by=row["decided_by"],
         )
@@ -303,7 +313,11 @@ class CaseService:
             span.set_attribute("recon.correction.kind", correction.kind)
             try:
                 posted = await self._core.post_correction(correction)
-            except Exception as exc:  # the core refused or is unreachable: recorded on the case, retried
+            except CorrectionRefused as exc:  # for good: back to people
+                span.record_exception(exc)
+                await self._posting_refused(case_id, actor, role, exc)
+                return False
+            except Exception as exc:  # the core is unreachable or failed: recorded on the case, retried
                 span.record_exception(exc)
                 await self._posting_failed(case_id, actor, role, exc)
                 return False
@@ -315,6 +329,7 @@ class CaseService:
             values = {
                 "posted_transaction_id": posted.transaction_id,
                 "posted_at": at,
+                "last_posting_at": at,
                 "posting_attempts": row["posting_attempts"] + 1,
                 "posting_error": None,
             }
@@ -332,13 +347,48 @@ class CaseService:
             row = await self._lock(conn, case_id)
             if row["status"] != CaseStatus.APPROVED:
                 return
-            values = {"posting_attempts": row["posting_attempts"] + 1, "posting_error": error}
+            values = {
+                "posting_attempts": row["posting_attempts"] + 1,
+                "posting_error": error,
+                "last_posting_at": self._clock.now(),
+            }
             status = CaseStatus.APPROVED
             details = {"error": type(exc).__name__}
             await self._change_as(conn, row, actor, role, Action.POST_FAILED, status, status, values, details)
         if self._metrics:
             self._metrics.posting("failed")
         logger.warning("recon correction not posted; the case stays approved", case_id=str(case_id), error=error)
+
+    async def _posting_refused(self, case_id: uuid.UUID, actor: str, role: str, exc: CorrectionRefused) -> None:
+        """The core refused the correction for good (a 4xx): retrying gets the same answer, so
+        the case goes back to people (investigating) with the core's code; they propose again."""
+        code = str(getattr(exc, "code", None) or type(exc).__name__)[:64]
+        async with self._engine.begin() as conn:
+            row = await self._lock(conn, case_id)
+            if row["status"] != CaseStatus.APPROVED:
+                return
+            values = {
+                "posting_attempts": row["posting_attempts"] + 1,
+                "posting_error": f"refused by the core: {code}"[:200],
+                "last_posting_at": self._clock.now(),
+            }
+            details = {"code": code, "kind": row["proposal_kind"], "payment_id": row["proposal_payment_id"]}
+            await self._change_as(
+                conn,
+                row,
+                actor,
+                role,
+                Action.POST_REFUSED,
+                CaseStatus.APPROVED,
+                CaseStatus.INVESTIGATING,
+                values,
+                details,
+            )
+        if self._metrics:
+            self._metrics.posting("refused")
+        logger.warning(
+            "recon correction refused by the core; the case goes back to people", case_id=str(case_id), code=code
+        )
 
     # helpers ------------------------------------------------------------------------------
     async def refresh_queue_metrics(self) -> None:

@@ -106,6 +106,14 @@ class PostedCorrection:
     replayed: bool
 
 
+class CorrectionRefused(Exception):
+    """The core refused a correction for good (a 4xx): sending it again gets the same answer.
+    ``code`` is the core's problem code. Any other exception from ``post_correction`` is taken
+    as passing (unreachable, 5xx, timeout) and retried."""
+
+    code: str
+
+
 class CorePayments(Protocol):
     """The core, as the reconciliation service reaches it: its service API, under the service's
     own identity (a signed JWT with audience and scopes). The adapter raises on refusal."""
@@ -118,4 +126,5 @@ class CorePayments(Protocol):
         and return the payment as it stands after the query."""
 
     async def post_correction(self, correction: Correction) -> PostedCorrection:
-        """Post an approved correction; idempotent by ``case_id`` (a retry replays)."""
+        """Post an approved correction; idempotent by ``case_id`` (a retry replays). Raises
+        `CorrectionRefused` when the core refuses it for good."""

@@ -23,10 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kora.kernel import FixedClock
 from kora.payments.domain.model import Payment, PaymentType
-from kora.reconciliation.adapters.case_store import SqlAuditTrail
+from kora.reconciliation.adapters.case_store import SqlAuditTrail, approved_not_posted, insert_case
+from kora.reconciliation.adapters.core_client import CoreAuthRefused, CoreRefused
 from kora.reconciliation.adapters.crypto import AesGcmReportCipher
 from kora.reconciliation.adapters.sql import SqlReportStore
-from kora.reconciliation.adapters.tables import recon_audit, recon_cases
+from kora.reconciliation.adapters.tables import recon_audit, recon_cases, recon_payments
 from kora.reconciliation.domain.cases import (
     ADMIN,
     APPROVER,
@@ -81,6 +82,8 @@ class InTestCore:
     fail_posts: int = 0
     lose_answers: int = 0
     posted: dict[uuid.UUID, Correction] = field(default_factory=dict)
+    attempts: list[Correction] = field(default_factory=list)
+    refuse: Exception | None = None  # the core's answer for good (a 4xx), as the HTTP adapter raises it
 
     async def payment(self, payment_id: str) -> CorePayment | None:
         return self.known.get(payment_id)
@@ -98,6 +101,9 @@ class InTestCore:
 
     async def post_correction(self, correction: Correction) -> PostedCorrection:
         self.post_calls += 1
+        self.attempts.append(correction)
+        if self.refuse is not None:
+            raise self.refuse
         if self.fail_posts:
             self.fail_posts -= 1
             raise CoreDown("core unavailable")
@@ -490,3 +496,194 @@ async def test_a_case_closed_by_rematch_is_reopened_when_the_discrepancy_comes_b
     assert len(await review.cases()) == 3  # the same case, not a new one
     history = (await review.service.show(REVIEWER_1, case["id"])).history
     assert [h["action"] for h in history] == ["case.open", "case.close", "case.reopen"]
+
+
+async def _kora_amount(review: Review, payment_id: str, amount: int) -> None:
+    """Kora's side of a payment now says ``amount`` (as a later fold of the core's events would)."""
+    async with review.feed.engine.begin() as conn:
+        await conn.execute(
+            sa.update(recon_payments)
+            .where(recon_payments.c.payment_id == payment_id)
+            .values(amount=amount, captured_amount=amount)
+        )
+
+
+async def _history(review: Review, case_id: uuid.UUID) -> list[dict[str, Any]]:
+    return (await review.service.show(REVIEWER_1, case_id)).history
+
+
+async def test_money_needs_an_explicit_amount_and_the_evidence_shows_the_gap(review: Review) -> None:
+    scene = await _scene(review)
+    case = {c["id"]: c for c in await review.cases()}[scene.short_case]
+    # The provider reports 4_000, Kora booked 4_500: the gap, not the line's 4_000, is what is in question.
+    assert json.loads(case["evidence"])["gap"] == {"amount": -500, "currency": "XOF"}
+    for kind in (ProposalKind.WRITE_OFF, ProposalKind.MANUAL_CREDIT, ProposalKind.MANUAL_DEBIT):
+        with pytest.raises(InvalidProposal, match="give the amount"):
+            await review.service.propose(REVIEWER_1, scene.short_case, Proposal(kind, "no amount given"))
+    unchanged = {c["id"]: c for c in await review.cases()}[scene.short_case]
+    assert (unchanged["status"], unchanged["proposal_kind"]) == ("open", None)
+    proposed = await review.service.propose(
+        REVIEWER_1, scene.short_case, Proposal(ProposalKind.WRITE_OFF, "the gap", 500)
+    )
+    assert (proposed.proposal_amount, proposed.proposal_payment_id) == (500, case["payment_id"])
+
+
+async def test_a_rerun_that_moves_a_proposals_facts_withdraws_it(review: Review) -> None:
+    scene = await _scene(review)
+    service = review.service
+    payment_id = {c["id"]: c for c in await review.cases()}[scene.short_case]["payment_id"]
+    await service.propose(REVIEWER_1, scene.short_case, Proposal(ProposalKind.WRITE_OFF, "the gap", 500))
+    await review.match(scene.report_id)  # the same facts: the proposal stands
+    assert {c["id"]: c for c in await review.cases()}[scene.short_case]["status"] == "proposed"
+
+    await _kora_amount(review, payment_id, 4_700)  # the gap is now 700, not the 500 proposed
+    await review.match(scene.report_id)
+    case = {c["id"]: c for c in await review.cases()}[scene.short_case]
+    assert (case["status"], case["proposal_kind"], case["proposal_amount"], case["proposed_by"]) == (
+        "investigating",
+        None,
+        None,
+        None,
+    )
+    assert json.loads(case["evidence"])["gap"]["amount"] == -700
+    last = (await _history(review, scene.short_case))[-1]
+    assert (last["action"], last["actor"], last["before"], last["after"]) == (
+        "case.withdraw",
+        "system",
+        "proposed",
+        "investigating",
+    )
+    assert last["details"]["moved"] == "gap"
+    assert (last["details"]["withdrawn_kind"], last["details"]["withdrawn_amount"]) == ("write_off", 500)
+    assert review.metric("kora_recon_proposals_withdrawn_total", provider="momo") == 1
+    with pytest.raises(InvalidTransition):  # nothing left to approve
+        await service.approve(APPROVER_1, scene.short_case)
+
+    # A proposal made when the run named another payment for the line is withdrawn too.
+    await service.propose(REVIEWER_1, scene.short_case, Proposal(ProposalKind.WRITE_OFF, "the gap", 700))
+    async with review.feed.engine.begin() as conn:
+        await conn.execute(
+            sa.update(recon_cases)
+            .where(recon_cases.c.id == scene.short_case)
+            .values(payment_id="p-named-before", proposal_payment_id="p-named-before")
+        )
+    await review.match(scene.report_id)
+    case = {c["id"]: c for c in await review.cases()}[scene.short_case]
+    assert (case["status"], case["payment_id"], case["proposal_payment_id"]) == ("investigating", payment_id, None)
+    assert (await _history(review, scene.short_case))[-1]["details"]["moved"] == "payment_id"
+    assert review.core.attempts == []
+
+
+async def test_an_approved_case_keeps_its_facts_and_posts_exactly_what_was_approved(review: Review) -> None:
+    scene = await _scene(review)
+    service, core = review.service, review.core
+    before = {c["id"]: c for c in await review.cases()}[scene.short_case]
+    await service.propose(REVIEWER_1, scene.short_case, Proposal(ProposalKind.WRITE_OFF, "the gap", 500))
+    core.fail_posts = 1
+    assert (await service.approve(APPROVER_1, scene.short_case)).status == "approved"
+
+    await _kora_amount(review, before["payment_id"], 4_700)
+    await review.match(scene.report_id)
+    await review.match(scene.report_id)  # recorded once, not on every run
+    case = {c["id"]: c for c in await review.cases()}[scene.short_case]
+    assert (case["status"], case["amount"], case["evidence"], case["payment_id"]) == (
+        "approved",
+        before["amount"],
+        before["evidence"],
+        before["payment_id"],
+    )
+    moved = [h for h in await _history(review, scene.short_case) if h["action"] == "case.facts_moved"]
+    assert len(moved) == 1
+    assert (moved[0]["before"], moved[0]["after"], moved[0]["details"]["now_gap"]) == ("approved", "approved", -700)
+
+    # Even if the case's payment were rewritten, the approval posts to the payment it was made for.
+    async with review.feed.engine.begin() as conn:
+        await conn.execute(
+            sa.update(recon_cases).where(recon_cases.c.id == scene.short_case).values(payment_id="p-rewritten")
+        )
+    posted = await service.retry_posting(APPROVER_1, scene.short_case)
+    assert posted.status == "resolved"
+    assert [(c.payment_id, c.amount) for c in core.attempts] == [(before["payment_id"], 500)] * 2
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        CoreRefused("payment_not_captured", "a write-off needs a captured payment", status=409),
+        CoreAuthRefused("forbidden", "scope not granted", status=403),
+    ],
+)
+async def test_a_correction_the_core_refuses_for_good_goes_back_to_people(review: Review, refusal: Exception) -> None:
+    scene = await _scene(review)
+    service, core = review.service, review.core
+    note = "the gap:\nprovider short\tby 500  \r\n see ticket"
+    await service.propose(REVIEWER_1, scene.short_case, Proposal(ProposalKind.WRITE_OFF, note, 500))
+    core.refuse = refusal
+    refused = await service.approve(APPROVER_1, scene.short_case)
+    assert refused.status == "investigating"
+    assert refused.posting_error == f"refused by the core: {refusal.code}"  # type: ignore[attr-defined]
+    (sent,) = core.attempts
+    assert sent.reason == "recon case write_off: the gap: provider short by 500 see ticket"
+    assert sent.reason.isprintable()
+    last = (await _history(review, scene.short_case))[-1]
+    assert (last["action"], last["before"], last["after"], last["details"]["code"]) == (
+        "case.post_refused",
+        "approved",
+        "investigating",
+        refusal.code,  # type: ignore[attr-defined]
+    )
+    assert review.metric("kora_recon_correction_postings_total", result="refused") == 1
+    assert scene.short_case in {c.id for c in (await service.list(REVIEWER_1, queue=True)).cases}
+    assert await service.retry_all_postings() == 0  # not retried for ever: nothing approved is left
+    assert core.post_calls == 1
+
+    # People take it from there: a new proposal, a new approval.
+    core.refuse = None
+    await service.propose(REVIEWER_1, scene.short_case, Proposal(ProposalKind.MANUAL_DEBIT, "debit instead", 500))
+    assert (await service.approve(APPROVER_1, scene.short_case)).status == "resolved"
+
+
+async def test_retries_go_by_last_attempt_so_failing_ones_do_not_starve_the_rest(review: Review) -> None:
+    scene = await _scene(review)
+    payment_id = {c["id"]: c for c in await review.cases()}[scene.short_case]["payment_id"]
+    ids = [uuid.uuid4(), uuid.uuid4()]
+    async with review.feed.engine.begin() as conn:
+        for n, case_id in enumerate(ids):
+            await insert_case(
+                conn,
+                {
+                    "id": case_id,
+                    "provider": "momo",
+                    "report_id": scene.report_id,
+                    "subject": f"line:{900 + n}",
+                    "line_number": 900 + n,
+                    "payment_id": payment_id,
+                    "outcome": "MISMATCH",
+                    "reason": "amount",
+                    "auto_resolution": "none",
+                    "amount": 100,
+                    "currency": "XOF",
+                    "evidence": "{}",
+                    "status": "approved",
+                    "opened_at": RUN_AT,
+                    "updated_at": RUN_AT,
+                    "last_run_at": RUN_AT,
+                    "proposal_kind": "manual_credit",
+                    "proposal_amount": 100,
+                    "proposal_currency": "XOF",
+                    "proposal_note": "x",
+                    "proposal_payment_id": payment_id,
+                    "proposed_by": REVIEWER_1.user_id,
+                    "decided_by": APPROVER_1.user_id,
+                    "decided_at": RUN_AT - timedelta(hours=2 - n),  # the first approved first
+                },
+            )
+    review.core.fail_posts = 10  # the core is down for a while
+    tried = []
+    for _ in range(3):
+        review.clock.advance(timedelta(minutes=5))
+        assert await review.service.retry_all_postings(limit=1) == 0
+        tried.append(review.core.attempts[-1].case_id)
+    assert tried == [ids[0], ids[1], ids[0]]  # each in turn, not the oldest for ever
+    async with review.feed.engine.connect() as conn:
+        assert await approved_not_posted(conn, limit=2) == [ids[1], ids[0]]

@@ -12,7 +12,7 @@ import json
 import secrets
 import uuid
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kora.kernel import FixedClock
 from kora.platform.db import create_engine
@@ -43,6 +44,7 @@ from tests.integration.reconciliation.api_support import CoreKeys, bearer, core_
 from tests.unit.reconciliation.factories import AS_OF, DAY, START, Simulation, kora_view
 
 RUN_AT = START + timedelta(days=3, hours=1)
+USERS = {name: str(uuid.uuid4()) for name in ("rev-1", "rev-2", "app-1", "admin")}
 
 
 async def _a_case(url: str, audit_key: bytes) -> uuid.UUID:
@@ -75,7 +77,9 @@ def test_cli_lists_shows_proposes_rejects_approves_and_verifies(tmp_path: Path) 
     register(main)
     audit_key = secrets.token_bytes(32)
     url = f"sqlite+aiosqlite:///{tmp_path / 'recon.db'}"
+    keys = CoreKeys.generate()
     env = {
+        "KORA_RECON_USER_TOKEN_KEYS": keys.jwks_json(),
         "KORA_RECON_DATABASE_URL": url,
         "KORA_RECON_REPORT_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "KORA_RECON_AUDIT_KEY": base64.urlsafe_b64encode(audit_key).decode(),
@@ -85,8 +89,12 @@ def test_cli_lists_shows_proposes_rejects_approves_and_verifies(tmp_path: Path) 
     runner = CliRunner()
     assert runner.invoke(main, ["recon", "db", "upgrade"], env=env).exit_code == 0
     case_id = str(asyncio.run(_a_case(url, audit_key)))
-    reviewer = ["--actor", "user-rev-1", "--role", "recon_reviewer"]
-    approver = ["--actor", "user-app-1", "--role", "recon_approver"]
+    now = datetime.now(UTC)
+
+    def token(user: str, *roles: str) -> list[str]:
+        return ["--token", core_token(keys, *roles, user_id=USERS[user], at=now)]
+
+    reviewer, approver = token("rev-1", "recon_reviewer"), token("app-1", "recon_approver")
 
     def cases(*args: str) -> Any:
         result = runner.invoke(main, ["recon", "cases", *args], env=env)
@@ -101,20 +109,44 @@ def test_cli_lists_shows_proposes_rejects_approves_and_verifies(tmp_path: Path) 
     assert shown["evidence"]["line"]["amount"] == 4_000
     assert shown["evidence"]["kora"]["amount"] == 4_500
 
+    no_amount = runner.invoke(
+        main, ["recon", "cases", "propose", *reviewer, case_id, "--kind", "write_off", "--note", "gap"], env=env
+    )
+    assert no_amount.exit_code != 0
+    assert "invalid_proposal" in no_amount.output
+    assert shown["evidence"]["gap"] == {"amount": -500, "currency": "XOF"}
     proposed = cases("propose", *reviewer, case_id, "--kind", "no_action", "--note", "rounding")
     assert proposed["status"] == "proposed"
-    own = runner.invoke(
-        main, ["recon", "cases", "approve", "--actor", "user-rev-1", "--role", "recon_approver", case_id], env=env
-    )
+    # The person is the token's: the proposer's own token with the approver role is still her.
+    own = runner.invoke(main, ["recon", "cases", "approve", *token("rev-1", "recon_approver"), case_id], env=env)
     assert own.exit_code != 0
     assert "maker_checker" in own.output
+    # Naming someone else is no longer possible, and a token that does not verify is refused.
+    claimed = runner.invoke(
+        main, ["recon", "cases", "approve", "--actor", "user-app-1", "--role", "recon_approver", case_id], env=env
+    )
+    assert claimed.exit_code != 0
+    assert "No such option" in claimed.output
+    forged = core_token(keys, "recon_approver", user_id=USERS["app-1"], at=now, key=Ed25519PrivateKey.generate())
+    refused = runner.invoke(main, ["recon", "cases", "approve", "--token", forged, case_id], env=env)
+    assert (refused.exit_code, "invalid_token" in refused.output) == (1, True)
+    expired = core_token(keys, "recon_approver", user_id=USERS["app-1"], at=now - timedelta(hours=1))
+    refused = runner.invoke(main, ["recon", "cases", "approve", "--token", expired, case_id], env=env)
+    assert "invalid_token" in refused.output
+    assert "expired" in refused.output
+    without = runner.invoke(main, ["recon", "cases", "list"], env=env)
+    assert without.exit_code != 0
+    assert "--token" in without.output
+    # KORA_RECON_TOKEN serves as well as --token.
+    from_env = runner.invoke(main, ["recon", "cases", "list"], env={**env, "KORA_RECON_TOKEN": reviewer[1]})
+    assert (from_env.exit_code, json.loads(from_env.stdout)["total"]) == (0, 1)
     as_reviewer = runner.invoke(main, ["recon", "cases", "approve", *reviewer, case_id], env=env)
     assert as_reviewer.exit_code != 0
     assert "role_not_allowed" in as_reviewer.output
     assert cases("reject", *approver, case_id, "--note", "500 is not rounding")["status"] == "rejected"
     cases("propose", *reviewer, case_id, "--kind", "accept_provider", "--note", "provider is right")
     closed = cases("approve", *approver, case_id)
-    assert (closed["status"], closed["decided_by"]) == ("closed", "user-app-1")
+    assert (closed["status"], closed["decided_by"]) == ("closed", USERS["app-1"])
 
     worked = cases("work")  # the automatic rules: nothing awaits the core, nothing to post
     assert worked == {"late_success": {"pending": 0, "confirmed": 0, "escalated": 0, "error": 0}, "postings_retried": 0}
@@ -137,9 +169,6 @@ def test_cli_lists_shows_proposes_rejects_approves_and_verifies(tmp_path: Path) 
     broken = runner.invoke(main, ["recon", "audit", "verify"], env=env)
     assert broken.exit_code == 1
     assert json.loads(broken.stdout)["broken"][0]["position"] == 2
-
-
-USERS = {name: str(uuid.uuid4()) for name in ("rev-1", "rev-2", "app-1", "admin")}
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from kora.reconciliation.domain.cases import (
     check_proposal,
     check_role,
     next_status,
+    same_person,
 )
 
 KEY = secrets.token_bytes(32)
@@ -98,26 +99,48 @@ def test_roles() -> None:
     with pytest.raises(SameAsProposer):
         check_checker("user-1", "user-1")
     check_checker("user-1", "user-2")
+    check_checker(None, "user-1")
+
+
+@pytest.mark.parametrize("approver", ["User-1", "user:user-1", "USER:User-1", " user-1 ", "user: USER-1"])
+def test_maker_checker_sees_one_person_under_two_spellings(approver: str) -> None:
+    # The core (kora.payments.domain.corrections.same_operator) ignores case and a `user:`
+    # prefix: the service is never looser, so it never approves what the core will refuse.
+    with pytest.raises(SameAsProposer):
+        check_checker("user-1", approver)
+    assert same_person("user-1", approver)
+    assert not same_person("user-1", "user-12")
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [("u-1", "U-1"), ("user:u-1", "u-1"), ("USER:u-1", "user:U-1"), ("u-1", "u-2"), ("user:x", "userx"), ("a", " a")],
+)
+def test_maker_checker_is_never_looser_than_the_core(a: str, b: str) -> None:
+    from kora.payments.domain.corrections import same_operator
+
+    if same_operator(a, b):
+        assert same_person(a, b)
 
 
 def test_proposals() -> None:
-    money = check_proposal(
-        Proposal(ProposalKind.WRITE_OFF, " gap "), payment_id="p-1", case_currency="XOF", case_amount=500
-    )
+    money = check_proposal(Proposal(ProposalKind.WRITE_OFF, " gap ", 500), payment_id="p-1", case_currency="XOF")
     assert (money.amount, money.currency, money.note) == (500, "XOF", "gap")
-    note = check_proposal(
-        Proposal(ProposalKind.NO_ACTION, "fine"), payment_id=None, case_currency="XOF", case_amount=500
-    )
+    note = check_proposal(Proposal(ProposalKind.NO_ACTION, "fine"), payment_id=None, case_currency="XOF")
     assert note.amount is None
     bad = [
         (Proposal(ProposalKind.CONFIRM_MISMATCH, "x"), None, "XOF"),  # no payment to flag
         (Proposal(ProposalKind.MANUAL_CREDIT, "x", 0), "p-1", "XOF"),
+        # No default amount for money: the line's full amount would write off a whole payment.
+        (Proposal(ProposalKind.WRITE_OFF, "x"), "p-1", "XOF"),
+        (Proposal(ProposalKind.MANUAL_CREDIT, "x"), "p-1", "XOF"),
+        (Proposal(ProposalKind.MANUAL_DEBIT, "x"), "p-1", "XOF"),
         (Proposal(ProposalKind.MANUAL_DEBIT, "x", 10, "EUR"), "p-1", "XOF"),
         (Proposal(ProposalKind.ACCEPT_PROVIDER, "x", 10), "p-1", "XOF"),
     ]
     for proposal, payment_id, currency in bad:
         with pytest.raises(InvalidProposal):
-            check_proposal(proposal, payment_id=payment_id, case_currency=currency, case_amount=500)
+            check_proposal(proposal, payment_id=payment_id, case_currency=currency)
 
 
 @pytest.mark.parametrize("text", ["", "   ", "call +225 07 07", "msisdn 2250707070707", "x" * 1001])
