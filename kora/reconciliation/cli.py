@@ -140,8 +140,8 @@ def match_command(report_id: object, confirm: bool) -> None:
     from kora.platform.db import create_engine
     from kora.platform.settings import ConfigurationError
     from kora.reconciliation.composition import build_review
-    from kora.reconciliation.domain.rules import MatchRules
     from kora.reconciliation.metrics import ReconMetrics
+    from kora.reconciliation.schedules import load_rules
     from kora.reconciliation.service.importing import ReportNotFound
     from kora.reconciliation.service.match_run import MatchHook
     from kora.reconciliation.service.observed import match_observed
@@ -162,7 +162,7 @@ def match_command(report_id: object, confirm: bool) -> None:
         hooks.append(match_audit_hook(review.audit, clock, actor="operator:cli", role="operator"))
         try:
             return await match_observed(
-                engine, metrics, report_id, rules=MatchRules(), as_of=clock.now(), clock=clock, hooks=hooks
+                engine, metrics, report_id, rules=load_rules, as_of=clock.now(), clock=clock, hooks=hooks
             )
         finally:
             await review.aclose()

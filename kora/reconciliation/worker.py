@@ -43,7 +43,9 @@ from kora.reconciliation.adapters.tables import recon_reports, recon_results
 from kora.reconciliation.composition import build_review
 from kora.reconciliation.domain.rules import MatchRules
 from kora.reconciliation.metrics import ReconMetrics
+from kora.reconciliation.schedules import load_rules
 from kora.reconciliation.service.feed import ReconFeedHandler
+from kora.reconciliation.service.match_run import RuleBook
 from kora.reconciliation.service.observed import match_observed
 from kora.reconciliation.service.ports import CorePayments
 from kora.reconciliation.service.report_audit import match_audit_hook
@@ -65,14 +67,15 @@ class ReconWorker:
         *,
         clock: Clock | None = None,
         registry: CollectorRegistry | None = None,
-        rules: MatchRules | None = None,
+        rules: MatchRules | RuleBook | None = None,
         core: CorePayments | None = None,
         review: ReviewSettings | None = None,
     ) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.registry = registry or CollectorRegistry()
-        self.rules = rules or MatchRules()
+        # Each provider's rules (fee schedule, windows) from its file, unless a test fixes them.
+        self.rules: MatchRules | RuleBook = rules or load_rules
         try:
             core_keys = load_verify_keys(settings.event_verify_keys)
             # The core's keys sign for kora-core only (whatever the entries say otherwise would be

@@ -81,3 +81,58 @@ class MatchRules:
 
     def fits(self, line_type: LineType, payment_type: str) -> bool:
         return payment_type in self.compatible_types.get(line_type, frozenset())
+
+
+class RulesError(ValueError):
+    """A provider's match rules file is not valid."""
+
+
+_RULE_KEYS = {"bps", "fixed", "min_fee", "max_fee"}
+_BOOK_KEYS = {
+    "provider",
+    "description",
+    "fees",
+    "reversal_refunds_fee",
+    "fallback_window_minutes",
+    "grace_period_hours",
+}
+
+
+def rules_from_mapping(data: Mapping[str, object]) -> MatchRules:
+    """A provider's match rules from their declarative form (a JSON object): the fee schedule per
+    line type (``cash_in``, ``cash_out``, ``card``, ``refund``, ...), whether a reversal refunds
+    the fee, the fallback window in minutes (null disables the amount fallback) and the grace
+    period in hours. Unknown keys are refused, so a typo never silently disables a check."""
+    unknown = set(data) - _BOOK_KEYS
+    if unknown:
+        raise RulesError(f"unknown keys: {', '.join(sorted(unknown))}")
+    fees_data = data.get("fees", {})
+    if not isinstance(fees_data, Mapping):
+        raise RulesError("fees must be an object of line type → fee rule")
+    fees: dict[LineType, FeeRule] = {}
+    for kind, rule in fees_data.items():
+        try:
+            line_type = LineType(kind)
+        except ValueError:
+            raise RulesError(f"fees: unknown line type {kind!r}") from None
+        if not isinstance(rule, Mapping) or set(rule) - _RULE_KEYS:
+            raise RulesError(f"fees.{kind}: an object of {', '.join(sorted(_RULE_KEYS))}")
+        try:
+            fees[line_type] = FeeRule(**{key: rule[key] for key in rule})
+        except (TypeError, ValueError) as exc:
+            raise RulesError(f"fees.{kind}: {exc}") from None
+    refunds = data.get("reversal_refunds_fee", True)
+    window = data.get("fallback_window_minutes", 120)
+    grace = data.get("grace_period_hours", 24)
+    if not isinstance(refunds, bool):
+        raise RulesError("reversal_refunds_fee must be true or false")
+    if window is not None and (type(window) is not int or window < 0):
+        raise RulesError("fallback_window_minutes must be a non-negative integer or null")
+    if type(grace) is not int or grace < 0:
+        raise RulesError("grace_period_hours must be a non-negative integer")
+    return MatchRules(
+        fees=fees,
+        reversal_refunds_fee=refunds,
+        fallback_window=None if window is None else timedelta(minutes=window),
+        grace_period=timedelta(hours=grace),
+    )

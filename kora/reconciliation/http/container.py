@@ -4,7 +4,7 @@ queue and the hooks of every match run."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from fastapi import Request
@@ -19,7 +19,9 @@ from kora.reconciliation.domain.rules import MatchRules
 from kora.reconciliation.http.security import RemoteJwks, UserTokenVerifier
 from kora.reconciliation.http.settings import ReconApiSettings
 from kora.reconciliation.metrics import ReconMetrics
+from kora.reconciliation.schedules import load_rules
 from kora.reconciliation.service.importing import ReportImports
+from kora.reconciliation.service.match_run import RuleBook
 
 
 @dataclass
@@ -31,7 +33,8 @@ class ReconServices:
     metrics: ReconMetrics
     clock: Clock
     review: Review
-    rules: MatchRules = field(default_factory=MatchRules)
+    # Each provider's rules (fee schedule, windows), read from its declarative file.
+    rules: MatchRules | RuleBook = load_rules
     jwks: RemoteJwks | None = None
 
     async def database_ready(self) -> bool:

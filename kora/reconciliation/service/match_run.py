@@ -40,6 +40,8 @@ class MatchRun:
 # Called with the run's connection, in its transaction, after the results are stored: what
 # follows from a run (outcome events, review cases) commits with it or not at all.
 MatchHook = Callable[[AsyncConnection, MatchRun], Awaitable[object]]
+# A provider's rules, looked up once the run knows the report's provider (kora.reconciliation.schedules.load_rules).
+RuleBook = Callable[[str], MatchRules]
 
 
 # How far around a report's day (and its lines' times) a capture still counts as the report's:
@@ -68,7 +70,7 @@ async def run_match(
     engine: AsyncEngine,
     report_id: uuid.UUID,
     *,
-    rules: MatchRules,
+    rules: MatchRules | RuleBook,
     as_of: datetime,
     clock: Clock | None = None,
     hooks: Sequence[MatchHook] = (),
@@ -77,13 +79,16 @@ async def run_match(
     earlier run of the same report. Kora's side is what the report is expected to list (its
     day's captures not listed by another report, and whatever its lines name): a payment of
     another day is never MISSING_PROVIDER here. Returns the count of each outcome (every outcome named,
-    zeros included). Each of ``hooks`` runs in the run's transaction after the results are stored.
+    zeros included). ``rules`` are the provider's (or a function giving them for the report's
+    provider). Each of ``hooks`` runs in the run's transaction after the results are stored.
     Raises ReportNotFound for an unknown report."""
     now = (clock or SystemClock()).now()
     async with engine.begin() as conn:
         provider = await lock_report(conn, report_id)
         if provider is None:
             raise ReportNotFound(str(report_id))
+        if not isinstance(rules, MatchRules):
+            rules = rules(provider)
         lines = await report_lines(conn, report_id)
         captured_from, captured_to = expected_window(*await report_span(conn, report_id), rules=rules)
         internal = await payments_for_report(

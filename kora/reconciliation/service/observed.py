@@ -24,7 +24,7 @@ from kora.reconciliation.adapters.tables import recon_quarantine
 from kora.reconciliation.domain.rules import MatchRules
 from kora.reconciliation.metrics import ReconMetrics
 from kora.reconciliation.service.importing import ImportResult, ReportImports, ReportNotFound
-from kora.reconciliation.service.match_run import MatchHook, MatchRun, run_match
+from kora.reconciliation.service.match_run import MatchHook, MatchRun, RuleBook, run_match
 
 _TRACER = "kora.reconciliation"
 
@@ -67,7 +67,7 @@ async def match_observed(
     metrics: ReconMetrics,
     report_id: uuid.UUID,
     *,
-    rules: MatchRules,
+    rules: MatchRules | RuleBook,
     as_of: datetime,
     clock: Clock | None = None,
     hooks: Sequence[MatchHook] = (),

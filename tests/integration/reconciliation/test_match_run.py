@@ -24,6 +24,7 @@ from kora.reconciliation.adapters.tables import recon_results
 from kora.reconciliation.adapters.view_store import upsert_payment
 from kora.reconciliation.cli import register
 from kora.reconciliation.domain.rules import MatchRules
+from kora.reconciliation.schedules import load_rules
 from kora.reconciliation.service.importing import ReportImports, ReportNotFound
 from kora.reconciliation.service.match_run import run_match
 from kora.simulator.behaviour import Scenario
@@ -199,3 +200,29 @@ async def test_a_payment_captured_before_midnight_and_reported_the_next_day_is_f
     late = AS_OF + timedelta(days=5)
     again = await run_match(feed.engine, day_one, rules=rules, as_of=late)
     assert (again["MISSING_PROVIDER"], again["PENDING"]) == (0, 0)
+
+
+async def test_a_run_checks_fees_against_the_providers_schedule_file(feed: Feed) -> None:
+    """The provider's shipped rules (kora/reconciliation/schedules/momo.json: 1 % on collections)
+    are what a run with `load_rules` checks fees against: a line charging 1.5 % is a fee MISMATCH;
+    the same report with no schedule matches."""
+    sim = Simulation()
+    fair = sim.mobile("momo", "collection", 10_000, Scenario.SUCCEED)
+    overcharged = sim.mobile("momo", "collection", 20_000, Scenario.SUCCEED)
+    text = render_report(ApiStyle.MOMO, sim.state.ledger.of_provider("momo"), DAY)
+    assert ";20000.00;XOF;200.00;19800.00" in text
+    report = text.replace(";20000.00;XOF;200.00;19800.00", ";20000.00;XOF;300.00;19700.00").encode()
+    async with feed.engine.begin() as conn:
+        for op in (fair, overcharged):
+            await upsert_payment(conn, kora_view(op, "CAPTURED"), sequence=3, at=START)
+    report_id = await _import(feed, report, DAY)
+
+    unchecked = await run_match(feed.engine, report_id, rules=MatchRules(), as_of=AS_OF)
+    assert (unchecked["MATCHED"], unchecked["MISMATCH"]) == (2, 0)
+    checked = await run_match(feed.engine, report_id, rules=load_rules, as_of=AS_OF)
+    assert (checked["MATCHED"], checked["MISMATCH"]) == (1, 1)
+    async with feed.engine.connect() as conn:
+        reason = (
+            await conn.execute(sa.select(recon_results.c.reason).where(recon_results.c.outcome == "MISMATCH"))
+        ).scalar_one()
+    assert reason == "fee"

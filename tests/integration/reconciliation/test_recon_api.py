@@ -26,6 +26,7 @@ from kora.reconciliation.adapters.tables import (
     recon_reports,
     recon_results,
 )
+from kora.reconciliation.domain.rules import MatchRules
 from kora.reconciliation.http.app import create_app
 from kora.reconciliation.http.routes.results import csv_cell
 from kora.simulator.behaviour import Scenario
@@ -231,7 +232,7 @@ async def matched(feed: Feed, recon_url: str) -> AsyncIterator[tuple[Api, str]]:
     assert await feed.drain() == ["applied"] * len(envelopes)
     configure_tracing(service_name="kora-recon-test", exporter="none")  # spans exist: exemplars
     async for api in open_api(recon_url):
-        api.services.rules = type(api.services.rules)(fallback_window=None)
+        api.services.rules = MatchRules(fallback_window=None)
         uploaded = await _upload(api, report, day=DAY.isoformat())
         report_id = str(uploaded["report_id"])
         run = await api.client.post(f"/v1/recon/reports/{report_id}/match", headers=api.as_role(REVIEWER))
