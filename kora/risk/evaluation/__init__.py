@@ -1,0 +1,1 @@
+"""The labelled synthetic dataset and its evaluation through `assess` (issue #6)."""
