@@ -32,6 +32,7 @@ class InMemoryRiskActivity:
         self._devices: dict[tuple[str, str], datetime] = {}
         self._paid: set[tuple[str, str]] = set()
         self._hours: dict[str, list[int]] = defaultdict(lambda: [0] * 24)
+        self._hour_amounts: dict[str, list[int]] = defaultdict(lambda: [0] * 24)
 
     def record(self, request: RiskRequest, outcome: Outcome) -> None:
         """Note the device, and the payment unless it was denied (a reviewed payment's funds are
@@ -44,6 +45,7 @@ class InMemoryRiskActivity:
         self._by_payee[request.payee_id].append(payment)
         self._paid.add((request.payer_id, request.payee_id))
         self._hours[request.payer_id][request.at.hour] += 1
+        self._hour_amounts[request.payer_id][request.at.hour] += request.amount
 
     def build(self, request: RiskRequest, policy: Policy) -> RiskContext:
         """The context of `request` as of its time, with the windows `policy` names."""
@@ -95,6 +97,7 @@ class InMemoryRiskActivity:
             recent_amounts=tuple(amounts),
             recent_cash_in=cash_in,
             hour_histogram=tuple(self._hours.get(request.payer_id, [0] * 24)),
+            hour_amounts=tuple(self._hour_amounts.get(request.payer_id, [0] * 24)),
         )
 
     async def context_for(self, request: RiskRequest, policy: Policy) -> RiskContext:

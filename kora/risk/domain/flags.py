@@ -96,16 +96,19 @@ def layering(request: RiskRequest, context: RiskContext, p: Layering) -> Reason 
 
 
 def unusual_hours(request: RiskRequest, context: RiskContext, p: UnusualHours) -> Reason | None:
-    """A sizeable payment at an hour this payer (with enough history) almost never uses."""
+    """A sizeable payment at an hour (± neighbours) that holds almost none of this payer's past
+    spending, once the payer has enough history. Spending, not the count of payments: a
+    customer who buys airtime at night now and then has not made the night usual for a large
+    transfer."""
     if request.type not in p.applies_to or request.amount < p.min_amount:
         return None
-    histogram = context.hour_histogram
-    total = sum(histogram)
-    if total < p.min_history:
+    if sum(context.hour_histogram) < p.min_history:
         return None
+    spent = context.hour_amounts
+    total = sum(spent)
     hour = request.at.hour
-    around = sum(histogram[(hour + d) % 24] for d in range(-p.neighbour_hours, p.neighbour_hours + 1))
-    if around * 100 > total * p.max_share_percent:
+    around = sum(spent[(hour + d) % 24] for d in range(-p.neighbour_hours, p.neighbour_hours + 1))
+    if total == 0 or around * 100 > total * p.max_share_percent:
         return None
     return _fired("unusual_hours", p.points, limit=p.max_share_percent, observed=around * 100 // total)
 

@@ -119,8 +119,9 @@ class RiskContext:
     recent_amounts: tuple[int, ...] = ()
     # the payer's cash-in total within the layering window
     recent_cash_in: int = 0
-    # the payer's past payments by hour of day (UTC), 24 counts
+    # the payer's past payments by hour of day (UTC): 24 counts, and 24 amount totals
     hour_histogram: tuple[int, ...] = (0,) * 24
+    hour_amounts: tuple[int, ...] = (0,) * 24
 
     def usage(self, window: Window) -> Usage:
         return self.payer_usage.get(window, Usage())

@@ -134,7 +134,8 @@ class Layering:
 @dataclass(frozen=True, slots=True)
 class UnusualHours:
     """A payment of at least `min_amount` at an hour (± `neighbour_hours`) holding at most
-    `max_share_percent` % of the payer's past payments, once the payer has `min_history` of them."""
+    `max_share_percent` % of the payer's past spending, once the payer has `min_history`
+    past payments."""
 
     points: int
     min_history: int

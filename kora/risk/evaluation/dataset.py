@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import cycle
 from pathlib import Path
 
 from kora.risk.domain.model import PaymentType, RiskRequest
@@ -289,11 +290,12 @@ def generate(*, seed: int, customers: int, policy: Policy, instances: int | None
     # Victims are drawn without repetition, so two episodes never share an account; the
     # night-time pattern needs a customer with a rich daytime history.
     pool = rng.sample(everyone, len(everyone))
-    busy = iter(sorted((c for c in pool if c.rate >= 1.5), key=lambda c: -c.rate))
-    others = iter(c for c in pool if c.rate < 1.5)
+    busy = sorted((c for c in pool if c.rate >= 1.5), key=lambda c: -c.rate)
+    night_victims = cycle(busy[:per_pattern] or pool)
+    victims = cycle([c for c in pool if c not in busy[:per_pattern]])
     for pattern in PATTERNS:
         for k in range(per_pattern):
-            _inject(world, pattern, k, busy if pattern == "unusual_hours" else _chain(others, pool), policy)
+            _inject(world, pattern, k, night_victims if pattern == "unusual_hours" else victims, policy)
     payments = sorted(world.out, key=lambda p: (p.request.at, p.request.payer_id))
     return Dataset(
         seed=seed,
@@ -302,8 +304,3 @@ def generate(*, seed: int, customers: int, policy: Policy, instances: int | None
         warmup_until=START + timedelta(days=WARMUP_DAYS),
         payments=tuple(payments),
     )
-
-
-def _chain(first: Iterator[_Customer], fallback: Iterable[_Customer]) -> Iterator[_Customer]:
-    yield from first
-    yield from fallback
