@@ -381,3 +381,12 @@ def _register_recon_commands() -> None:
 
 
 _register_recon_commands()
+
+
+def _register_risk_commands() -> None:
+    from kora.risk.cli import register
+
+    register(main)
+
+
+_register_risk_commands()

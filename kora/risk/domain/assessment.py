@@ -94,6 +94,4 @@ def assess(request: RiskRequest, context: RiskContext, policy: Policy) -> Decisi
         [policy.score.outcome(score), *(Outcome[hit.effect.upper()] for hit in limit_hits)],
         default=Outcome.ALLOW,
     )
-    return Decision(
-        outcome=outcome, reasons=(*limit_hits, *flags), score=score, policy_version=policy.version
-    )
+    return Decision(outcome=outcome, reasons=(*limit_hits, *flags), score=score, policy_version=policy.version)

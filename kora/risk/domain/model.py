@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 
 from kora.kernel.money import currency as _currency
 
 
-class PaymentType(str, Enum):
+class PaymentType(StrEnum):
     P2P = "p2p"
     CASH_IN = "cash_in"
     CASH_OUT = "cash_out"
@@ -23,7 +23,7 @@ class PaymentType(str, Enum):
     CARD = "card"
 
 
-class Window(str, Enum):
+class Window(StrEnum):
     """A rolling window ending at the payment's time (not a calendar period)."""
 
     HOUR = "hour"

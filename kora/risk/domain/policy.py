@@ -181,8 +181,8 @@ def _mapping(value: Any, path: str) -> Mapping[str, Any]:
     return value
 
 
-def _keys(value: Mapping[str, Any], path: str, *, required: set[str], optional: set[str] = frozenset()) -> None:  # type: ignore[assignment]
-    unknown = set(value) - required - set(optional)
+def _keys(value: Mapping[str, Any], path: str, *, required: set[str], optional: set[str] | None = None) -> None:
+    unknown = set(value) - required - (optional or set())
     if unknown:
         raise PolicyError(f"{path}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
     missing = required - set(value)
@@ -283,9 +283,9 @@ def _flag_fields(value: Any, path: str, fields: set[str]) -> tuple[Mapping[str, 
     return data, _int(data["points"], f"{path}.points"), _applies_to(data, path)
 
 
-def _flags(value: Any, path: str) -> Flags:  # noqa: C901 - one small block per flag reads best
+def _flags(value: Any, path: str) -> Flags:
     data = _mapping(value, path)
-    known = {f for f in Flags.__dataclass_fields__}
+    known = set(Flags.__dataclass_fields__)
     _keys(data, path, required=set(), optional=known)
     parsed: dict[str, object] = {}
     if "new_device_high_amount" in data:
@@ -297,7 +297,9 @@ def _flags(value: Any, path: str) -> Flags:  # noqa: C901 - one small block per 
     if "new_recipient_high_amount" in data:
         p = f"{path}.new_recipient_high_amount"
         d, pts, types = _flag_fields(data["new_recipient_high_amount"], p, {"min_amount"})
-        parsed["new_recipient_high_amount"] = NewRecipientHighAmount(pts, _int(d["min_amount"], f"{p}.min_amount"), types)
+        parsed["new_recipient_high_amount"] = NewRecipientHighAmount(
+            pts, _int(d["min_amount"], f"{p}.min_amount"), types
+        )
     if "fan_out" in data:
         p = f"{path}.fan_out"
         d, pts, types = _flag_fields(data["fan_out"], p, {"window_minutes", "distinct_recipients"})

@@ -224,7 +224,7 @@ def _normal_day(world: _World, c: _Customer, day: int, everyone: list[_Customer]
         world.pay(c, payee, amount, kind, at)
 
 
-def _inject(world: _World, pattern: str, k: int, victims: Iterator[_Customer], policy: Policy) -> None:  # noqa: C901
+def _inject(world: _World, pattern: str, k: int, victims: Iterator[_Customer], policy: Policy) -> None:
     rng, instance = world.rng, f"{pattern}-{k}"
     day = rng.randint(WARMUP_DAYS + 1, DAYS - 2)
     c = next(victims)
@@ -268,7 +268,12 @@ def _inject(world: _World, pattern: str, k: int, victims: Iterator[_Customer], p
             pay(rng.choice(c.contacts), 5_000_000, PaymentType.P2P, at)
         elif kind == 1:  # a burst of small merchant payments (a scripted card-testing style run)
             for i in range(60):
-                pay(f"m{rng.randint(1, 40):03d}", rng.randint(1_000, 3_000), PaymentType.MERCHANT, at + timedelta(seconds=55 * i))
+                pay(
+                    f"m{rng.randint(1, 40):03d}",
+                    rng.randint(1_000, 3_000),
+                    PaymentType.MERCHANT,
+                    at + timedelta(seconds=55 * i),
+                )
         else:  # a day of large payments to one recipient
             payee = rng.choice(c.contacts)
             for i in range(12):

@@ -1,0 +1,51 @@
+"""The risk module (issue #6): limits, velocity, anomaly flags and decisions.
+
+Reached only through this interface (an import contract): `assess` is the pure decision,
+`RiskEngine` the use case, `FilePolicySource` the reloadable policy file and
+`InMemoryRiskActivity` the reference context store. The payment path's integration (atomic
+velocity on PostgreSQL with holds, the review queue) comes next.
+"""
+
+from kora.risk.adapters.memory import InMemoryRiskActivity
+from kora.risk.adapters.policy_file import FilePolicySource, load_policy
+from kora.risk.domain.assessment import assess
+from kora.risk.domain.model import (
+    Decision,
+    Outcome,
+    PaymentType,
+    Reason,
+    RiskContext,
+    RiskRequest,
+    RiskRequestError,
+    Usage,
+    Window,
+)
+from kora.risk.domain.policy import Policy, PolicyError, Threshold, parse_policy
+from kora.risk.policies import DEFAULT_POLICY_PATH
+from kora.risk.ports import FixedPolicy, PolicySource, RiskContextSource
+from kora.risk.service import RiskEngine
+
+__all__ = [
+    "DEFAULT_POLICY_PATH",
+    "Decision",
+    "FilePolicySource",
+    "FixedPolicy",
+    "InMemoryRiskActivity",
+    "Outcome",
+    "PaymentType",
+    "Policy",
+    "PolicyError",
+    "PolicySource",
+    "Reason",
+    "RiskContext",
+    "RiskContextSource",
+    "RiskEngine",
+    "RiskRequest",
+    "RiskRequestError",
+    "Threshold",
+    "Usage",
+    "Window",
+    "assess",
+    "load_policy",
+    "parse_policy",
+]
