@@ -6,6 +6,7 @@ same "holds count, denials do not" rule.
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,8 +24,12 @@ class _Payment:
     type: PaymentType
 
 
+def _time(payment: _Payment) -> datetime:
+    return payment.at
+
+
 class InMemoryRiskActivity:
-    """Payments recorded in time order; contexts computed from them as of a request's time."""
+    """Payments kept in time order; contexts computed from them as of a request's time."""
 
     def __init__(self) -> None:
         self._by_payer: dict[str, list[_Payment]] = defaultdict(list)
@@ -41,8 +46,10 @@ class InMemoryRiskActivity:
         if outcome is Outcome.DENY:
             return
         payment = _Payment(request.at, request.payer_id, request.payee_id, request.amount, request.type)
-        self._by_payer[request.payer_id].append(payment)
-        self._by_payee[request.payee_id].append(payment)
+        # kept sorted by time, so a late record (a retried or concurrent payment) still lands
+        # in its windows and the scans below can stop at the first payment out of range
+        bisect.insort(self._by_payer[request.payer_id], payment, key=_time)
+        bisect.insort(self._by_payee[request.payee_id], payment, key=_time)
         self._paid.add((request.payer_id, request.payee_id))
         self._hours[request.payer_id][request.at.hour] += 1
         self._hour_amounts[request.payer_id][request.at.hour] += request.amount
