@@ -57,7 +57,7 @@ class Outcome(IntEnum):
 
 
 class RiskRequestError(ValueError):
-    """A request the assessment cannot read (naive time, bad amount, unknown currency)."""
+    """A request the assessment cannot read (empty id, naive time, bad amount, unknown currency)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +76,8 @@ class RiskRequest:
     at: datetime
 
     def __post_init__(self) -> None:
+        if not (self.payer_id and self.payee_id and self.device_id and self.tier):
+            raise RiskRequestError("payer_id, payee_id, device_id and tier must not be empty")
         if type(self.amount) is not int or self.amount <= 0:
             raise RiskRequestError("amount must be a positive integer in minor units")
         if self.at.tzinfo is None or self.at.utcoffset() != timedelta(0):

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from kora.risk import Outcome, PaymentType, RiskContext, Usage, Window, assess
+from kora.risk import Outcome, PaymentType, RiskContext, RiskRequestError, Usage, Window, assess
 
 from .factories import AT, make_policy, make_request
 
@@ -147,3 +147,13 @@ def test_decision_serialises_every_reason() -> None:
         {"rule": "limit.per_transaction", "effect": "review", "limit": 10_000, "observed": 15_000,
          "window": None, "points": 0, "cooled": False}
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"amount": 0}, {"amount": -5}, {"amount": 10.0}, {"amount": True}, {"currency": "ZZZ"},
+     {"at": AT.replace(tzinfo=None)}, {"payer_id": ""}, {"device_id": ""}, {"tier": ""}],
+)  # fmt: skip
+def test_a_request_the_assessment_cannot_read_is_refused(changes: dict[str, object]) -> None:
+    with pytest.raises(RiskRequestError):
+        make_request(**changes)  # type: ignore[arg-type]

@@ -4,12 +4,14 @@ file keeps the last good policy)."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from kora.observability.testing import capture_logs
 from kora.risk import DEFAULT_POLICY_PATH, FilePolicySource, PaymentType, PolicyError, Window, load_policy, parse_policy
 
 from .factories import policy_document
@@ -140,3 +142,23 @@ def test_a_service_never_starts_without_a_valid_policy(tmp_path: Path) -> None:
     _write(path, policy_document(currency="ZZZ"))
     with pytest.raises(PolicyError):
         FilePolicySource(path)
+
+
+def test_a_refused_file_is_logged_once_and_a_reload_is_logged_with_both_versions(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    _write(path, policy_document(version="v1"))
+    source = FilePolicySource(path, check_every=0)
+    with capture_logs() as lines:
+        _write(path, policy_document(version="v2", surprise=True))
+        source.current()
+        source.current()
+        _write(path, policy_document(version="v2"))
+        source.current()
+    records = [json.loads(line) for line in lines]
+    refused = [r for r in records if "refused" in r["message"]]
+    assert len(refused) == 1
+    assert refused[0]["level"] == "ERROR"
+    assert refused[0]["version"] == "v1"
+    assert "surprise" in refused[0]["error"]
+    reloaded = [r for r in records if r["message"] == "risk policy reloaded"]
+    assert [(r["previous_version"], r["version"]) for r in reloaded] == [("v1", "v2")]
