@@ -27,11 +27,20 @@ class Threshold:
     soft: int | None = None
     hard: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.soft is None and self.hard is None:
+            raise PolicyError("a limit needs a soft or a hard threshold")
+        if self.soft is not None and self.hard is not None and self.soft >= self.hard:
+            raise PolicyError(f"soft limit {self.soft} must be below hard limit {self.hard}")
+
     def scaled(self, percent: int) -> Threshold:
-        return Threshold(
-            soft=None if self.soft is None else self.soft * percent // 100,
-            hard=None if self.hard is None else self.hard * percent // 100,
-        )
+        """Both thresholds at `percent` %; a soft threshold that rounding brings up to the hard
+        one is dropped (the band between them is gone, the hard limit still holds)."""
+        soft = None if self.soft is None else self.soft * percent // 100
+        hard = None if self.hard is None else self.hard * percent // 100
+        if soft is not None and hard is not None and soft >= hard:
+            soft = None
+        return Threshold(soft=soft, hard=hard)
 
     def lowest(self) -> int:
         values = [v for v in (self.soft, self.hard) if v is not None]

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from kora.risk import Outcome, PaymentType, RiskContext, RiskRequestError, Usage, Window, assess
+from kora.risk import Outcome, PaymentType, RiskContext, RiskRequestError, Threshold, Usage, Window, assess
 
 from .factories import AT, make_policy, make_request
 
@@ -157,3 +157,9 @@ def test_decision_serialises_every_reason() -> None:
 def test_a_request_the_assessment_cannot_read_is_refused(changes: dict[str, object]) -> None:
     with pytest.raises(RiskRequestError):
         make_request(**changes)  # type: ignore[arg-type]
+
+
+def test_cooling_a_narrow_soft_band_keeps_the_hard_limit() -> None:
+    assert Threshold(soft=10, hard=11).scaled(50) == Threshold(soft=None, hard=5)
+    assert Threshold(soft=10_000, hard=20_000).scaled(50) == Threshold(soft=5_000, hard=10_000)
+    assert Threshold(soft=7).scaled(50) == Threshold(soft=3)
