@@ -69,8 +69,10 @@ def _gateway(
     name: str, url: str, client: httpx.AsyncClient, skew: list[float]
 ) -> tuple[HttpMomoGateway, ProviderGuard]:
     policy = ProviderPolicy(
-        default_timeout=TimeoutPolicy(connect=0.3, read=0.5, total=0.5),
-        retry=RetryPolicy(max_attempts=1, base_delay=0.01, max_delay=0.05, deadline=2.0),
+        # No scenario here is a slow provider (outages answer 503 at once): the timeouts only need
+        # to outlast a loaded CI machine (a 0.5 s budget once left a funding cash-in pending).
+        default_timeout=TimeoutPolicy(connect=1.0, read=2.0, total=2.0),
+        retry=RetryPolicy(max_attempts=1, base_delay=0.01, max_delay=0.05, deadline=4.0),
         breaker=BreakerPolicy(fail_max=2, reset_timeout=60.0),
     )
     guard = ProviderGuard(name, policy, clock=lambda: time.monotonic() + skew[0])
