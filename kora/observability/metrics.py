@@ -123,12 +123,12 @@ class HttpRedMetrics:
         self._duration.labels(method, route).observe(seconds, exemplar=exemplar)
 
 
-class KoraMetrics:
+class KoraMetrics(HttpRedMetrics):
     """Every Kora metric, registered on ``registry``; methods are named after what happened."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self._http = HttpRedMetrics(registry)
+        super().__init__(registry)
         # Business
         self._payments = Counter(
             "kora_payments",
@@ -315,18 +315,6 @@ class KoraMetrics:
         self._request_nonces_purged = Counter(
             "kora_request_nonces_purged", "Expired request nonces deleted by housekeeping.", registry=registry
         )
-
-    # HTTP -----------------------------------------------------------------------------
-    def http_request_started(self) -> None:
-        self._http.http_request_started()
-
-    def http_request_finished(self) -> None:
-        self._http.http_request_finished()
-
-    def observe_http(
-        self, method: str, route: str, status: int | str, seconds: float, trace_id: str | None = None
-    ) -> None:
-        self._http.observe_http(method, route, status, seconds, trace_id)
 
     # Business -------------------------------------------------------------------------
     def payment_finished(self, type: str, status: str) -> None:

@@ -24,14 +24,14 @@ def _exemplar() -> dict[str, str] | None:
     return {"trace_id": trace_id} if trace_id else None
 
 
-class ReconMetrics:
+class ReconMetrics(HttpRedMetrics):
     """Every metric of the reconciliation service; methods are named after what happened."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self._risk_currencies: dict[str, set[str]] = {}
         # HTTP RED, with the core's names and labels (one dashboard; the scrape job tells them apart).
-        self._http = HttpRedMetrics(registry)
+        super().__init__(registry)
         self._auth_failures = Counter(
             "kora_recon_auth_failures",
             "Requests refused for want of a valid access token or of a role, by reason.",
@@ -100,18 +100,7 @@ class ReconMetrics:
             registry=registry,
         )
 
-    # HTTP (kora.observability.HttpMetrics) ------------------------------------------------
-    def http_request_started(self) -> None:
-        self._http.http_request_started()
-
-    def http_request_finished(self) -> None:
-        self._http.http_request_finished()
-
-    def observe_http(
-        self, method: str, route: str, status: int | str, seconds: float, trace_id: str | None = None
-    ) -> None:
-        self._http.observe_http(method, route, status, seconds, trace_id)
-
+    # HTTP RED comes from HttpRedMetrics; refused requests here ----------------------------
     def auth_failure(self, reason: str) -> None:
         self._auth_failures.labels(safe_label(reason)).inc()
 
