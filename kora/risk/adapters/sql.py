@@ -24,6 +24,7 @@ time-ordered replay the two are identical. `recent_amounts` comes unordered.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -38,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from kora.kernel import Clock, SystemClock
 from kora.observability import get_tracer
+from kora.platform.db import UtcDateTime
 from kora.risk.adapters.tables import COUNTED, risk_devices, risk_payer_hours, risk_payments
 from kora.risk.domain.assessment import assess
 from kora.risk.domain.model import Decision, Outcome, PaymentType, Reason, RiskContext, RiskRequest, Usage, Window
@@ -48,6 +50,20 @@ from kora.risk.ports import PolicySource
 RISK_LOCK_NAMESPACE = 0x4B52534B  # "KRSK": first key of pg_advisory_xact_lock(int, int)
 
 _LOCK_PAYER = sa.text("SELECT pg_advisory_xact_lock(:namespace, hashtext(:payer))")
+# PostgreSQL's write of an assessed payment, its device and its hour in one statement.
+_RECORD_PG = sa.text(
+    "WITH payment AS (INSERT INTO risk_payments (payment_id, payer_id, payee_id, type, amount, currency, "
+    "device_id, at, status, outcome, score, policy_version, reasons, updated_at) VALUES (:payment_id, "
+    ":payer_id, :payee_id, :type, :amount, :currency, :device_id, :at, :status, :outcome, :score, "
+    ":policy_version, CAST(:reasons AS JSON), :updated_at)), "
+    "device AS (INSERT INTO risk_devices (payer_id, device_id, first_seen_at) VALUES (:payer_id, :device_id, :at) "
+    "ON CONFLICT (payer_id, device_id) DO NOTHING) "
+    "INSERT INTO risk_payer_hours (payer_id, hour, count, amount) "
+    "SELECT CAST(:payer_id AS VARCHAR), CAST(:hour AS SMALLINT), 1, CAST(:amount AS BIGINT) "
+    "WHERE CAST(:counts AS BOOLEAN) "
+    "ON CONFLICT (payer_id, hour) DO UPDATE SET count = risk_payer_hours.count + 1, "
+    "amount = risk_payer_hours.amount + EXCLUDED.amount"
+)
 _tracer = get_tracer("kora.risk")
 _p = risk_payments.c
 _COUNTED = _p.status.in_(COUNTED)
@@ -80,6 +96,103 @@ def _same_request(row: RowMapping, request: RiskRequest) -> bool:
     )
 
 
+def _listed(value: Any) -> list[Any]:
+    """A list aggregate's value: PostgreSQL's array_agg (a list, None when empty) or SQLite's
+    json_group_array (a JSON text)."""
+    if value is None:
+        return []
+    return list(json.loads(value)) if isinstance(value, str) else list(value)
+
+
+def _context_query(policy: Policy, dialect: str) -> sa.Select[Any]:
+    """One row: the payer's usage per window (amount, count, and the same towards the payee)
+    for the request's type, the cash-in within the layering window, whether the payer paid the
+    payee before, the device's first sighting, the lists the flags need (recipients, senders
+    to the payee, structuring amounts, the payer's hours) and the payment id's status if any.
+    Subqueries read the table under their own alias so none correlates with the outer one."""
+
+    def param(name: str) -> sa.BindParameter[Any]:
+        return sa.bindparam(name, type_=UtcDateTime) if name.startswith(("since", "earliest")) else sa.bindparam(name)
+
+    def aggregate(expr: Any, *, distinct: bool = False) -> Any:
+        arg = sa.distinct(expr) if distinct else expr
+        return sa.func.array_agg(arg) if dialect == "postgresql" else sa.func.json_group_array(arg)
+
+    flags = policy.flags
+    same_type = _p.type == param("type")
+    to_payee = _p.payee_id == param("payee")
+    columns: list[Any] = []
+    for window in Window:
+        inside = sa.and_(same_type, _p.at > param(f"since_{window.value}"))
+        columns += [
+            sa.func.sum(sa.case((inside, _p.amount), else_=0)),
+            sa.func.count(sa.case((inside, 1))),
+            sa.func.sum(sa.case((sa.and_(inside, to_payee), _p.amount), else_=0)),
+            sa.func.count(sa.case((sa.and_(inside, to_payee), 1))),
+        ]
+    if flags.layering:
+        cash_in = sa.and_(_p.type == PaymentType.CASH_IN.value, _p.at > param("since_layering"))
+        columns.append(sa.func.sum(sa.case((cash_in, _p.amount), else_=0)).label("cash_in"))
+    else:
+        columns.append(sa.literal_column("0").label("cash_in"))
+
+    paid = risk_payments.alias("paid")
+    columns.append(
+        sa.exists()
+        .where(paid.c.payer_id == param("payer"), paid.c.payee_id == param("payee"), paid.c.status.in_(COUNTED))
+        .label("known")
+    )
+    d = risk_devices.c
+    columns.append(
+        sa.select(d.first_seen_at)
+        .where(d.payer_id == param("payer"), d.device_id == param("device"))
+        .scalar_subquery()
+        .label("device")
+    )
+    h = risk_payer_hours.c
+    entry = sa.cast(h.hour, sa.String) + ":" + sa.cast(h.count, sa.String) + ":" + sa.cast(h.amount, sa.String)
+    columns.append(sa.select(aggregate(entry)).where(h.payer_id == param("payer")).scalar_subquery().label("hours"))
+    none: Any = sa.cast(sa.null(), sa.String)
+    if flags.fan_out:
+        r = risk_payments.alias("fan_out")
+        columns.append(
+            sa.select(aggregate(r.c.payee_id, distinct=True))
+            .where(r.c.payer_id == param("payer"), r.c.status.in_(COUNTED), r.c.at > param("since_fan_out"))
+            .where(r.c.type.in_(_types(flags.fan_out.applies_to)))
+            .scalar_subquery()
+            .label("recipients")
+        )
+    else:
+        columns.append(none.label("recipients"))
+    if flags.fan_in_mule:
+        f = risk_payments.alias("fan_in")
+        columns.append(
+            sa.select(aggregate(f.c.payer_id, distinct=True))
+            .where(f.c.payee_id == param("payee"), f.c.status.in_(COUNTED), f.c.at > param("since_fan_in"))
+            .where(f.c.type.in_(_types(flags.fan_in_mule.applies_to)))
+            .scalar_subquery()
+            .label("senders")
+        )
+    else:
+        columns.append(none.label("senders"))
+    if flags.structuring:
+        s = risk_payments.alias("structuring")
+        columns.append(
+            sa.select(aggregate(s.c.amount))
+            .where(s.c.payer_id == param("payer"), s.c.status.in_(COUNTED), s.c.type == param("type"))
+            .where(s.c.at > param("since_structuring"))
+            .scalar_subquery()
+            .label("amounts")
+        )
+    else:
+        columns.append(none.label("amounts"))
+    e = risk_payments.alias("existing")
+    columns.append(
+        sa.select(e.c.status).where(e.c.payment_id == param("payment_id")).scalar_subquery().label("existing")
+    )
+    return sa.select(*columns).where(_p.payer_id == param("payer"), _COUNTED, _p.at > param("earliest"))
+
+
 class SqlRiskActivity:
     """The risk store on SQL: `context_for` (the `RiskContextSource` port), `assess_and_reserve`,
     `commit` and `release` (the `RiskReservations` port). Every method takes an optional
@@ -91,6 +204,7 @@ class SqlRiskActivity:
         self._policies = policies
         self._clock = clock or SystemClock()
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._query: tuple[Policy, sa.Select[Any]] | None = None
 
     @property
     def policy_version(self) -> str:
@@ -112,110 +226,60 @@ class SqlRiskActivity:
         """The context of `request` (no lock, nothing written): for explaining and replaying a
         decision. The payment path uses `assess_and_reserve`."""
         if connection is not None:
-            return await self._context(connection, request, policy)
+            return (await self._context(connection, request, policy))[0]
         async with self._engine.connect() as conn:
-            return await self._context(conn, request, policy)
+            return (await self._context(conn, request, policy))[0]
 
-    async def _context(self, conn: AsyncConnection, request: RiskRequest, policy: Policy) -> RiskContext:
+    def _context_query(self, policy: Policy) -> sa.Select[Any]:
+        """The one statement that reads a request's context under `policy`, built once per
+        policy (the request's values are bind parameters)."""
+        cached = self._query
+        if cached is not None and cached[0] is policy:
+            return cached[1]
+        query = _context_query(policy, self._engine.dialect.name)
+        self._query = (policy, query)
+        return query
+
+    async def _context(
+        self, conn: AsyncConnection, request: RiskRequest, policy: Policy, payment_id: str = ""
+    ) -> tuple[RiskContext, str | None]:
+        """The context of `request`, and the status of `payment_id` if risk has seen it."""
         at, flags = request.at, policy.flags
-        since = {w: at - w.length for w in Window}
-        same_type = _p.type == request.type.value
-        to_payee = _p.payee_id == request.payee_id
-        columns: list[Any] = []
-        for window in Window:
-            inside = sa.and_(same_type, _p.at > since[window])
-            columns += [
-                sa.func.sum(sa.case((inside, _p.amount), else_=0)),
-                sa.func.count(sa.case((inside, 1))),
-                sa.func.sum(sa.case((sa.and_(inside, to_payee), _p.amount), else_=0)),
-                sa.func.count(sa.case((sa.and_(inside, to_payee), 1))),
-            ]
-        earliest = min(since.values())
-        if flags.layering:
-            layering_since = at - timedelta(minutes=flags.layering.window_minutes)
-            earliest = min(earliest, layering_since)
-            cash_in = sa.and_(_p.type == PaymentType.CASH_IN.value, _p.at > layering_since)
-            columns.append(sa.func.sum(sa.case((cash_in, _p.amount), else_=0)))
-        else:
-            columns.append(sa.literal_column("0"))
-        paid = risk_payments.alias("paid")
-        known = sa.exists().where(
-            paid.c.payer_id == request.payer_id,
-            paid.c.payee_id == request.payee_id,
-            paid.c.status.in_(COUNTED),
+        params: dict[str, Any] = {f"since_{w.value}": at - w.length for w in Window}
+        layering = flags.layering.window_minutes if flags.layering else 0
+        fan_out = flags.fan_out.window_minutes if flags.fan_out else 0
+        fan_in = flags.fan_in_mule.window_minutes if flags.fan_in_mule else 0
+        params.update(
+            payer=request.payer_id,
+            payee=request.payee_id,
+            type=request.type.value,
+            device=request.device_id,
+            payment_id=payment_id,
+            since_layering=at - timedelta(minutes=layering),
+            since_fan_out=at - timedelta(minutes=fan_out),
+            since_fan_in=at - timedelta(minutes=fan_in),
+            since_structuring=at - (flags.structuring.window.length if flags.structuring else timedelta(0)),
+            earliest=min(at - max(w.length for w in Window), at - timedelta(minutes=layering)),
         )
-        device = (
-            sa.select(risk_devices.c.first_seen_at)
-            .where(risk_devices.c.payer_id == request.payer_id, risk_devices.c.device_id == request.device_id)
-            .scalar_subquery()
-        )
-        aggregates = sa.select(*columns, known.label("known"), device.label("device")).where(
-            _p.payer_id == request.payer_id, _COUNTED, _p.at > earliest
-        )
-        row = (await conn.execute(aggregates)).one()
-        payer_usage, recipient_usage = {}, {}
-        for i, window in enumerate(Window):
-            payer_usage[window] = Usage(amount=_int(row[4 * i]), count=_int(row[4 * i + 1]))
-            recipient_usage[window] = Usage(amount=_int(row[4 * i + 2]), count=_int(row[4 * i + 3]))
-        recent_cash_in = _int(row[4 * len(Window)])
-
-        lists = [
-            sa.select(
-                sa.literal_column("'h'").label("k"),
-                sa.cast(sa.null(), sa.String).label("v"),
-                risk_payer_hours.c.hour.label("a"),
-                risk_payer_hours.c.count.label("b"),
-                risk_payer_hours.c.amount.label("c"),
-            ).where(risk_payer_hours.c.payer_id == request.payer_id)
-        ]
-        zero: sa.ColumnElement[Any] = sa.literal_column("0")
-        if flags.fan_out:
-            lists.append(
-                sa.select(sa.literal_column("'r'"), _p.payee_id, zero, zero, zero)
-                .where(_p.payer_id == request.payer_id, _COUNTED)
-                .where(_p.at > at - timedelta(minutes=flags.fan_out.window_minutes))
-                .where(_p.type.in_(_types(flags.fan_out.applies_to)))
-                .distinct()
-            )
-        if flags.structuring:
-            lists.append(
-                sa.select(sa.literal_column("'s'"), sa.cast(sa.null(), sa.String), _p.amount, zero, zero)
-                .where(_p.payer_id == request.payer_id, _COUNTED, same_type)
-                .where(_p.at > at - flags.structuring.window.length)
-            )
-        if flags.fan_in_mule:
-            lists.append(
-                sa.select(sa.literal_column("'f'"), _p.payer_id, zero, zero, zero)
-                .where(to_payee, _COUNTED)
-                .where(_p.at > at - timedelta(minutes=flags.fan_in_mule.window_minutes))
-                .where(_p.type.in_(_types(flags.fan_in_mule.applies_to)))
-                .distinct()
-            )
+        row = (await conn.execute(self._context_query(policy), params)).one()
+        usage = [_int(v) for v in row[: 4 * len(Window)]]
         hours, hour_amounts = [0] * 24, [0] * 24
-        recipients: set[str] = set()
-        senders: set[str] = set()
-        amounts: list[int] = []
-        for kind, value, a, b, c in (await conn.execute(sa.union_all(*lists))).all():
-            if kind == "h":
-                hours[int(a)], hour_amounts[int(a)] = int(b), int(c)
-            elif kind == "r":
-                recipients.add(value)
-            elif kind == "s":
-                amounts.append(int(a))
-            else:
-                senders.add(value)
-        return RiskContext(
-            payer_usage=payer_usage,
-            recipient_usage=recipient_usage,
+        for entry in _listed(row.hours):
+            hour, count, amount = (int(part) for part in str(entry).split(":"))
+            hours[hour], hour_amounts[hour] = count, amount
+        context = RiskContext(
+            payer_usage={w: Usage(amount=usage[4 * i], count=usage[4 * i + 1]) for i, w in enumerate(Window)},
+            recipient_usage={w: Usage(amount=usage[4 * i + 2], count=usage[4 * i + 3]) for i, w in enumerate(Window)},
             device_first_seen=row.device,
             known_recipient=bool(row.known),
-            recent_recipients=frozenset(recipients),
-            recent_senders_to_payee=frozenset(senders),
-            recent_amounts=tuple(amounts),
-            recent_cash_in=recent_cash_in,
+            recent_recipients=frozenset(str(v) for v in _listed(row.recipients)),
+            recent_senders_to_payee=frozenset(str(v) for v in _listed(row.senders)),
+            recent_amounts=tuple(int(v) for v in _listed(row.amounts)),
+            recent_cash_in=_int(row.cash_in),
             hour_histogram=tuple(hours),
             hour_amounts=tuple(hour_amounts),
         )
+        return context, row.existing
 
     # --- assess and reserve ----------------------------------------------------------------
 
@@ -236,19 +300,10 @@ class SqlRiskActivity:
             async with self._transaction(connection) as conn:
                 if conn.dialect.name == "postgresql":
                     await conn.execute(_LOCK_PAYER, {"namespace": RISK_LOCK_NAMESPACE, "payer": request.payer_id})
-                existing = (
-                    (await conn.execute(sa.select(risk_payments).where(_p.payment_id == payment_id)))
-                    .mappings()
-                    .one_or_none()
-                )
-                if existing is not None:
-                    if not _same_request(existing, request):
-                        raise ReservationError("payment id already assessed for a different request")
-                    reservation = Reservation(
-                        payment_id, _decision(existing), ReservationStatus(existing["status"]), replayed=True
-                    )
+                context, seen = await self._context(conn, request, policy, payment_id)
+                if seen is not None:
+                    reservation = await self._replay(conn, payment_id, request)
                 else:
-                    context = await self._context(conn, request, policy)
                     decision = assess(request, context, policy)
                     reservation = Reservation(payment_id, decision, ReservationStatus.for_outcome(decision.outcome))
                     await self._record(conn, reservation, request)
@@ -265,8 +320,39 @@ class SqlRiskActivity:
         ).debug("risk assessed")
         return reservation
 
+    async def _replay(self, conn: AsyncConnection, payment_id: str, request: RiskRequest) -> Reservation:
+        existing = (await conn.execute(sa.select(risk_payments).where(_p.payment_id == payment_id))).mappings().one()
+        if not _same_request(existing, request):
+            raise ReservationError("payment id already assessed for a different request")
+        return Reservation(payment_id, _decision(existing), ReservationStatus(existing["status"]), replayed=True)
+
     async def _record(self, conn: AsyncConnection, reservation: Reservation, request: RiskRequest) -> None:
         decision, now = reservation.decision, self._clock.now()
+        reasons = [reason.as_dict() for reason in decision.reasons]
+        if conn.dialect.name == "postgresql":
+            # one round trip: the payment, the device and the hour in one statement
+            await conn.execute(
+                _RECORD_PG,
+                {
+                    "payment_id": reservation.payment_id,
+                    "payer_id": request.payer_id,
+                    "payee_id": request.payee_id,
+                    "type": request.type.value,
+                    "amount": request.amount,
+                    "currency": request.currency,
+                    "device_id": request.device_id,
+                    "at": request.at,
+                    "status": reservation.status.value,
+                    "outcome": decision.outcome.label,
+                    "score": decision.score,
+                    "policy_version": decision.policy_version,
+                    "reasons": json.dumps(reasons),
+                    "updated_at": now,
+                    "hour": request.at.hour,
+                    "counts": reservation.status.counts,
+                },
+            )
+            return
         await conn.execute(
             risk_payments.insert().values(
                 payment_id=reservation.payment_id,
@@ -281,7 +367,7 @@ class SqlRiskActivity:
                 outcome=decision.outcome.label,
                 score=decision.score,
                 policy_version=decision.policy_version,
-                reasons=[reason.as_dict() for reason in decision.reasons],
+                reasons=reasons,
                 updated_at=now,
             )
         )
