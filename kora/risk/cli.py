@@ -93,9 +93,18 @@ def evaluate_command(
 @click.option("--concurrency", type=click.IntRange(min=1, max=64), default=8, show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--migrate", is_flag=True, help="bring the database to the head revision first")
+@click.option(
+    "--in-transaction", is_flag=True, help="time only the call, inside a transaction already open (a payment's)"
+)
 @_POLICY_OPTION
 def bench_command(
-    database_url: str, payments: int, concurrency: int, seed: int, migrate: bool, policy_path: Path | None
+    database_url: str,
+    payments: int,
+    concurrency: int,
+    seed: int,
+    migrate: bool,
+    in_transaction: bool,
+    policy_path: Path | None,
 ) -> None:
     """Time `assess_and_reserve` (the SQL store's atomic check-and-reserve) on the labelled
     dataset's payments: p50/p95/p99 per call, throughput, outcomes. Writes rows prefixed with a
@@ -110,7 +119,11 @@ def bench_command(
     policy = _policy(policy_path)
     if migrate:
         upgrade(database_url)
-    result = asyncio.run(run_bench(database_url, policy, payments=payments, concurrency=concurrency, seed=seed))
+    result = asyncio.run(
+        run_bench(
+            database_url, policy, payments=payments, concurrency=concurrency, seed=seed, in_transaction=in_transaction
+        )
+    )
     click.echo(result.render())
 
 

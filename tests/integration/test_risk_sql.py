@@ -236,3 +236,29 @@ async def test_fifty_concurrent_payments_against_one_cap_let_exactly_those_that_
         assert [r.status for r in more] == [ReservationStatus.RESERVED, ReservationStatus.DENIED]
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize("in_transaction", [False, True])
+def test_kora_risk_bench_prints_the_latency_percentiles(migrated_sqlite_url: str, in_transaction: bool) -> None:
+    from click.testing import CliRunner
+
+    from kora.cli import main
+
+    args = ["risk", "bench", "--database-url", migrated_sqlite_url, "--payments", "120", "--concurrency", "2"]
+    result = CliRunner().invoke(main, args + (["--in-transaction"] if in_transaction else []))
+    assert result.exit_code == 0, result.output
+    assert "assess_and_reserve: 120 payments" in result.output
+    assert "p50 " in result.output
+    assert "p95 " in result.output
+    assert "p99 " in result.output
+    assert ("inside the caller's transaction" in result.output) is in_transaction
+    engine = create_engine(migrated_sqlite_url)
+
+    async def count() -> int:
+        try:
+            async with engine.connect() as conn:
+                return int((await conn.execute(sa.text("SELECT count(*) FROM risk_payments"))).scalar_one())
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(count()) == 120

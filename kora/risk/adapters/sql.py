@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -66,15 +66,24 @@ _RECORD_PG = sa.text(
 )
 _tracer = get_tracer("kora.risk")
 _p = risk_payments.c
-_COUNTED = _p.status.in_(COUNTED)
 
 
 def _int(value: Any) -> int:
     return 0 if value is None else int(value)  # PostgreSQL's sum(bigint) is numeric
 
 
-def _types(types: frozenset[PaymentType]) -> list[str]:
-    return sorted(t.value for t in types)
+def _literals(values: Iterable[str]) -> list[Any]:
+    """An IN list written into the statement (constants, not an expanding parameter that would
+    be re-rendered at every execution)."""
+    return [sa.literal_column(f"'{value}'") for value in sorted(values)]
+
+
+def _types(types: frozenset[PaymentType]) -> list[Any]:
+    return _literals(t.value for t in types)
+
+
+_COUNTED_LIST = _literals(COUNTED)
+_COUNTED = _p.status.in_(_COUNTED_LIST)
 
 
 def _decision(row: RowMapping) -> Decision:
@@ -139,7 +148,7 @@ def _context_query(policy: Policy, dialect: str) -> sa.Select[Any]:
     paid = risk_payments.alias("paid")
     columns.append(
         sa.exists()
-        .where(paid.c.payer_id == param("payer"), paid.c.payee_id == param("payee"), paid.c.status.in_(COUNTED))
+        .where(paid.c.payer_id == param("payer"), paid.c.payee_id == param("payee"), paid.c.status.in_(_COUNTED_LIST))
         .label("known")
     )
     d = risk_devices.c
@@ -157,7 +166,7 @@ def _context_query(policy: Policy, dialect: str) -> sa.Select[Any]:
         r = risk_payments.alias("fan_out")
         columns.append(
             sa.select(aggregate(r.c.payee_id, distinct=True))
-            .where(r.c.payer_id == param("payer"), r.c.status.in_(COUNTED), r.c.at > param("since_fan_out"))
+            .where(r.c.payer_id == param("payer"), r.c.status.in_(_COUNTED_LIST), r.c.at > param("since_fan_out"))
             .where(r.c.type.in_(_types(flags.fan_out.applies_to)))
             .scalar_subquery()
             .label("recipients")
@@ -168,7 +177,7 @@ def _context_query(policy: Policy, dialect: str) -> sa.Select[Any]:
         f = risk_payments.alias("fan_in")
         columns.append(
             sa.select(aggregate(f.c.payer_id, distinct=True))
-            .where(f.c.payee_id == param("payee"), f.c.status.in_(COUNTED), f.c.at > param("since_fan_in"))
+            .where(f.c.payee_id == param("payee"), f.c.status.in_(_COUNTED_LIST), f.c.at > param("since_fan_in"))
             .where(f.c.type.in_(_types(flags.fan_in_mule.applies_to)))
             .scalar_subquery()
             .label("senders")
@@ -179,7 +188,7 @@ def _context_query(policy: Policy, dialect: str) -> sa.Select[Any]:
         s = risk_payments.alias("structuring")
         columns.append(
             sa.select(aggregate(s.c.amount))
-            .where(s.c.payer_id == param("payer"), s.c.status.in_(COUNTED), s.c.type == param("type"))
+            .where(s.c.payer_id == param("payer"), s.c.status.in_(_COUNTED_LIST), s.c.type == param("type"))
             .where(s.c.at > param("since_structuring"))
             .scalar_subquery()
             .label("amounts")

@@ -16,6 +16,8 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 
+import sqlalchemy as sa
+
 from kora.platform.db import create_engine
 from kora.risk.adapters.sql import SqlRiskActivity
 from kora.risk.domain.model import RiskRequest
@@ -36,6 +38,7 @@ def _percentile(sorted_ms: list[float], q: float) -> float:
 class BenchResult:
     payments: int
     concurrency: int
+    in_transaction: bool
     customers: int
     seconds: float
     latencies_ms: tuple[float, ...]
@@ -55,7 +58,9 @@ class BenchResult:
         return "\n".join(
             [
                 f"assess_and_reserve: {self.payments} payments, {self.customers} payers, "
-                f"concurrency {self.concurrency}, {self.seconds:.1f} s ({self.payments / self.seconds:.0f}/s)",
+                f"concurrency {self.concurrency}, "
+                + ("inside the caller's transaction" if self.in_transaction else "own transaction (BEGIN, COMMIT)")
+                + f", {self.seconds:.1f} s ({self.payments / self.seconds:.0f}/s)",
                 line("latency ms, all", all_ms),
                 line("after the warm-up", warm),
                 "outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items())),
@@ -64,7 +69,12 @@ class BenchResult:
         )
 
 
-async def run_bench(url: str, policy: Policy, *, payments: int, concurrency: int, seed: int = 1) -> BenchResult:
+async def run_bench(
+    url: str, policy: Policy, *, payments: int, concurrency: int, seed: int = 1, in_transaction: bool = False
+) -> BenchResult:
+    """Replay and time. `in_transaction`: each call runs inside a transaction the bench opened
+    (and already used), and only the call is timed — what it adds to a payment's transaction,
+    whose BEGIN and COMMIT it shares; otherwise each call is its own transaction, both included."""
     customers = max(20, payments // PAYMENTS_PER_CUSTOMER)
     dataset = generate(seed=seed, customers=customers, policy=policy)
     work = dataset.payments[:payments]
@@ -84,9 +94,16 @@ async def run_bench(url: str, policy: Policy, *, payments: int, concurrency: int
     async def worker() -> None:
         while not queue.empty():
             i, request = queue.get_nowait()
-            started = time.perf_counter()
-            reservation = await store.assess_and_reserve(f"{run}-{i}", request)
-            latencies[i] = (time.perf_counter() - started) * 1000
+            if in_transaction:
+                async with engine.begin() as conn:
+                    await conn.execute(sa.text("SELECT 1"))  # the payment's own first statement
+                    started = time.perf_counter()
+                    reservation = await store.assess_and_reserve(f"{run}-{i}", request, connection=conn)
+                    latencies[i] = (time.perf_counter() - started) * 1000
+            else:
+                started = time.perf_counter()
+                reservation = await store.assess_and_reserve(f"{run}-{i}", request)
+                latencies[i] = (time.perf_counter() - started) * 1000
             outcomes[reservation.decision.outcome.label] += 1
 
     load = os.getloadavg()
@@ -102,6 +119,7 @@ async def run_bench(url: str, policy: Policy, *, payments: int, concurrency: int
     return BenchResult(
         payments=len(work),
         concurrency=concurrency,
+        in_transaction=in_transaction,
         customers=customers,
         seconds=seconds,
         latencies_ms=tuple(latencies),
