@@ -158,6 +158,8 @@ async def test_the_same_payment_id_is_assessed_once(engine: AsyncEngine) -> None
         await store.assess_and_reserve("pay-1", make_request(amount=6_001))
     with pytest.raises(ReservationError):
         await store.assess_and_reserve("", request)
+    with pytest.raises(ReservationError):
+        await store.assess_and_reserve("pay-2", make_request(payer_id="w" * 65))
     async with engine.connect() as conn:
         assert (await conn.execute(sa.text("SELECT count(*) FROM risk_payments"))).scalar_one() == 1
 

@@ -3,7 +3,7 @@
 `InMemoryRiskActivity`, and reserving a payment's usage atomically with its assessment.
 
 Atomic velocity: `assess_and_reserve` serialises the payer before it reads the windows —
-`pg_advisory_xact_lock(RISK_LOCK_NAMESPACE, hashtext(payer_id))` on PostgreSQL, the database
+`pg_advisory_xact_lock(RISK_LOCK_NAMESPACE, crc32(payer_id))` on PostgreSQL, the database
 write lock (`BEGIN IMMEDIATE`, see `kora.platform.db`) on SQLite — then assesses, then records
 the payment in the same transaction. The lock is held until that transaction ends, so the next
 payment of the same payer reads the windows with this one in them: two concurrent payments can
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import time
+import zlib
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -35,6 +36,7 @@ import sqlalchemy as sa
 from loguru import logger
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from kora.kernel import Clock, SystemClock
@@ -49,7 +51,14 @@ from kora.risk.ports import PolicySource
 
 RISK_LOCK_NAMESPACE = 0x4B52534B  # "KRSK": first key of pg_advisory_xact_lock(int, int)
 
-_LOCK_PAYER = sa.text("SELECT pg_advisory_xact_lock(:namespace, hashtext(:payer))")
+_LOCK_PAYER = sa.text("SELECT pg_advisory_xact_lock(:namespace, :payer)")
+
+
+def payer_lock_key(payer_id: str) -> int:
+    """The payer's advisory lock key: CRC-32 of the id, as a signed 32-bit integer."""
+    return zlib.crc32(payer_id.encode()) - 2**31
+
+
 # PostgreSQL's write of an assessed payment, its device and its hour in one statement.
 _RECORD_PG = sa.text(
     "WITH payment AS (INSERT INTO risk_payments (payment_id, payer_id, payee_id, type, amount, currency, "
@@ -301,21 +310,27 @@ class SqlRiskActivity:
         noted in every case. Idempotent by `payment_id`: the same id again returns the first
         decision (`replayed`); the same id for another payer, payee, amount, currency or type
         raises `ReservationError` and writes nothing."""
-        if not payment_id or len(payment_id) > 64:
-            raise ReservationError("payment_id must be 1 to 64 characters")
+        if not payment_id or max(map(len, (payment_id, request.payer_id, request.payee_id, request.device_id))) > 64:
+            raise ReservationError("payment, payer, payee and device ids must be 1 to 64 characters")
         policy = self._policies.current()
         started = time.perf_counter()
         with _tracer.start_as_current_span("risk.assess_and_reserve") as span:
             async with self._transaction(connection) as conn:
                 if conn.dialect.name == "postgresql":
-                    await conn.execute(_LOCK_PAYER, {"namespace": RISK_LOCK_NAMESPACE, "payer": request.payer_id})
+                    await conn.execute(
+                        _LOCK_PAYER, {"namespace": RISK_LOCK_NAMESPACE, "payer": payer_lock_key(request.payer_id)}
+                    )
                 context, seen = await self._context(conn, request, policy, payment_id)
                 if seen is not None:
                     reservation = await self._replay(conn, payment_id, request)
                 else:
                     decision = assess(request, context, policy)
                     reservation = Reservation(payment_id, decision, ReservationStatus.for_outcome(decision.outcome))
-                    await self._record(conn, reservation, request)
+                    try:
+                        await self._record(conn, reservation, request)
+                    except IntegrityError as exc:
+                        # the same payment id recorded meanwhile under another payer's lock
+                        raise ReservationError("payment id already assessed for a different request") from exc
             span.set_attribute("kora.risk.outcome", reservation.decision.outcome.label)
             span.set_attribute("kora.risk.policy_version", reservation.decision.policy_version)
             span.set_attribute("kora.risk.replayed", reservation.replayed)
