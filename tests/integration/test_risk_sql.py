@@ -264,3 +264,23 @@ def test_kora_risk_bench_prints_the_latency_percentiles(migrated_sqlite_url: str
             await engine.dispose()
 
     assert asyncio.run(count()) == 120
+
+
+async def test_downgrading_0010_is_refused_while_a_reservation_is_open(migrated_url: str) -> None:
+    from kora.migrations.guards import DowngradeRefused
+    from kora.platform.migrate import downgrade
+
+    engine = create_engine(migrated_url)
+    store = SqlRiskActivity(engine, FixedPolicy(capped_policy(day_hard=10_000)))
+    try:
+        await store.assess_and_reserve("pay-1", make_request(amount=1_000))
+        with pytest.raises(DowngradeRefused):
+            await asyncio.to_thread(downgrade, migrated_url, "0009")
+        assert await store.status("pay-1") is ReservationStatus.RESERVED  # nothing dropped
+        await store.commit("pay-1")
+        await asyncio.to_thread(downgrade, migrated_url, "0009")
+        async with engine.connect() as conn:
+            tables = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
+        assert not tables & {"risk_payments", "risk_devices", "risk_payer_hours"}
+    finally:
+        await engine.dispose()
