@@ -10,7 +10,8 @@ import kora.events.consumers
 import kora.identity.adapters.tables
 import kora.ledger.adapters.tables
 import kora.payments.adapters.tables
-import kora.providers.adapters.tables  # noqa: F401  (register every table on the metadata)
+import kora.providers.adapters.tables
+import kora.risk.adapters.tables  # noqa: F401  (register every table on the metadata)
 from kora.platform.db import metadata
 from kora.platform.migrate import run_chain
 

@@ -2,12 +2,14 @@
 
 Reached only through this interface (an import contract): `assess` is the pure decision,
 `RiskEngine` the use case, `FilePolicySource` the reloadable policy file and
-`InMemoryRiskActivity` the reference context store. The payment path's integration (atomic
-velocity on PostgreSQL with holds, the review queue) comes next.
+`InMemoryRiskActivity` the reference context store, `SqlRiskActivity` the SQL store with
+atomic check-and-reserve per payer. The payment path's integration and the review queue come
+next.
 """
 
 from kora.risk.adapters.memory import InMemoryRiskActivity
 from kora.risk.adapters.policy_file import FilePolicySource, load_policy
+from kora.risk.adapters.sql import SqlRiskActivity
 from kora.risk.domain.assessment import assess
 from kora.risk.domain.model import (
     Decision,
@@ -21,8 +23,9 @@ from kora.risk.domain.model import (
     Window,
 )
 from kora.risk.domain.policy import Policy, PolicyError, Threshold, parse_policy
+from kora.risk.domain.reservation import Reservation, ReservationError, ReservationStatus
 from kora.risk.policies import DEFAULT_POLICY_PATH
-from kora.risk.ports import FixedPolicy, PolicySource, RiskContextSource
+from kora.risk.ports import FixedPolicy, PolicySource, RiskContextSource, RiskReservations
 from kora.risk.service import RiskEngine
 
 __all__ = [
@@ -37,11 +40,16 @@ __all__ = [
     "PolicyError",
     "PolicySource",
     "Reason",
+    "Reservation",
+    "ReservationError",
+    "ReservationStatus",
     "RiskContext",
     "RiskContextSource",
     "RiskEngine",
     "RiskRequest",
     "RiskRequestError",
+    "RiskReservations",
+    "SqlRiskActivity",
     "Threshold",
     "Usage",
     "Window",

@@ -31,7 +31,7 @@ def _policy(path: Path | None) -> Policy:
 
 @click.group("risk")
 def risk() -> None:
-    """Risk engine: policy, synthetic labelled dataset, evaluation."""
+    """Risk engine: policy, synthetic labelled dataset, evaluation, store benchmark."""
 
 
 @risk.command("check-policy")
@@ -85,6 +85,46 @@ def evaluate_command(
         click.echo(f"dataset: {source}")
         click.echo(result.render())
     sys.exit(0 if result.all_caught else 1)
+
+
+@risk.command("bench")
+@click.option("--database-url", envvar="KORA_DATABASE_URL", required=True, help="a scratch database")
+@click.option("--payments", type=click.IntRange(min=1), default=5000, show_default=True)
+@click.option("--concurrency", type=click.IntRange(min=1, max=64), default=8, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--migrate", is_flag=True, help="bring the database to the head revision first")
+@click.option(
+    "--in-transaction", is_flag=True, help="time only the call, inside a transaction already open (a payment's)"
+)
+@_POLICY_OPTION
+def bench_command(
+    database_url: str,
+    payments: int,
+    concurrency: int,
+    seed: int,
+    migrate: bool,
+    in_transaction: bool,
+    policy_path: Path | None,
+) -> None:
+    """Time `assess_and_reserve` (the SQL store's atomic check-and-reserve) on the labelled
+    dataset's payments: p50/p95/p99 per call, throughput, outcomes. Writes rows prefixed with a
+    run id: use a scratch database."""
+    import asyncio
+
+    from kora.observability import configure_logging
+    from kora.platform.migrate import upgrade
+    from kora.risk.evaluation.bench import run_bench
+
+    configure_logging(level="INFO", json=False)  # as in production: the per-call debug line is off
+    policy = _policy(policy_path)
+    if migrate:
+        upgrade(database_url)
+    result = asyncio.run(
+        run_bench(
+            database_url, policy, payments=payments, concurrency=concurrency, seed=seed, in_transaction=in_transaction
+        )
+    )
+    click.echo(result.render())
 
 
 def register(main: click.Group) -> None:

@@ -6,6 +6,7 @@ from typing import Protocol
 
 from kora.risk.domain.model import RiskContext, RiskRequest
 from kora.risk.domain.policy import Policy
+from kora.risk.domain.reservation import Reservation, ReservationStatus
 
 
 class PolicySource(Protocol):
@@ -16,10 +17,22 @@ class PolicySource(Protocol):
 
 class RiskContextSource(Protocol):
     """The context of a request: the payer's and payee's usage and recent activity, holds
-    included, over the windows the policy names. The PostgreSQL adapter (next session) must
-    compute it in the same transaction that reserves the payment's hold."""
+    included, over the windows the policy names. The SQL adapter computes it in the same
+    transaction that reserves the payment's hold (`RiskReservations.assess_and_reserve`)."""
 
     async def context_for(self, request: RiskRequest, policy: Policy) -> RiskContext: ...
+
+
+class RiskReservations(Protocol):
+    """Assess a payment and reserve its usage atomically per payer; later commit (captured) or
+    release (failed, rejected) it. Idempotent by payment id. `SqlRiskActivity` also takes a
+    `connection=` keyword to run inside the caller's transaction."""
+
+    async def assess_and_reserve(self, payment_id: str, request: RiskRequest) -> Reservation: ...
+
+    async def commit(self, payment_id: str) -> ReservationStatus: ...
+
+    async def release(self, payment_id: str) -> ReservationStatus: ...
 
 
 class FixedPolicy:

@@ -16,7 +16,8 @@ import kora.events.consumers
 import kora.identity.adapters.tables
 import kora.ledger.adapters.tables
 import kora.payments.adapters.tables
-import kora.providers.adapters.tables  # noqa: F401  (registers every table)
+import kora.providers.adapters.tables
+import kora.risk.adapters.tables  # noqa: F401  (registers every table)
 from kora.platform.db import create_engine, metadata
 from kora.platform.migrate import downgrade, upgrade
 

@@ -1,7 +1,7 @@
 """`InMemoryRiskActivity`: the payer and payee history kept in memory, answering the context an
 assessment needs. The evaluation replays the labelled dataset through it, and it is the
-reference the PostgreSQL adapter (next session) mirrors query for query: the same windows, the
-same "holds count, denials do not" rule.
+reference `SqlRiskActivity` mirrors query for query (tests/integration/test_risk_sql.py replays
+a dataset through both): the same windows, the same "holds count, denials do not" rule.
 """
 
 from __future__ import annotations
