@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
 import secrets
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from kora.platform.settings import ConfigurationError, read_setting
+from kora.reconciliation.service.settings import dev_secret
 
 AUDIT_KEY = "KORA_RECON_AUDIT_KEY"
 ESCALATE_AFTER = "KORA_RECON_ESCALATE_AFTER_HOURS"
@@ -62,16 +62,5 @@ def _decode(text: str) -> bytes:
 
 
 def _dev_key(path: Path) -> str:
-    data: dict[str, str] = {}
-    if path.exists():
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get(AUDIT_KEY):
-            return data[AUDIT_KEY]
-    # Every other entry is kept as it is: replacing a key would make data written with it unverifiable.
-    data[AUDIT_KEY] = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle)
-    return data[AUDIT_KEY]
+    # One dev secrets file for the whole service, written the same way (kept entries, mode 0600).
+    return dev_secret(path, AUDIT_KEY, lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())

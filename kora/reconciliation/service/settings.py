@@ -81,7 +81,7 @@ class ReconSettings:
         generated = False
         dev_path = Path(env.get("KORA_DEV_SECRETS_FILE", ".kora-dev-secrets.json"))
         if not key:
-            key = _dev_secret(dev_path, REPORT_KEY, _new_report_key)
+            key = dev_secret(dev_path, REPORT_KEY, _new_report_key)
             generated = True
         service_key = read_setting(env, SERVICE_KEY)
         signing = read_setting(env, EVENT_SIGNING_KEYS)
@@ -128,7 +128,7 @@ class ReconSettings:
             return self.service_key
         if self.env == "production":
             raise ConfigurationError(f"refusing to call the core without {SERVICE_KEY}")
-        return _dev_secret(Path(self.dev_secrets_file), SERVICE_KEY, _new_service_key)
+        return dev_secret(Path(self.dev_secrets_file), SERVICE_KEY, _new_service_key)
 
     def require_event_keys(self) -> str:
         """The signing keys; in development generated once into the dev secrets file when none
@@ -137,7 +137,7 @@ class ReconSettings:
             return self.event_signing_keys
         if self.env == "production":
             raise ConfigurationError(f"refusing to start the worker without the secret {EVENT_SIGNING_KEYS}")
-        return _dev_secret(Path(self.dev_secrets_file), EVENT_SIGNING_KEYS, _new_event_keys)
+        return dev_secret(Path(self.dev_secrets_file), EVENT_SIGNING_KEYS, _new_event_keys)
 
 
 def _new_report_key() -> str:
@@ -180,7 +180,8 @@ def _new_service_key() -> str:
     return json.dumps({"kid": "recon-dev-" + secrets.token_hex(4), "private_key_pem": pem.decode()})
 
 
-def _dev_secret(path: Path, name: str, make: Callable[[], str]) -> str:
+def dev_secret(path: Path, name: str, make: Callable[[], str]) -> str:
+    """The development secret ``name`` from the dev secrets file, made once with ``make``."""
     data: dict[str, str] = {}
     if path.exists():
         data = json.loads(path.read_text(encoding="utf-8"))
