@@ -2,6 +2,8 @@
 # Reproduce docs/performance.md: Kora's P2P benchmark against PostgreSQL on this machine, then
 # pgbench (TPC-B, same client count) on the same server in the same sitting.
 # Usage: scripts/bench-postgres.sh [CONCURRENCY] [DURATION_SECONDS] [USERS]
+# RELAY=1 with KORA_EVENTS_IN_PROCESS=false: the deployed topology on this one machine — the API
+# alone plus a separate `kora relay` process publishing its outbox during the load.
 # Needs: PostgreSQL at 127.0.0.1:5432 (user postgres, trust), `make install` done, pgbench.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,10 +24,22 @@ psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS kora_bench" -c "CREAT
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do curl -sf http://127.0.0.1:8100/readyz >/dev/null && break; sleep 0.3; done
+RELAY_PID=""
+if [ "${RELAY:-0}" = "1" ]; then
+  .venv/bin/kora relay >"$WORK/relay.log" 2>&1 &
+  RELAY_PID=$!
+  trap 'kill $SERVER $RELAY_PID 2>/dev/null || true; wait $SERVER $RELAY_PID 2>/dev/null || true' EXIT
+  echo "== with a separate kora relay process (pid $RELAY_PID)"
+fi
 
 echo "== kora bench --concurrency $CONCURRENCY --duration $DURATION --users $USERS (server: $WORKERS workers, PostgreSQL)"
 .venv/bin/kora bench --url http://127.0.0.1:8100 --concurrency "$CONCURRENCY" --duration "$DURATION" --users "$USERS"
 
+if [ -n "$RELAY_PID" ]; then
+  backlog=$(psql -h 127.0.0.1 -U postgres -d kora_bench -tAc "SELECT count(*) FROM event_outbox WHERE published_at IS NULL")
+  echo "outbox events not yet published when the load ended: $backlog"
+  kill "$RELAY_PID"; wait "$RELAY_PID" 2>/dev/null || true
+fi
 kill $SERVER; wait $SERVER 2>/dev/null || true
 echo "== pgbench TPC-B, $CONCURRENCY clients, ${DURATION}s (scale 10)"
 psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS pgbench_kora" -c "CREATE DATABASE pgbench_kora"
