@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+import kora.events.adapters.tables as _pipeline
 from kora.platform.db import NAMING_CONVENTION, UtcDateTime
 
 recon_metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
@@ -107,69 +108,14 @@ recon_results = sa.Table(
     sa.CheckConstraint("line_number IS NOT NULL OR payment_id IS NOT NULL", name="names_something"),
 )
 
-# The consumer runtime's own tables (kora/events/adapters/tables.py), with the same names and
-# columns: the runtime records applied events and parks dead letters in the database it is given,
-# here the reconciliation database.
-processed_events = sa.Table(
-    "processed_events",
-    recon_metadata,
-    sa.Column("consumer", sa.String(64), primary_key=True),
-    sa.Column("event_id", sa.Uuid, primary_key=True),
-    sa.Column("processed_at", UtcDateTime, nullable=False),
-)
-
-dead_letters = sa.Table(
-    "dead_letters",
-    recon_metadata,
-    sa.Column("id", sa.Uuid, primary_key=True),
-    sa.Column("consumer", sa.String(64), nullable=False),
-    sa.Column("event_id", sa.String(64), nullable=True),
-    sa.Column("subject", sa.String(128), nullable=False),
-    sa.Column("stream_seq", sa.BigInteger, nullable=True),
-    sa.Column("data", sa.Text, nullable=False),
-    sa.Column("reason", sa.String(32), nullable=False),
-    sa.Column("detail", sa.String(500), nullable=False),
-    sa.Column("deliveries", sa.Integer, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("failed_at", UtcDateTime, nullable=False),
-    sa.Column("resolved_at", UtcDateTime, nullable=True),
-    sa.Column("resolved_by", sa.String(64), nullable=True),
-    sa.CheckConstraint("status IN ('open','retried','dropped')", name="status_known"),
-)
-sa.Index("ix_dead_letters_open", dead_letters.c.consumer, dead_letters.c.failed_at)
-
-# The service's own outbox (ADR 0018), with the core's names and columns so the relay publishes
-# from the database it is given: outcomes are written in the transaction of the decision.
-_Seq = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-event_outbox = sa.Table(
-    "event_outbox",
-    recon_metadata,
-    sa.Column("seq", _Seq, primary_key=True, autoincrement=True),
-    sa.Column("event_id", sa.Uuid, nullable=False, unique=True),
-    sa.Column("partition", sa.SmallInteger, nullable=False),
-    sa.Column("aggregate_id", sa.String(64), nullable=False),
-    sa.Column("type", sa.String(64), nullable=False),
-    sa.Column("version", sa.SmallInteger, nullable=False),
-    sa.Column("subject", sa.String(128), nullable=False),
-    sa.Column("envelope", sa.Text, nullable=False),
-    sa.Column("headers", sa.Text, nullable=False),
-    sa.Column("created_at", UtcDateTime, nullable=False),
-    sa.Column("published_at", UtcDateTime, nullable=True),
-    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("last_error", sa.String(200), nullable=True),
-)
-sa.Index(
-    "ix_event_outbox_unpublished",
-    event_outbox.c.partition,
-    event_outbox.c.seq,
-    postgresql_where=event_outbox.c.published_at.is_(None),
-    sqlite_where=event_outbox.c.published_at.is_(None),
-)
-event_outbox_partitions = sa.Table(
-    "event_outbox_partitions",
-    recon_metadata,
-    sa.Column("partition", sa.SmallInteger, primary_key=True, autoincrement=False),
-)
+# The events pipeline's own tables (kora/events/adapters/tables.py), copied onto this metadata:
+# the consumer runtime records applied events and parks dead letters, and the relay publishes
+# the service's outcomes (ADR 0018), in the database they are given — here the reconciliation
+# database. One definition, so the two can never drift apart.
+processed_events = _pipeline.processed_events.to_metadata(recon_metadata)
+dead_letters = _pipeline.dead_letters.to_metadata(recon_metadata)
+event_outbox = _pipeline.event_outbox.to_metadata(recon_metadata)
+event_outbox_partitions = _pipeline.event_outbox_partitions.to_metadata(recon_metadata)
 
 # --- The review queue (issue #5): cases, their comments and the audit trail's hash chain. ----
 _CASE_STATUSES = "'awaiting_core','open','investigating','proposed','approved','rejected','resolved','closed'"
