@@ -12,12 +12,13 @@ from fastapi.middleware.cors import CORSMiddleware
 from kora import __version__
 from kora.bootstrap import Kora
 from kora.http.container import Services
-from kora.http.problems import Problem, install_problem_handlers
+from kora.http.problems import install_problem_handlers
 from kora.http.routes import auth, cards, events, merchant, money, ops, service, settlement, webhooks
 from kora.identity import IdentityError
 from kora.kernel import InvalidAmount, UnknownCurrency
 from kora.ledger import LedgerError
 from kora.observability import ObservabilityMiddleware, fastapi_telemetry_off
+from kora.observability.problems import declare_problem_schema
 from kora.payments import PaymentError
 
 API_DESCRIPTION = """
@@ -100,20 +101,5 @@ def create_app(kora: Kora, *, manage_lifecycle: bool = True) -> FastAPI:
             expose_headers=["X-Correlation-ID", "Idempotent-Replayed"],
         )
     app.add_middleware(ObservabilityMiddleware, metrics=kora.metrics)
-    _declare_problem_schema(app)
+    declare_problem_schema(app)
     return app
-
-
-def _declare_problem_schema(app: FastAPI) -> None:
-    original = app.openapi
-
-    def openapi() -> dict[str, object]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = original()
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components.setdefault("Problem", Problem.model_json_schema())
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

@@ -8,10 +8,18 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from loguru import logger
-from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-PROBLEM_CONTENT_TYPE = "application/problem+json"
+from kora.observability.problems import (
+    PROBLEM_CONTENT_TYPE,
+    Problem,
+    openapi_problem_responses,
+    problem_json,
+    problem_type,
+)
+
+__all__ = ["PROBLEM_CONTENT_TYPE", "Problem", "problem_response", "problem_responses", "problem_type"]
+
 
 # Stable error codes → (HTTP status, title). Domain errors carry only the code.
 STATUS_BY_CODE: dict[str, tuple[int, str]] = {
@@ -83,22 +91,6 @@ STATUS_BY_CODE: dict[str, tuple[int, str]] = {
 }
 
 
-class Problem(BaseModel):
-    """RFC 9457 problem details, as declared in OpenAPI."""
-
-    type: str
-    title: str
-    status: int
-    code: str
-    detail: str | None = None
-    correlation_id: str | None = None
-    errors: list[dict[str, Any]] | None = None
-
-
-def problem_type(code: str) -> str:
-    return f"urn:kora:problem:{code}"
-
-
 def status_for(code: str) -> int:
     return STATUS_BY_CODE.get(code, (422, ""))[0]
 
@@ -110,31 +102,13 @@ def problem_response(
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    from kora.observability import get_correlation_id
-
     status, title = STATUS_BY_CODE.get(code, (422, code.replace("_", " ").capitalize()))
-    body: dict[str, Any] = {
-        "type": problem_type(code),
-        "title": title,
-        "status": status,
-        "code": code,
-        "detail": detail,
-        "correlation_id": get_correlation_id(),
-    }
-    if errors is not None:
-        body["errors"] = errors
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_CONTENT_TYPE, headers=headers)
+    return problem_json(code, status, title, detail, errors=errors, headers=headers)
 
 
 def problem_responses(*codes: str) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries for the given error codes."""
-    out: dict[int | str, dict[str, Any]] = {}
-    for code in codes:
-        status, title = STATUS_BY_CODE[code]
-        entry = out.setdefault(status, {"model": Problem, "description": ""})
-        entry["description"] = (entry["description"] + "; " if entry["description"] else "") + f"`{code}`: {title}"
-        entry.setdefault("content", {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}})
-    return out
+    return openapi_problem_responses(codes, STATUS_BY_CODE)
 
 
 def _validation_errors(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:

@@ -36,6 +36,7 @@ from kora.observability.correlation import (
     set_correlation_id,
 )
 from kora.observability.metrics import UNMATCHED_ROUTE, HttpMetrics
+from kora.observability.problems import PROBLEM_CONTENT_TYPE, problem_type
 from kora.observability.scrubbing import scrub
 from kora.observability.tracing import extract_context_from_asgi_headers, get_tracer
 
@@ -237,7 +238,7 @@ async def _answer_internal_error(send: Send, correlation_id: str) -> int:
     problems: ``code`` ``internal_error`` and the correlation id to quote). Returns 500."""
     body = json.dumps(
         {
-            "type": "urn:kora:problem:internal_error",
+            "type": problem_type("internal_error"),
             "title": "Internal error",
             "status": 500,
             "code": "internal_error",
@@ -252,7 +253,7 @@ async def _answer_internal_error(send: Send, correlation_id: str) -> int:
                 "type": "http.response.start",
                 "status": 500,
                 "headers": [
-                    (b"content-type", b"application/problem+json"),
+                    (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
                     (b"content-length", str(len(body)).encode()),
                 ],
             }

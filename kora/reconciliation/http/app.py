@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from kora import __version__
 from kora.kernel import Clock, SystemClock
 from kora.observability import ObservabilityMiddleware, fastapi_telemetry_off, instrument_engine
+from kora.observability.problems import declare_problem_schema
 from kora.platform.db import create_engine
 from kora.reconciliation.adapters.crypto import AesGcmReportCipher
 from kora.reconciliation.adapters.report_queries import providers_with_reports
@@ -20,7 +21,7 @@ from kora.reconciliation.adapters.sql import SqlReportStore
 from kora.reconciliation.composition import build_review
 from kora.reconciliation.http import cases
 from kora.reconciliation.http.container import ReconServices
-from kora.reconciliation.http.problems import Problem, install_problem_handlers
+from kora.reconciliation.http.problems import install_problem_handlers
 from kora.reconciliation.http.routes import ops, reports, results
 from kora.reconciliation.http.security import KeySource, RemoteJwks, StaticKeys, UserTokenVerifier, parse_jwks
 from kora.reconciliation.http.settings import ReconApiSettings
@@ -112,7 +113,7 @@ def create_app(services: ReconServices, *, manage_lifecycle: bool = True) -> Fas
     app.include_router(results.router)
     app.include_router(cases.router)
     app.add_middleware(ObservabilityMiddleware, metrics=services.metrics, access_log_exclude=("/metrics",))
-    _declare_problem_schema(app)
+    declare_problem_schema(app)
     return app
 
 
@@ -127,18 +128,3 @@ async def _refresh_gauges(services: ReconServices) -> None:
         return
     for provider in providers:
         await refresh_risk(services.engine, services.metrics, provider)
-
-
-def _declare_problem_schema(app: FastAPI) -> None:
-    original = app.openapi
-
-    def openapi() -> dict[str, object]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = original()
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components.setdefault("Problem", Problem.model_json_schema())
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from kora.observability import get_correlation_id
+from kora.observability.problems import PROBLEM_CONTENT_TYPE, Problem, problem_json
 from kora.reconciliation.domain.cases import (
     CaseError,
     CaseNotFound,
@@ -31,7 +31,6 @@ from kora.reconciliation.domain.cases import (
 from kora.reconciliation.http.security import current_recon_principal
 from kora.reconciliation.service.cases import MAX_PAGE, Case, CaseService, Principal
 
-PROBLEM_CONTENT_TYPE = "application/problem+json"
 T = TypeVar("T")
 
 _STATUS: list[tuple[type[CaseError], int, str]] = [
@@ -45,26 +44,9 @@ _STATUS: list[tuple[type[CaseError], int, str]] = [
 ]
 
 
-class Problem(BaseModel):
-    type: str
-    title: str
-    status: int
-    code: str
-    detail: str | None = None
-    correlation_id: str | None = None
-
-
 def problem(exc: CaseError) -> JSONResponse:
     status, title = next((s, t) for kind, s, t in _STATUS if isinstance(exc, kind))
-    body = {
-        "type": f"urn:kora:problem:{exc.code}",
-        "title": title,
-        "status": status,
-        "code": exc.code,
-        "detail": str(exc) or None,
-        "correlation_id": get_correlation_id(),
-    }
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_CONTENT_TYPE)
+    return problem_json(exc.code, status, title, str(exc) or None)
 
 
 def _responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

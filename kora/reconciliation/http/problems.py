@@ -10,16 +10,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from loguru import logger
-from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kora.observability import get_correlation_id
+from kora.observability.problems import PROBLEM_CONTENT_TYPE, Problem, openapi_problem_responses, problem_json
 from kora.reconciliation.adapters.crypto import DecryptionFailed, InvalidReportKey
 from kora.reconciliation.adapters.report_queries import InvalidCursor
 from kora.reconciliation.domain.parsing import ReportError
 from kora.reconciliation.service.importing import Forbidden, ReportNotFound, ReportTooLarge
 
-PROBLEM_CONTENT_TYPE = "application/problem+json"
+__all__ = ["PROBLEM_CONTENT_TYPE", "Problem", "ReconProblem", "problem_response", "problem_responses"]
+
 
 STATUS_BY_CODE: dict[str, tuple[int, str]] = {
     "validation_error": (422, "The request is not valid"),
@@ -40,18 +40,6 @@ STATUS_BY_CODE: dict[str, tuple[int, str]] = {
 }
 
 
-class Problem(BaseModel):
-    """RFC 9457 problem details, as declared in OpenAPI."""
-
-    type: str
-    title: str
-    status: int
-    code: str
-    detail: str | None = None
-    correlation_id: str | None = None
-    errors: list[dict[str, Any]] | None = None
-
-
 class ReconProblem(Exception):
     """Raised by routes and dependencies: answered as the problem ``code``."""
 
@@ -70,28 +58,12 @@ def problem_response(
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     status, title = STATUS_BY_CODE[code]
-    body: dict[str, Any] = {
-        "type": f"urn:kora:problem:{code}",
-        "title": title,
-        "status": status,
-        "code": code,
-        "detail": detail,
-        "correlation_id": get_correlation_id(),
-    }
-    if errors is not None:
-        body["errors"] = errors
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_CONTENT_TYPE, headers=headers)
+    return problem_json(code, status, title, detail, errors=errors, headers=headers)
 
 
 def problem_responses(*codes: str) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries for the given codes."""
-    out: dict[int | str, dict[str, Any]] = {}
-    for code in codes:
-        status, title = STATUS_BY_CODE[code]
-        entry = out.setdefault(status, {"model": Problem, "description": ""})
-        entry["description"] = (entry["description"] + "; " if entry["description"] else "") + f"`{code}`: {title}"
-        entry.setdefault("content", {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}})
-    return out
+    return openapi_problem_responses(codes, STATUS_BY_CODE)
 
 
 # Errors of the service layer → (code, detail shown). Details are fixed texts: the exceptions'
