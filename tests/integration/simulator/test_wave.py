@@ -63,7 +63,13 @@ def test_checkout_webhook_is_signed_and_retried_after_a_failure(
     assert event["type"] == "checkout.session.completed"
     assert event["data"]["id"] == session["id"]
     assert receiver.received[0].headers["x-correlation-id"] == "corr-wave-0001"
+    # The simulator records the delivery once it has read the receiver's answer, a moment after
+    # the receiver saw the request: wait for that record rather than race it.
+    deadline = time.monotonic() + 5.0
     truth = sim.ledger(reference="chk-1")[0]
+    while truth["callbacks_delivered"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+        truth = sim.ledger(reference="chk-1")[0]
     assert (truth["callbacks_sent"], truth["callbacks_delivered"]) == (1, 1)
     assert sim.client.get(f"/wave/v1/checkout/sessions/{session['id']}").json()["status"] == "succeeded"
 
