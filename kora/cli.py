@@ -253,8 +253,11 @@ def admin_create(phone_number: str, password: str) -> None:
 @click.option(
     "--role",
     required=True,
-    type=click.Choice(["support", "admin", "recon_reviewer", "recon_approver"]),
-    help="recon_reviewer proposes reconciliation corrections; recon_approver approves another's",
+    type=click.Choice(["support", "admin", "recon_reviewer", "recon_approver", "risk_analyst", "leadership"]),
+    help=(
+        "recon_reviewer proposes reconciliation corrections; recon_approver approves another's; "
+        "risk_analyst decides payments held for risk review; leadership reads the KPIs"
+    ),
 )
 @click.password_option("--password", help="read from the prompt if omitted")
 def admin_create_staff(phone_number: str, role: str, password: str) -> None:
@@ -269,10 +272,12 @@ def admin_create_staff(phone_number: str, role: str, password: str) -> None:
 
 @admin.command("grant-role")
 @click.option("--phone-number", required=True, help="the user's E.164 number, e.g. +2250700000001")
-@click.argument("role", type=click.Choice(["merchant", "recon_reviewer", "recon_approver"]))
+@click.argument(
+    "role", type=click.Choice(["merchant", "recon_reviewer", "recon_approver", "risk_analyst", "leadership"])
+)
 def admin_grant_role(phone_number: str, role: str) -> None:
     """Grant a customer the merchant role (and open its merchant account), or a staff member a
-    reconciliation role. Audited."""
+    reconciliation, risk or leadership role. Audited."""
     from kora.identity import Role, UserNotFound
 
     async def work(kora: Any) -> Any:

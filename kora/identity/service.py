@@ -57,11 +57,14 @@ SYSTEM = "system"
 _ISSUED_AT_LEEWAY = timedelta(seconds=30)
 
 
-GRANTABLE_ROLES = frozenset({Role.MERCHANT, Role.RECON_REVIEWER, Role.RECON_APPROVER})
+GRANTABLE_ROLES = frozenset(
+    {Role.MERCHANT, Role.RECON_REVIEWER, Role.RECON_APPROVER, Role.RISK_ANALYST, Role.LEADERSHIP}
+)
 
 
 def _may_hold(roles: frozenset[Role], role: Role) -> bool:
-    """A merchant is a customer; a reconciliation reviewer or approver is staff, never a customer."""
+    """A merchant is a customer; the other grantable roles (reconciliation, risk, leadership) are
+    for staff, never a customer."""
     if role is Role.MERCHANT:
         return Role.CUSTOMER in roles
     return Role.CUSTOMER not in roles and any(held.is_staff for held in roles)
@@ -156,10 +159,12 @@ class IdentityService:
         display_name: str | None = None,
         correlation_id: str | None = None,
     ) -> uuid.UUID:
-        """Create a staff account (support, admin, recon_reviewer or recon_approver; no
-        wallet). For the CLI only."""
+        """Create a staff account (support, admin, recon_reviewer, recon_approver,
+        risk_analyst or leadership; no wallet). For the CLI only."""
         if not role.is_staff:
-            raise ValueError("staff roles are support, admin, recon_reviewer and recon_approver")
+            raise ValueError(
+                "staff roles are support, admin, recon_reviewer, recon_approver, risk_analyst and leadership"
+            )
         user = await self._new_user(phone_number, password, display_name, frozenset({role}))
         async with self._uow() as uow:
             await self._add_user(uow, user)
@@ -176,13 +181,17 @@ class IdentityService:
     async def grant_role(
         self, user_id: uuid.UUID, role: Role, *, actor: str, correlation_id: str | None = None
     ) -> bool:
-        """Grant a customer the merchant role, or a staff member a reconciliation role
-        (recon_reviewer, recon_approver): the only roles granted this way (staff accounts are
-        made by the CLI, customers register). Audited; False when the user already held it. It
-        shows in the access tokens issued after (the next login or refresh). Raises UserNotFound
-        when `user_id` is not a customer (merchant) or not staff (reconciliation roles)."""
+        """Grant a customer the merchant role, or a staff member a reconciliation, risk or
+        leadership role (recon_reviewer, recon_approver, risk_analyst, leadership): the only roles
+        granted this way (staff accounts are made by the CLI, customers register). Audited; False
+        when the user already held it. It shows in the access tokens issued after (the next login
+        or refresh). Raises UserNotFound when `user_id` is not a customer (merchant) or not staff
+        (the other roles)."""
         if role not in GRANTABLE_ROLES:
-            raise ValueError("only merchant, recon_reviewer and recon_approver are granted to an existing user")
+            raise ValueError(
+                "only merchant, recon_reviewer, recon_approver, risk_analyst and leadership "
+                "are granted to an existing user"
+            )
         async with self._uow() as uow:
             user = await uow.users.get(user_id)
             if user is None or not _may_hold(user.roles, role):

@@ -19,7 +19,7 @@ USER_REGISTERED = ("identity.user_registered", 1)
 PAYMENT_STATUS_CHANGED_SUBJECT = subject_for(*PAYMENT_STATUS_CHANGED)
 USER_REGISTERED_SUBJECT = subject_for(*USER_REGISTERED)
 
-STAFF_ROLES = frozenset({"admin", "support", "recon_reviewer", "recon_approver"})
+STAFF_ROLES = frozenset({"admin", "support", "recon_reviewer", "recon_approver", "risk_analyst", "leadership"})
 
 
 @dataclass(frozen=True, slots=True)

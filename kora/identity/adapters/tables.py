@@ -11,7 +11,16 @@ import sqlalchemy as sa
 
 from kora.platform.db import UtcDateTime, metadata
 
-ROLE_NAMES = ("customer", "support", "admin", "merchant", "recon_reviewer", "recon_approver")
+ROLE_NAMES = (
+    "customer",
+    "support",
+    "admin",
+    "merchant",
+    "recon_reviewer",
+    "recon_approver",
+    "risk_analyst",
+    "leadership",
+)
 
 users = sa.Table(
     "users",

@@ -26,6 +26,8 @@ class Role(enum.StrEnum):
     MERCHANT = "merchant"  # may receive merchant payments and refund them
     RECON_REVIEWER = "recon_reviewer"  # reconciliation staff: reviews cases, proposes corrections
     RECON_APPROVER = "recon_approver"  # reconciliation staff: approves another reviewer's correction
+    RISK_ANALYST = "risk_analyst"  # risk staff: approves or rejects payments held for review
+    LEADERSHIP = "leadership"  # reads business KPIs (the KPI API and console); moves no money
 
     @property
     def is_staff(self) -> bool:
@@ -33,7 +35,9 @@ class Role(enum.StrEnum):
         return self in STAFF_ROLES
 
 
-STAFF_ROLES = frozenset({Role.SUPPORT, Role.ADMIN, Role.RECON_REVIEWER, Role.RECON_APPROVER})
+STAFF_ROLES = frozenset(
+    {Role.SUPPORT, Role.ADMIN, Role.RECON_REVIEWER, Role.RECON_APPROVER, Role.RISK_ANALYST, Role.LEADERSHIP}
+)
 
 
 @dataclass(frozen=True, slots=True)
