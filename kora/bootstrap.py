@@ -29,6 +29,7 @@ import kora.providers.adapters.tables  # noqa: F401
 from kora.audit import SqlAuditTrail, audit_key_from_secret, verify_audit_chain
 from kora.audit.domain import AuditReport
 from kora.bootstrap_events import EventsRuntime
+from kora.bootstrap_risk import build_payment_risk
 from kora.bootstrap_settlement import CoreReconOutcomes
 from kora.events import PRODUCER, EventRecorder
 from kora.events.adapters.outbox import write_outbox
@@ -202,6 +203,9 @@ class Kora:
             settlement_days=_settlement_days(settings),
         )
         self.acquirers = self._card_acquirers(settings, acquirers)
+        self.risk = (
+            build_payment_risk(settings, self.engine, self.registry, self.clock) if settings.risk_enabled else None
+        )
         self.payments = PaymentsService(
             uow_factory=self.unit_of_work,
             directory=IdentityDirectory(self.identity),
@@ -216,6 +220,7 @@ class Kora:
             merchant_fees=_merchant_fees(settings),
             acquirers=self.acquirers,
             card_fees=_card_fees(settings),
+            risk=self.risk,
         )
         self.card_notifications = CardNotificationInbox(
             _card_notification_sources(settings, self.acquirers),
@@ -385,6 +390,7 @@ class Kora:
             await self.purge_request_nonces()
             await self.refresh_settlement_backlog()
             await self.refresh_outbox_gauges()
+            await self.refresh_risk_gauges()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
 
@@ -400,6 +406,15 @@ class Kora:
         except Exception as exc:
             logger.opt(exception=exc).error("card payment sweep failed")
             return {}
+
+    async def refresh_risk_gauges(self) -> None:
+        """Piggybacked on the sweeper's loop: the risk review queue's size and oldest age."""
+        if self.risk is None:
+            return
+        try:
+            await self.risk.refresh_queue_gauges()
+        except Exception as exc:
+            logger.opt(exception=exc).error("risk gauge refresh failed")
 
     async def refresh_outbox_gauges(self) -> None:
         """Piggybacked on the sweeper's loop: the outbox backlog and age, exported by the API too."""

@@ -153,7 +153,7 @@ async def postgres_api(migrated_postgres_url: str, tmp_path: Path) -> AsyncItera
 
 
 @asynccontextmanager
-async def _api(url: str, tmp_path: Path) -> AsyncIterator[Any]:
+async def _api(url: str, tmp_path: Path, **extra_settings: str) -> AsyncIterator[Any]:
     import httpx
     from asgi_lifespan import LifespanManager
 
@@ -161,7 +161,7 @@ async def _api(url: str, tmp_path: Path) -> AsyncIterator[Any]:
     from kora.http.app import create_app
     from tests.support.api import Api, test_settings
 
-    kora = Kora(test_settings(url, tmp_path))
+    kora = Kora(test_settings(url, tmp_path, **extra_settings))
     app = create_app(kora)
     async with LifespanManager(app):
         transport = httpx.ASGITransport(app=app)

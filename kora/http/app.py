@@ -13,7 +13,7 @@ from kora import __version__
 from kora.bootstrap import Kora
 from kora.http.container import Services
 from kora.http.problems import install_problem_handlers
-from kora.http.routes import auth, cards, events, merchant, money, ops, service, settlement, webhooks
+from kora.http.routes import auth, cards, events, merchant, money, ops, risk, service, settlement, webhooks
 from kora.identity import IdentityError
 from kora.kernel import InvalidAmount, UnknownCurrency
 from kora.ledger import LedgerError
@@ -84,6 +84,7 @@ def create_app(kora: Kora, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(cards.router)
     app.include_router(events.router)
     app.include_router(service.router)
+    app.include_router(risk.router)
     if kora.settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -9,6 +9,7 @@ from fastapi import Request
 
 if TYPE_CHECKING:
     from kora.bootstrap_events import EventsRuntime
+    from kora.bootstrap_risk import SqlPaymentRisk
     from kora.identity import IdentityService, ServiceAuthenticator
     from kora.ledger import InvariantReport
     from kora.observability import KoraMetrics
@@ -29,6 +30,7 @@ class Services(Protocol):
     events: EventsRuntime
     service_auth: ServiceAuthenticator
     service_metrics: ServiceMetrics
+    risk: SqlPaymentRisk | None  # None when KORA_RISK_ENABLED=false
 
     async def verify_ledger(self) -> InvariantReport: ...
 

@@ -35,6 +35,7 @@ from kora.payments.domain.model import (
     PaymentType,
     RefundNotAllowed,
 )
+from kora.payments.domain.risk import ReviewAlreadyDecided, ReviewDecision, ReviewNotFound, RiskDenied
 from kora.payments.service import (
     CardOperationCommand,
     CardOperationInProgress,
@@ -93,6 +94,10 @@ __all__ = [
     "RefundCommand",
     "RefundNotAllowed",
     "RefundReason",
+    "ReviewAlreadyDecided",
+    "ReviewDecision",
+    "ReviewNotFound",
+    "RiskDenied",
     "SameWallet",
     "TransferCommand",
     "UnknownProvider",

@@ -14,6 +14,7 @@ from kora.events import EventRecorder
 from kora.ledger import Ledger
 from kora.payments.domain.idempotency import IdempotencyRecord, IdempotencyRequest, Outcome
 from kora.payments.domain.model import Payment
+from kora.payments.domain.risk import ReviewDecision, RiskVerdict
 from kora.providers import CardAcquirer, ProviderGateway
 
 
@@ -194,6 +195,34 @@ class PaymentsUnitOfWork(Protocol):
 
 
 PaymentsUnitOfWorkFactory = Callable[[], PaymentsUnitOfWork]
+
+
+class PaymentRisk(Protocol):
+    """The risk gate on the payment path. Every method works inside the payment's unit of work
+    (`uow`), so the risk reservation commits or rolls back with the payment: `assess` judges the
+    payment and reserves its usage in the payer's windows (atomically per payer: concurrent
+    payments cannot both pass a cap only one fits); `captured` makes the reservation count for
+    good; `released` takes it out of the windows (failed or rejected). All idempotent by payment
+    id; `captured`/`released` do nothing for a payment risk never assessed."""
+
+    async def assess(self, uow: PaymentsUnitOfWork, payment: Payment, *, device_id: str) -> RiskVerdict: ...
+
+    async def captured(self, uow: PaymentsUnitOfWork, payment_id: uuid.UUID) -> None: ...
+
+    async def released(self, uow: PaymentsUnitOfWork, payment_id: uuid.UUID) -> None: ...
+
+    async def record_review(
+        self,
+        uow: PaymentsUnitOfWork,
+        payment_id: uuid.UUID,
+        decision: ReviewDecision,
+        *,
+        analyst: str,
+        note: str | None,
+    ) -> None:
+        """Store a risk analyst's decision with the payment's assessment (its policy version
+        and rules), for the review-outcome statistics; raises nothing if stored twice."""
+        ...
 
 
 class RecipientDirectory(Protocol):

@@ -130,6 +130,12 @@ class Settings:
     service_identities: str | None = None
     # The largest correction (write-off, manual credit or debit) a service may post, minor units.
     correction_max_amount: int = 1_000_000
+    # The risk engine on the payment path (issue #6): the policy file (reloaded when it changes;
+    # unset: the shipped kora/risk/policies/default.yaml) and the KYC tier customers are judged
+    # under until identity records one per customer.
+    risk_enabled: bool = True
+    risk_policy_file: str | None = None
+    risk_default_tier: str = "tier1"
 
     @property
     def is_production(self) -> bool:
@@ -221,6 +227,9 @@ class Settings:
             event_verify_keys=read_setting(env, "KORA_EVENT_VERIFY_KEYS"),
             service_identities=read_setting(env, "KORA_SERVICE_IDENTITIES"),
             correction_max_amount=int(env.get("KORA_CORRECTION_MAX_AMOUNT", 1_000_000)),
+            risk_enabled=env.get("KORA_RISK_ENABLED", "true").lower() != "false",
+            risk_policy_file=env.get("KORA_RISK_POLICY_FILE") or None,
+            risk_default_tier=env.get("KORA_RISK_DEFAULT_TIER", "tier1"),
         )
 
 

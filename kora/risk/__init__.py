@@ -3,12 +3,14 @@
 Reached only through this interface (an import contract): `assess` is the pure decision,
 `RiskEngine` the use case, `FilePolicySource` the reloadable policy file and
 `InMemoryRiskActivity` the reference context store, `SqlRiskActivity` the SQL store with
-atomic check-and-reserve per payer. The payment path's integration and the review queue come
-next.
+atomic check-and-reserve per payer, `SqlRiskReviews` the review queue, analysts' decisions and
+explanations, `RiskMetrics` its Prometheus metrics. The payment path reaches it through the
+payments module's `PaymentRisk` port, adapted in `kora.bootstrap_risk`.
 """
 
 from kora.risk.adapters.memory import InMemoryRiskActivity
 from kora.risk.adapters.policy_file import FilePolicySource, load_policy
+from kora.risk.adapters.reviews import QueueStats, SqlRiskReviews
 from kora.risk.adapters.sql import SqlRiskActivity
 from kora.risk.domain.assessment import assess
 from kora.risk.domain.model import (
@@ -24,6 +26,7 @@ from kora.risk.domain.model import (
 )
 from kora.risk.domain.policy import Policy, PolicyError, Threshold, parse_policy
 from kora.risk.domain.reservation import Reservation, ReservationError, ReservationStatus
+from kora.risk.metrics import RiskMetrics
 from kora.risk.policies import DEFAULT_POLICY_PATH
 from kora.risk.ports import FixedPolicy, PolicySource, RiskContextSource, RiskReservations
 from kora.risk.service import RiskEngine
@@ -39,6 +42,7 @@ __all__ = [
     "Policy",
     "PolicyError",
     "PolicySource",
+    "QueueStats",
     "Reason",
     "Reservation",
     "ReservationError",
@@ -46,10 +50,12 @@ __all__ = [
     "RiskContext",
     "RiskContextSource",
     "RiskEngine",
+    "RiskMetrics",
     "RiskRequest",
     "RiskRequestError",
     "RiskReservations",
     "SqlRiskActivity",
+    "SqlRiskReviews",
     "Threshold",
     "Usage",
     "Window",

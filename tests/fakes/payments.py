@@ -103,6 +103,7 @@ class InMemoryPaymentRepository:
             if p.provider is not None
             and p.type in (PaymentType.CASH_IN, PaymentType.CASH_OUT)
             and p.status in (PaymentStatus.INITIATED, PaymentStatus.AUTHORIZED)
+            and p.pending_operation != "risk_review"
             and p.updated_at < updated_before
         ]
         pending.sort(key=lambda p: p.updated_at)

@@ -28,6 +28,9 @@ def test_settings(database_url: str, tmp_path: Path, **extra: str) -> Settings:
         "KORA_LOG_LEVEL": "DEBUG",
         # The event pipeline runs in process only in the tests about it (they pass "true").
         "KORA_EVENTS_IN_PROCESS": "false",
+        # The risk engine runs only in the tests about it (they pass "true"): the others move
+        # more money, faster, than the default policy lets a new customer.
+        "KORA_RISK_ENABLED": "false",
         **extra,
     }
     return Settings.from_env(env)
@@ -150,6 +153,16 @@ class Api:
         admin = Customer(phone, password, "admin-" + uuid.uuid4().hex[:8], str(user_id), "")
         assert (await self.login(admin)).status_code == 200
         return admin
+
+    async def staff(self, role: str) -> Customer:
+        """A new staff member with `role` (made as the CLI does), logged in; no wallet."""
+        from kora.identity import Role
+
+        phone, password = new_phone(), "staff-pass-" + uuid.uuid4().hex[:10]
+        user_id = await self.kora.identity.create_staff(phone, password, Role(role))  # type: ignore[attr-defined]
+        member = Customer(phone, password, f"{role}-" + uuid.uuid4().hex[:8], str(user_id), "")
+        assert (await self.login(member)).status_code == 200
+        return member
 
     async def merchant(self, *, admin: Customer | None = None) -> Merchant:
         """A customer granted the merchant role by an admin, logged in again so its token has it."""

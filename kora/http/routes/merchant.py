@@ -138,6 +138,7 @@ async def pay_merchant(
             idempotency_key=idempotency_key,
             reference=body.reference,
             correlation_id=get_correlation_id(),
+            device_id=principal.device_id,
         )
     )
     return payment_answer(result)

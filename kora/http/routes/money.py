@@ -120,6 +120,7 @@ MONEY_ERRORS = problem_responses(
     "idempotency_key_reused",
     "idempotency_request_in_progress",
     "insufficient_funds",
+    "risk_denied",
     "not_authenticated",
     "rate_limited",
 )
@@ -159,6 +160,7 @@ async def create_transfer(
             recipient_wallet_id=body.recipient_wallet_id,
             note=body.note,
             correlation_id=get_correlation_id(),
+            device_id=principal.device_id,
         )
     )
     return payment_answer(result)
@@ -204,6 +206,7 @@ def _provider_command(body: ProviderMoveIn, principal: Principal, key: str | Non
         idempotency_key=key,
         provider=body.provider,
         correlation_id=get_correlation_id(),
+        device_id=principal.device_id,
     )
 
 

@@ -18,6 +18,7 @@ from kora.payments.adapters.events import status_changed_events
 from kora.payments.adapters.tables import idempotency_keys, payment_flags, payment_status_history, payments
 from kora.payments.domain.idempotency import IdempotencyRecord, IdempotencyRequest, Outcome
 from kora.payments.domain.model import Payment, PaymentStatus, PaymentType, StatusChange
+from kora.payments.domain.risk import RISK_REVIEW
 from kora.payments.ports import CapturedBacklog, PaymentFlag
 
 
@@ -146,6 +147,8 @@ class SqlPaymentRepository:
                     # Cash-ins and cash-outs only: card payments and their refunds have their
                     # own resolution job (find_card_work), through the acquirer.
                     p.c.type.in_((PaymentType.CASH_IN.value, PaymentType.CASH_OUT.value)),
+                    # Held for a risk analyst: no provider was asked, nothing to query yet.
+                    sa.or_(p.c.pending_operation.is_(None), p.c.pending_operation != RISK_REVIEW),
                     p.c.updated_at < updated_before,
                 )
                 .order_by(p.c.updated_at)

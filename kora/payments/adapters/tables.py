@@ -49,7 +49,7 @@ payments = sa.Table(
         "refunded_amount >= 0 AND refunded_amount <= COALESCE(captured_amount, amount)", name="refunds_within_capture"
     ),
     sa.CheckConstraint(
-        "pending_operation IS NULL OR pending_operation IN ('authorize','capture','void','refund')",
+        "pending_operation IS NULL OR pending_operation IN ('authorize','capture','void','refund','risk_review')",
         name="pending_operation_known",
     ),
     # "My payments" pages: by party, newest first (ids are time-ordered uuid7).

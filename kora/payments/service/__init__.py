@@ -19,7 +19,14 @@ from typing import Any
 
 from kora.kernel import Clock
 from kora.payments.domain.corrections import CorrectionCommand
-from kora.payments.ports import CardAcquirerRegistry, PaymentsUnitOfWorkFactory, ProviderRegistry, RecipientDirectory
+from kora.payments.domain.risk import ReviewDecision
+from kora.payments.ports import (
+    CardAcquirerRegistry,
+    PaymentRisk,
+    PaymentsUnitOfWorkFactory,
+    ProviderRegistry,
+    RecipientDirectory,
+)
 from kora.payments.service.base import NullPaymentMetrics, PaymentMetrics, PaymentResult, PaymentsConfig
 from kora.payments.service.card_common import (
     CardMetrics,
@@ -44,6 +51,7 @@ from kora.payments.service.merchant import (
 )
 from kora.payments.service.provider_moves import ProviderMoveCommand, ProviderMoves
 from kora.payments.service.queries import PaymentQueries, ProviderStatusQuery
+from kora.payments.service.risk_reviews import RiskReviews
 from kora.payments.service.settlement import InvalidSettlementRequest, SettlementCommand, Settlements
 from kora.payments.service.settlement_backlog import SettlementBacklog
 from kora.payments.service.sweeper import PendingSweeper, ProviderQueryAnswer
@@ -86,6 +94,7 @@ class PaymentsService:
         merchant_fees: FeeSchedule | None = None,
         acquirers: CardAcquirerRegistry | None = None,
         card_fees: FeeSchedule | None = None,
+        risk: PaymentRisk | None = None,
     ) -> None:
         metrics = metrics or NullPaymentMetrics()
         deps: dict[str, Any] = {
@@ -95,9 +104,11 @@ class PaymentsService:
             "clock": clock,
             "config": config or PaymentsConfig(),
             "metrics": metrics,
+            "risk": risk,
         }
         self.transfers = Transfers(**deps)
         self.provider_moves = ProviderMoves(**deps)
+        self.risk_reviews = RiskReviews(moves=self.provider_moves, **deps)
         self.sweeper = PendingSweeper(
             self.provider_moves,
             providers=providers,
@@ -126,6 +137,20 @@ class PaymentsService:
     async def transfer(self, cmd: TransferCommand) -> PaymentResult:
         """Move money between two customer wallets at once (settles immediately)."""
         return await self.transfers.transfer(cmd)
+
+    async def decide_risk_review(
+        self,
+        payment_id: uuid.UUID,
+        decision: ReviewDecision,
+        *,
+        analyst: str,
+        note: str | None = None,
+        correlation_id: str | None = None,
+    ) -> dict[str, Any]:
+        """A risk analyst approves or rejects a payment held for review; see `RiskReviews.decide`."""
+        return await self.risk_reviews.decide(
+            payment_id, decision, analyst=analyst, note=note, correlation_id=correlation_id
+        )
 
     async def cash_in(self, cmd: ProviderMoveCommand) -> PaymentResult:
         """Fund the wallet from the customer's mobile-money account through a provider."""

@@ -36,7 +36,9 @@ from kora.payments.domain.model import (
     PaymentStatus,
     PaymentType,
 )
+from kora.payments.domain.risk import ALLOWED, RISK_REVIEW, ReviewDecision, RiskDenied, RiskVerdict
 from kora.payments.ports import (
+    PaymentRisk,
     PaymentsUnitOfWork,
     PaymentsUnitOfWorkFactory,
     ProviderRegistry,
@@ -119,6 +121,36 @@ class NullPaymentMetrics:
         pass
 
 
+class NoRisk:
+    """The payment path without a risk engine (unit tests, or KORA_RISK_ENABLED=false): every
+    payment is allowed and nothing is reserved."""
+
+    async def assess(self, uow: PaymentsUnitOfWork, payment: Payment, *, device_id: str) -> RiskVerdict:
+        return ALLOWED
+
+    async def captured(self, uow: PaymentsUnitOfWork, payment_id: uuid.UUID) -> None:
+        pass
+
+    async def released(self, uow: PaymentsUnitOfWork, payment_id: uuid.UUID) -> None:
+        pass
+
+    async def record_review(
+        self,
+        uow: PaymentsUnitOfWork,
+        payment_id: uuid.UUID,
+        decision: ReviewDecision,
+        *,
+        analyst: str,
+        note: str | None,
+    ) -> None:
+        pass
+
+
+# The device of a request that came without one (a service call): risk still judges it, as a
+# device it has never seen (its cooling-period limits apply).
+UNKNOWN_DEVICE = "unknown-device"
+
+
 @dataclass(frozen=True, slots=True)
 class PaymentResult:
     """The answer to a money-moving request: the payment view on success, or the stored
@@ -156,6 +188,7 @@ class PaymentsBase:
         clock: Clock,
         config: PaymentsConfig | None = None,
         metrics: PaymentMetrics | None = None,
+        risk: PaymentRisk | None = None,
     ) -> None:
         self._uow = uow_factory
         self._directory = directory
@@ -163,6 +196,7 @@ class PaymentsBase:
         self._clock = clock
         self._config = config or PaymentsConfig()
         self._metrics: PaymentMetrics = metrics or NullPaymentMetrics()
+        self._risk: PaymentRisk = risk or NoRisk()
 
     # ----------------------------------------------------------------- validation helpers
     def _money(self, amount: int, code: str) -> Money:
@@ -292,6 +326,96 @@ class PaymentsBase:
         except PaymentError as exc:
             self._metrics.idempotency_conflict(exc.code)
             raise
+
+    # ----------------------------------------------------------------- risk outcomes
+    async def _refuse_for_risk(
+        self,
+        uow: PaymentsUnitOfWork,
+        payment: Payment,
+        verdict: RiskVerdict,
+        idem: IdempotencyRequest,
+        actor: str,
+        *,
+        add: bool = True,
+    ) -> PaymentResult:
+        """Inside the payment's transaction: the risk policy denied it. The payment is kept,
+        FAILED (`risk_denied`), so support can explain the decision; nothing was held or
+        posted; the key answers the refusal from now on. Commits."""
+        payment.fail(at=self._clock.now(), code=RiskDenied.code, actor="risk")
+        if add:
+            await uow.payments.add(payment)
+        else:
+            await uow.payments.save(payment)
+        body = {
+            "code": RiskDenied.code,
+            "detail": f"this payment is refused by the risk policy (payment {payment.id})",
+            "payment_id": str(payment.id),
+        }
+        await uow.idempotency.complete(idem, outcome=Outcome.FAILED, body=body)
+        await uow.audit.record(
+            actor="risk",
+            action=f"payment.{payment.type.value}.risk_denied",
+            subject=f"payment:{payment.id}",
+            correlation_id=payment.correlation_id,
+            outcome="failure",
+            details={"amount": payment.money.amount, "currency": payment.money.currency, **verdict.audit_details()},
+        )
+        await uow.commit()
+        self._metrics.payment_finished(payment.type.value, PaymentStatus.FAILED.value)
+        logger.info(
+            "payment refused by risk",
+            payment_id=str(payment.id),
+            payment_type=payment.type.value,
+            rules=list(verdict.rules),
+            policy_version=verdict.policy_version,
+        )
+        return PaymentResult(Outcome.FAILED, body)
+
+    async def _hold_for_review(
+        self,
+        uow: PaymentsUnitOfWork,
+        payment: Payment,
+        verdict: RiskVerdict,
+        idem: IdempotencyRequest,
+        *,
+        hold_funds: bool,
+        add: bool = True,
+        view: Callable[[Payment], dict[str, Any]] | None = None,
+    ) -> PaymentResult:
+        """Inside the payment's transaction: the risk policy wants a person to look. The payer's
+        funds are held (`hold_funds`; raises InsufficientFunds when they are short), the payment
+        waits AUTHORIZED (cash-in: INITIATED, nothing to hold) with `pending_operation`
+        `risk_review` until a risk analyst approves or rejects it. Commits."""
+        at = self._clock.now()
+        if hold_funds:
+            assert payment.payer_wallet_id is not None
+            await uow.ledger.place_hold(payment.payer_wallet_id, payment.money, payment_id=payment.id)
+            if payment.status is PaymentStatus.INITIATED:
+                payment.transition(PaymentStatus.AUTHORIZED, at=at, reason="held for risk review", actor="risk")
+        payment.pending_operation = RISK_REVIEW
+        payment.updated_at = at
+        if add:
+            await uow.payments.add(payment)
+        else:
+            await uow.payments.save(payment)
+        body = payment.view() if view is None else view(payment)
+        await uow.idempotency.complete(idem, outcome=Outcome.SUCCEEDED, body=body)
+        await uow.audit.record(
+            actor="risk",
+            action=f"payment.{payment.type.value}.held_for_review",
+            subject=f"payment:{payment.id}",
+            correlation_id=payment.correlation_id,
+            details={"amount": payment.money.amount, "currency": payment.money.currency, **verdict.audit_details()},
+        )
+        await uow.commit()
+        logger.info(
+            "payment held for risk review",
+            payment_id=str(payment.id),
+            payment_type=payment.type.value,
+            rules=list(verdict.rules),
+            policy_version=verdict.policy_version,
+        )
+        return PaymentResult(Outcome.SUCCEEDED, body)
 
     def _finished(self, payment: Payment) -> None:
         self._metrics.payment_finished(payment.type.value, payment.status.value)

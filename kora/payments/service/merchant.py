@@ -31,8 +31,9 @@ from kora.payments.domain.model import (
     PaymentType,
     RefundNotAllowed,
 )
+from kora.payments.domain.risk import RiskOutcome
 from kora.payments.ports import PaymentsUnitOfWork
-from kora.payments.service.base import PaymentResult, PaymentsBase
+from kora.payments.service.base import UNKNOWN_DEVICE, PaymentResult, PaymentsBase
 
 _tracer = trace.get_tracer("kora.payments")
 
@@ -87,6 +88,8 @@ class MerchantPaymentCommand:
     idempotency_key: str | None
     reference: str | None = None
     correlation_id: str | None = None
+    # The caller's device (from its session): the risk engine's device binding.
+    device_id: str | None = None
 
     def fingerprint_body(self) -> dict[str, Any]:
         return {
@@ -194,6 +197,11 @@ class MerchantPayments(PaymentsBase):
                 correlation_id=cmd.correlation_id,
             )
             payment.merchant_reference = cmd.reference
+            verdict = await self._risk.assess(uow, payment, device_id=cmd.device_id or UNKNOWN_DEVICE)
+            if verdict.outcome is RiskOutcome.DENY:
+                return await self._refuse_for_risk(uow, payment, verdict, idem, actor)
+            if verdict.outcome is RiskOutcome.REVIEW:
+                return await self._hold_for_review(uow, payment, verdict, idem, hold_funds=True, view=merchant_view)
             payment.transition(PaymentStatus.AUTHORIZED, at=at, reason="funds checked", actor=actor)
             legs = [
                 Leg(wallet, Direction.DEBIT, money),
@@ -203,6 +211,7 @@ class MerchantPayments(PaymentsBase):
                 revenue = await uow.ledger.system_account(AccountKind.FEE_REVENUE, money.currency)
                 legs.append(Leg(revenue.id, Direction.CREDIT, Money(fee, money.currency)))
             await uow.ledger.post(kind="merchant", legs=legs, payment_id=payment.id, correlation_id=cmd.correlation_id)
+            await self._risk.captured(uow, payment.id)
             payment.capture(at=at, reason="posted to ledger", actor=actor, settlement_due=None)
             payment.transition(PaymentStatus.SETTLED, at=at, reason="internal payment settles at once", actor="system")
             await uow.payments.add(payment)

@@ -119,10 +119,12 @@ class ProviderAnswers(PaymentsBase):
                 payment.provider_ref = _bounded_ref(result.provider_ref) or payment.provider_ref
                 if result.outcome is ProviderOutcome.SUCCEEDED:
                     await self._capture(uow, payment, hold_id, provider_actor, correlation_id)
+                    await self._risk.captured(uow, payment.id)
                     changed = True
                 elif result.outcome is ProviderOutcome.FAILED or give_up:
                     if hold_id is not None:
                         await uow.ledger.release_hold(hold_id)
+                    await self._risk.released(uow, payment.id)
                     code = _bounded_code(result.failure_code) or "provider_declined"
                     if result.outcome is not ProviderOutcome.FAILED:
                         code, provider_actor = "provider_unresolved", "system"

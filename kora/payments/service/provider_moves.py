@@ -29,7 +29,9 @@ from kora.payments.domain.model import (
     PaymentStatus,
     PaymentType,
 )
+from kora.payments.domain.risk import RiskOutcome
 from kora.payments.service.base import (
+    UNKNOWN_DEVICE,
     DuplicateInFlight,
     PaymentResult,
     business_error,
@@ -53,6 +55,8 @@ class ProviderMoveCommand:
     idempotency_key: str | None
     provider: str | None = None
     correlation_id: str | None = None
+    # The caller's device (from its session): the risk engine's device binding.
+    device_id: str | None = None
 
     def fingerprint_body(self) -> dict[str, Any]:
         return {"amount": self.amount, "currency": self.currency, "provider": self.provider}
@@ -161,6 +165,22 @@ class ProviderMoves(ProviderAnswers):
             request.payment_id, hold_id, result, idem, actor, correlation_id, expected_provider=answered_by
         )
 
+    async def send_approved(
+        self,
+        gateway: ProviderGateway,
+        kind: PaymentType,
+        request: ProviderRequest,
+        hold_id: uuid.UUID | None,
+        idem: IdempotencyRequest | None,
+        correlation_id: str | None,
+    ) -> PaymentResult:
+        """A cash-in or cash-out a risk analyst approved: ask its provider now and record the
+        answer, as the request would have without the review (`RiskReviews`)."""
+        result = await self._call(gateway, kind, request)
+        return await self.record_answer(
+            request.payment_id, hold_id, result, idem, "system", correlation_id, expected_provider=gateway.name
+        )
+
     async def _call(self, gateway: ProviderGateway, kind: PaymentType, request: ProviderRequest) -> ProviderResult:
         with _tracer.start_as_current_span(f"provider.{gateway.name}.{kind.value}") as span:
             try:
@@ -227,6 +247,12 @@ class ProviderMoves(ProviderAnswers):
             replay = await self._start(uow, idem, payment.id)
             if replay is not None:
                 return replay
+            verdict = await self._risk.assess(uow, payment, device_id=cmd.device_id or UNKNOWN_DEVICE)
+            if verdict.outcome is RiskOutcome.DENY:
+                return await self._refuse_for_risk(uow, payment, verdict, idem, actor)
+            if verdict.outcome is RiskOutcome.REVIEW:
+                # No provider is asked until a risk analyst approves (`RiskReviews`).
+                return await self._hold_for_review(uow, payment, verdict, idem, hold_funds=kind is PaymentType.CASH_OUT)
             hold_id: uuid.UUID | None = None
             if kind is PaymentType.CASH_OUT:
                 hold = await uow.ledger.place_hold(wallet, money, payment_id=payment.id)

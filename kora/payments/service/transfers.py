@@ -39,10 +39,12 @@ from kora.payments.domain.model import (
     PaymentStatus,
     PaymentType,
 )
+from kora.payments.domain.risk import RISK_REVIEW, RiskDenied, RiskOutcome, RiskVerdict
 from kora.payments.ports import (
     PaymentsUnitOfWork,
 )
 from kora.payments.service.base import (
+    UNKNOWN_DEVICE,
     DuplicateInFlight,
     PaymentResult,
     PaymentsBase,
@@ -63,6 +65,8 @@ class TransferCommand:
     recipient_wallet_id: uuid.UUID | None = None
     note: str | None = None
     correlation_id: str | None = None
+    # The caller's device (from its session): the risk engine's device binding.
+    device_id: str | None = None
 
     def fingerprint_body(self) -> dict[str, Any]:
         return {
@@ -192,7 +196,10 @@ class Transfers(PaymentsBase):
                         plans[i] = await self._plan_transfer(uow, jobs[i], payment_ids[i], at)
                     except (RecipientNotFound, SameWallet, WalletNotFound) as exc:
                         plans[i] = exc
-                postable = [i for i in ready if isinstance(plans[i], tuple)]
+                verdicts = await self._assess_group(uow, jobs, plans, ready)
+                unsettled = await self._apply_verdicts(uow, plans, verdicts, results, at)
+                by_risk = set(results)  # counted with their payments below
+                postable = [i for i in ready if isinstance(plans[i], tuple) and i not in results]
                 outcomes = await uow.ledger.post_many(
                     [
                         PostingRequest("p2p", _legs(plans[i]), payment_ids[i], jobs[i].cmd.correlation_id)
@@ -202,11 +209,18 @@ class Transfers(PaymentsBase):
                 for i, outcome in zip(postable, outcomes, strict=True):
                     if isinstance(outcome, LedgerError):
                         plans[i] = outcome
+                        await self._risk.released(uow, payment_ids[i])
+                    else:
+                        await self._risk.captured(uow, payment_ids[i])
                 settled: list[Payment] = []
                 completions: list[tuple[IdempotencyRequest, Outcome, dict[str, Any]]] = []
                 events: list[AuditEvent] = []
                 for i in ready:
                     job, plan = jobs[i], plans[i]
+                    if i in by_risk:  # denied or held by risk
+                        completions.append((job.idem, results[i].outcome, results[i].body))
+                        events.append(_risk_event(job, _planned(plan), verdicts[i]))
+                        continue
                     if isinstance(plan, Exception):
                         failure = business_error(plan)
                         body = {"code": failure.code, "detail": str(failure)}
@@ -215,6 +229,7 @@ class Transfers(PaymentsBase):
                         events.append(_refusal_event(job, failure.code))
                         continue
                     payment = plan[0]
+                    payment.transition(PaymentStatus.AUTHORIZED, at=at, reason="funds checked", actor=job.actor)
                     payment.transition(PaymentStatus.CAPTURED, at=at, reason="posted to ledger", actor=job.actor)
                     payment.transition(
                         PaymentStatus.SETTLED,
@@ -227,7 +242,7 @@ class Transfers(PaymentsBase):
                     results[i] = PaymentResult(Outcome.SUCCEEDED, view)
                     completions.append((job.idem, Outcome.SUCCEEDED, view))
                     events.append(_settled_event(job, payment))
-                await uow.payments.add_many(settled)
+                await uow.payments.add_many(settled + unsettled)
                 await uow.idempotency.complete_many(completions)
                 await uow.audit.record_many(events)
                 await uow.commit()
@@ -235,9 +250,12 @@ class Transfers(PaymentsBase):
                 self._metrics.ledger_posted("p2p", uow.ledger.last_posting_seconds)
                 self._metrics.payment_finished(payment.type.value, payment.status.value)
                 self._metrics.amount_moved(payment.type.value, payment.money.currency, payment.money.amount)
+            for payment in unsettled:
+                if payment.status is PaymentStatus.FAILED:
+                    self._metrics.payment_finished(payment.type.value, payment.status.value)
             for i in results:
                 jobs[i].grouped = True
-                if results[i].outcome is Outcome.FAILED:
+                if results[i].outcome is Outcome.FAILED and i not in by_risk:
                     self._metrics.payment_finished(PaymentType.P2P.value, "REFUSED")
         # Jobs whose key was already known (or repeated in this batch) go the single way: replay.
         out: list[PaymentResult | Exception] = []
@@ -250,6 +268,52 @@ class Transfers(PaymentsBase):
             except Exception as exc:
                 out.append(exc)
         return out
+
+    async def _assess_group(
+        self,
+        uow: PaymentsUnitOfWork,
+        jobs: list[_TransferJob],
+        plans: dict[int, tuple[Payment, list[Leg]] | Exception],
+        ready: list[int],
+    ) -> dict[int, RiskVerdict]:
+        """Risk for every planned transfer of a batch, before any hold or posting, in payer
+        order: two batches (or a batch and a lone transfer) take the payers' risk locks in one
+        order, and the ledger's row locks only after them, so they cannot deadlock."""
+        verdicts: dict[int, RiskVerdict] = {}
+        for i in sorted((i for i in ready if isinstance(plans[i], tuple)), key=lambda i: _payer(plans[i])):
+            verdicts[i] = await self._risk.assess(uow, _planned(plans[i]), device_id=_device(jobs[i].cmd))
+        return verdicts
+
+    async def _apply_verdicts(
+        self,
+        uow: PaymentsUnitOfWork,
+        plans: dict[int, tuple[Payment, list[Leg]] | Exception],
+        verdicts: dict[int, RiskVerdict],
+        results: dict[int, PaymentResult],
+        at: datetime,
+    ) -> list[Payment]:
+        """Denied transfers fail; reviewed ones hold their funds and wait AUTHORIZED. Their
+        answers go in `results`; returns their payments (recorded with the batch, never posted).
+        A review whose hold the wallet cannot cover becomes that refusal, its reservation released."""
+        unsettled: list[Payment] = []
+        for i, verdict in verdicts.items():
+            payment = _planned(plans[i])
+            if verdict.outcome is RiskOutcome.DENY:
+                payment.fail(at=at, code=RiskDenied.code, actor="risk")
+            elif verdict.outcome is RiskOutcome.REVIEW:
+                try:
+                    await uow.ledger.place_hold(_payer(plans[i]), payment.money, payment_id=payment.id)
+                except LedgerError as exc:
+                    plans[i] = exc
+                    await self._risk.released(uow, payment.id)
+                    continue
+                payment.transition(PaymentStatus.AUTHORIZED, at=at, reason="held for risk review", actor="risk")
+                payment.pending_operation = RISK_REVIEW
+            else:
+                continue
+            unsettled.append(payment)
+            results[i] = _risk_result(payment, verdict)
+        return unsettled
 
     async def _plan_transfer(
         self, uow: PaymentsUnitOfWork, job: _TransferJob, payment_id: uuid.UUID, at: datetime
@@ -272,7 +336,6 @@ class Transfers(PaymentsBase):
             payee_user_id=recipient_user,
             correlation_id=cmd.correlation_id,
         )
-        payment.transition(PaymentStatus.AUTHORIZED, at=at, reason="funds checked", actor=job.actor)
         legs = [
             Leg(sender_wallet, Direction.DEBIT, job.money),
             Leg(recipient_wallet, Direction.CREDIT, job.money),
@@ -307,7 +370,14 @@ class Transfers(PaymentsBase):
             if replay is not None:
                 return replay
             payment, legs = await self._plan_transfer(uow, job, payment_id, at)
+            verdict = await self._risk.assess(uow, payment, device_id=_device(cmd))
+            if verdict.outcome is RiskOutcome.DENY:
+                return await self._refuse_for_risk(uow, payment, verdict, idem, actor)
+            if verdict.outcome is RiskOutcome.REVIEW:
+                return await self._hold_for_review(uow, payment, verdict, idem, hold_funds=True)
+            payment.transition(PaymentStatus.AUTHORIZED, at=at, reason="funds checked", actor=actor)
             await uow.ledger.post(kind="p2p", legs=legs, payment_id=payment.id, correlation_id=cmd.correlation_id)
+            await self._risk.captured(uow, payment.id)
             payment.transition(PaymentStatus.CAPTURED, at=at, reason="posted to ledger", actor=actor)
             payment.transition(PaymentStatus.SETTLED, at=at, reason="internal transfer settles at once", actor="system")
             await uow.payments.add(payment)
@@ -334,6 +404,46 @@ class _TransferJob:
 def _legs(plan: tuple[Payment, list[Leg]] | Exception) -> list[Leg]:
     assert isinstance(plan, tuple)
     return plan[1]
+
+
+def _planned(plan: tuple[Payment, list[Leg]] | Exception) -> Payment:
+    assert isinstance(plan, tuple)
+    return plan[0]
+
+
+def _payer(plan: tuple[Payment, list[Leg]] | Exception) -> uuid.UUID:
+    payer = _planned(plan).payer_wallet_id
+    assert payer is not None
+    return payer
+
+
+def _device(cmd: TransferCommand) -> str:
+    return cmd.device_id or UNKNOWN_DEVICE
+
+
+def _risk_result(payment: Payment, verdict: RiskVerdict) -> PaymentResult:
+    """A grouped transfer's answer when risk denied it (FAILED, as `_refuse_for_risk` answers)
+    or held it for review (its AUTHORIZED view)."""
+    if verdict.outcome is RiskOutcome.DENY:
+        body = {
+            "code": RiskDenied.code,
+            "detail": f"this payment is refused by the risk policy (payment {payment.id})",
+            "payment_id": str(payment.id),
+        }
+        return PaymentResult(Outcome.FAILED, body)
+    return PaymentResult(Outcome.SUCCEEDED, payment.view())
+
+
+def _risk_event(job: _TransferJob, payment: Payment, verdict: RiskVerdict) -> AuditEvent:
+    denied = verdict.outcome is RiskOutcome.DENY
+    return AuditEvent(
+        actor="risk",
+        action="payment.p2p.risk_denied" if denied else "payment.p2p.held_for_review",
+        subject=f"payment:{payment.id}",
+        correlation_id=job.cmd.correlation_id,
+        outcome="failure" if denied else "success",
+        details={"amount": payment.money.amount, "currency": payment.money.currency, **verdict.audit_details()},
+    )
 
 
 def _settled_event(job: _TransferJob, payment: Payment) -> AuditEvent:

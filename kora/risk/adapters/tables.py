@@ -4,6 +4,7 @@ payee, device and payment ids are the opaque ids the payment path passes in.
 - `risk_payments`: every payment risk has assessed, with its decision and the status of its
   reservation. Only `reserved`, `held` and `committed` rows count in the windows.
 - `risk_devices`: when a payer was first seen on a device.
+- `risk_reviews`: risk analysts' decisions on held payments (migration 0013).
 - `risk_payer_hours`: the payer's counted payments by hour of day (UTC), count and amount,
   kept up to date on reserve and release so the unusual-hours flag does not scan the history.
 """
@@ -48,6 +49,27 @@ risk_payments = sa.Table(
     sa.Index("ix_risk_payments_payer_payee_at", "payer_id", "payee_id", "at"),
     # The payee's senders (fan-in).
     sa.Index("ix_risk_payments_payee_at", "payee_id", "at"),
+    # The review queue: held payments, oldest first.
+    sa.Index("ix_risk_payments_status_at", "status", "at"),
+)
+
+# A risk analyst's decision on a held payment, with what it was about (the policy version, the
+# rules that fired, the score) so each rule's false-positive rate can be measured.
+risk_reviews = sa.Table(
+    "risk_reviews",
+    metadata,
+    sa.Column("payment_id", sa.String(64), primary_key=True),
+    sa.Column("decision", sa.String(8), nullable=False),
+    sa.Column("analyst", sa.String(64), nullable=False),
+    sa.Column("note", sa.String(500), nullable=True),
+    sa.Column("decided_at", UtcDateTime, nullable=False),
+    sa.Column("payment_type", sa.String(16), nullable=False),
+    sa.Column("policy_version", sa.String(64), nullable=False),
+    sa.Column("rules", sa.JSON, nullable=False),
+    sa.Column("score", sa.Integer, nullable=False),
+    sa.Column("held_at", UtcDateTime, nullable=False),
+    sa.CheckConstraint("decision IN ('approve','reject')", name="decision_known"),
+    sa.Index("ix_risk_reviews_decided_at", "decided_at"),
 )
 
 risk_devices = sa.Table(
