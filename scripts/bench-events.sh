@@ -15,6 +15,8 @@ DURATION=${3:-30}
 PG=postgresql+asyncpg://postgres@127.0.0.1:5432
 WORK=$(mktemp -d)
 KORA=.venv/bin/kora
+# Risk on, with the bench policy: the synthetic load is allowed, every window still read.
+export KORA_RISK_POLICY_FILE=${KORA_RISK_POLICY_FILE:-kora/risk/policies/bench.yaml}
 export KORA_DEV_SECRETS_FILE="$WORK/secrets.json" KORA_LOG_LEVEL=WARNING KORA_EVENTS_BUS=nats
 export KORA_ARGON2_TIME_COST=1 KORA_ARGON2_MEMORY_KIB=8192
 PIDS=()

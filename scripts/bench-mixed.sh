@@ -30,6 +30,8 @@ SIM=http://127.0.0.1:$SIM_PORT
 WORK=$(mktemp -d)
 WAVE_SECRET=whsec_bench_$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
+# Risk on, with the bench policy: the synthetic load is allowed, every window still read.
+export KORA_RISK_POLICY_FILE=${KORA_RISK_POLICY_FILE:-kora/risk/policies/bench.yaml}
 export KORA_DATABASE_URL="$PG/kora_bench_mixed" KORA_DEV_SECRETS_FILE="$WORK/secrets.json"
 export KORA_LOG_LEVEL=${KORA_LOG_LEVEL:-WARNING}
 # Setup registers USERS customers (two Argon2 hashes each); a cheaper cost only shortens setup.

@@ -14,6 +14,9 @@ PG=postgresql+asyncpg://postgres@127.0.0.1:5432
 WORK=$(mktemp -d)
 export KORA_DATABASE_URL="$PG/kora_bench" KORA_DEV_SECRETS_FILE="$WORK/secrets.json"
 export KORA_LOG_LEVEL=${KORA_LOG_LEVEL:-INFO}
+# The risk engine is on (as in production) with the bench policy: the synthetic load is allowed,
+# every window is still read and every payment reserved. KORA_RISK_ENABLED=false measures without it.
+export KORA_RISK_POLICY_FILE=${KORA_RISK_POLICY_FILE:-kora/risk/policies/bench.yaml}
 # The setup registers USERS customers (two Argon2 hashes each); a cheaper Argon2 cost only
 # shortens that setup: transfers never hash a password.
 export KORA_ARGON2_TIME_COST=${KORA_ARGON2_TIME_COST:-1} KORA_ARGON2_MEMORY_KIB=${KORA_ARGON2_MEMORY_KIB:-8192}

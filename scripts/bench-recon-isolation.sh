@@ -21,6 +21,8 @@ PORT=${PORT:-8110}
 WORKERS=${WORKERS:-2}
 PG=postgresql+asyncpg://postgres@127.0.0.1:5432
 WORK=$(mktemp -d)
+# Risk on, with the bench policy: the synthetic load is allowed, every window still read.
+export KORA_RISK_POLICY_FILE=${KORA_RISK_POLICY_FILE:-kora/risk/policies/bench.yaml}
 export KORA_DATABASE_URL="$PG/kora_bench_iso" KORA_DEV_SECRETS_FILE="$WORK/secrets.json"
 export KORA_LOG_LEVEL=${KORA_LOG_LEVEL:-INFO}
 # Registering USERS customers hashes passwords; a cheaper Argon2 cost only shortens that setup.

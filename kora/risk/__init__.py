@@ -27,11 +27,12 @@ from kora.risk.domain.model import (
 from kora.risk.domain.policy import Policy, PolicyError, Threshold, parse_policy
 from kora.risk.domain.reservation import Reservation, ReservationError, ReservationStatus
 from kora.risk.metrics import RiskMetrics
-from kora.risk.policies import DEFAULT_POLICY_PATH
+from kora.risk.policies import BENCH_POLICY_PATH, DEFAULT_POLICY_PATH
 from kora.risk.ports import FixedPolicy, PolicySource, RiskContextSource, RiskReservations
 from kora.risk.service import RiskEngine
 
 __all__ = [
+    "BENCH_POLICY_PATH",
     "DEFAULT_POLICY_PATH",
     "Decision",
     "FilePolicySource",

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from kora.risk import BENCH_POLICY_PATH
 from tests.support.net import free_port
 
 pytestmark = pytest.mark.e2e
@@ -45,6 +46,7 @@ def stack(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
         "KORA_LOG_LEVEL": "WARNING",
         "KORA_PROVIDER_MOMO_URL": simulator,
         "KORA_PUBLIC_BASE_URL": kora,
+        "KORA_RISK_POLICY_FILE": str(BENCH_POLICY_PATH),  # the load is allowed, every window still read
     }
     started: list[subprocess.Popen[bytes]] = []
     try:

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from kora.risk import BENCH_POLICY_PATH
 from tests.support.api import fresh_request_headers
 from tests.support.net import free_port
 
@@ -51,6 +52,9 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
         "KORA_DEV_SECRETS_FILE": str(tmp_path / "secrets.json"),
         "KORA_ARGON2_TIME_COST": "1",
         "KORA_ARGON2_MEMORY_KIB": "8192",
+        # The bench's synthetic load (one 5,000,000 cash-in per wallet, random payees) with
+        # the risk engine on: every window read, the load allowed.
+        "KORA_RISK_POLICY_FILE": str(BENCH_POLICY_PATH),
     }
     log = (tmp_path / "server.log").open("w")
     process = subprocess.Popen(
@@ -121,12 +125,20 @@ def test_walkthrough_then_operator_checks(server: Server) -> None:
         assert wallet["balance"] == wallet["available_balance"] == 6_500
         refused = client.post(
             "/v1/transfers",
-            json={"recipient_phone_number": bob_phone, "amount": 999_999},
+            json={"recipient_phone_number": bob_phone, "amount": 20_000},
             headers={**auth, "Idempotency-Key": "transfer-0002", **fresh_request_headers()},
         )
         assert refused.status_code == 422
         assert refused.headers["content-type"] == "application/problem+json"
         assert refused.json()["code"] == "insufficient_funds"
+        # The served default runs the risk engine: above the policy's hard limit it refuses first.
+        denied = client.post(
+            "/v1/transfers",
+            json={"recipient_phone_number": bob_phone, "amount": 999_999},
+            headers={**auth, "Idempotency-Key": "transfer-0003", **fresh_request_headers()},
+        )
+        assert denied.status_code == 422
+        assert denied.json()["code"] == "risk_denied"
         assert client.get("/healthz").json() == {"status": "ok"}
         assert "kora_http_requests_total" in client.get("/metrics").text
         assert client.get("/openapi.json").json()["info"]["title"] == "Kora payment API"
