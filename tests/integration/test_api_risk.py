@@ -205,3 +205,36 @@ async def test_risk_data_is_for_risk_roles_only(risk_api: Api) -> None:
     leader = await api.staff("leadership")
     assert (await api.client.get("/v1/admin/risk/reviews", headers=leader.headers())).status_code == 403
     assert (await decide(api, alice, sent["id"], "approve")).status_code == 403
+
+
+async def test_concurrent_transfers_never_pass_a_cap_only_some_fit(migrated_postgres_url: str, tmp_path: Path) -> None:
+    """PostgreSQL, group commit on: 20 transfers at once from one payer under a cap of 5 an
+    hour: exactly 5 settle, 15 are denied, the ledger balances."""
+    import asyncio
+
+    from kora.risk import BENCH_POLICY_PATH
+
+    policy = BENCH_POLICY_PATH.read_text().replace(
+        "count:\n        hour: {hard: 1000000}\n        day: {hard: 1000000}\n      per_recipient",
+        "count:\n        hour: {hard: 5}\n        day: {hard: 1000000}\n      per_recipient",
+    )
+    assert "hour: {hard: 5}" in policy
+    path = tmp_path / "cap-5.yaml"
+    path.write_text(policy.replace('version: "bench-', 'version: "cap5-'))
+    async with _api(migrated_postgres_url, tmp_path, KORA_RISK_ENABLED="true", KORA_RISK_POLICY_FILE=str(path)) as api:
+        alice, bob = await api.customer(fund=100_000), await api.customer()
+        answers = await asyncio.gather(
+            *(api.transfer(alice, recipient_wallet_id=bob.wallet_id, amount=1_000) for _ in range(20))
+        )
+        outcomes = sorted(str(a.json()["code"] if a.status_code == 422 else a.json()["status"]) for a in answers)
+        assert outcomes == ["SETTLED"] * 5 + ["risk_denied"] * 15, outcomes
+        assert await wallet(api, bob) == (5_000, 5_000)
+        await ledger_ok(api)
+        metrics = (await api.client.get("/metrics")).text
+        batches = {
+            line.split()[0]: float(line.split()[1])
+            for line in metrics.splitlines()
+            if line.startswith(("kora_group_commit_batch_size_sum", "kora_group_commit_batch_size_count"))
+        }
+        # Some transfers shared a transaction (the group-commit path took the risk locks too).
+        assert batches["kora_group_commit_batch_size_sum"] > batches["kora_group_commit_batch_size_count"]
