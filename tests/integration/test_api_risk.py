@@ -238,3 +238,69 @@ async def test_concurrent_transfers_never_pass_a_cap_only_some_fit(migrated_post
         }
         # Some transfers shared a transaction (the group-commit path took the risk locks too).
         assert batches["kora_group_commit_batch_size_sum"] > batches["kora_group_commit_batch_size_count"]
+
+
+async def test_a_reviewed_merchant_payment_approved_pays_the_merchant_less_the_fee(risk_api: Api) -> None:
+    from tests.integration.test_api_merchant import fee_revenue, merchant_balance
+
+    api = risk_api
+    merchant, alice = await api.merchant(), await funded(api)
+    analyst = await api.staff("risk_analyst")
+    revenue_before = await fee_revenue(api)
+
+    held = await api.pay_merchant(alice, merchant.merchant_id, 60_000, reference="order-77")
+    assert held.status_code == 201, held.text
+    assert held.json()["status"] == "AUTHORIZED"
+    assert await merchant_balance(api, merchant) == 0
+    approved = await decide(api, analyst, held.json()["id"], "approve")
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["status"] == "SETTLED"
+    assert await wallet(api, alice) == (5 * FUNDING - 60_000,) * 2
+    assert await merchant_balance(api, merchant) == 60_000 - 600  # 1 % fee
+    assert await fee_revenue(api) - revenue_before == 600
+    await ledger_ok(api)
+
+
+async def test_a_reviewed_cash_in_is_collected_only_once_approved(risk_api: Api) -> None:
+    api = risk_api
+    alice = await api.customer()
+    analyst = await api.staff("risk_analyst")
+    held = await api.client.post("/v1/cash-ins", json={"amount": 60_000}, headers=alice.headers(key=uuid.uuid4().hex))
+    assert held.status_code == 201, held.text
+    assert (held.json()["status"], held.json()["status_history"][-1]["reason"]) == ("INITIATED", "initiated")
+    assert await wallet(api, alice) == (0, 0)
+    approved = await decide(api, analyst, held.json()["id"], "approve")
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["status"] == "CAPTURED"
+    assert await wallet(api, alice) == (60_000, 60_000)
+    await ledger_ok(api)
+
+
+async def test_the_policy_file_is_reloaded_without_a_restart(migrated_sqlite_url: str, tmp_path: Path) -> None:
+    import asyncio
+
+    from kora.risk import BENCH_POLICY_PATH
+
+    path = tmp_path / "policy.yaml"
+    path.write_text(BENCH_POLICY_PATH.read_text())
+    async with _api(migrated_sqlite_url, tmp_path, KORA_RISK_ENABLED="true", KORA_RISK_POLICY_FILE=str(path)) as api:
+        alice, bob = await api.customer(fund=10_000), await api.customer()
+        support = await api.staff("support")
+        first = await api.transfer(alice, recipient_wallet_id=bob.wallet_id, amount=1_000)
+        assert first.json()["status"] == "SETTLED", first.text
+        assert (await explain(api, support, first.json()["id"]))["policy_version"] == "bench-2026-11-26.1"
+        stricter = (
+            BENCH_POLICY_PATH.read_text()
+            .replace('version: "bench-2026-11-26.1"', 'version: "reloaded-1"')
+            .replace("per_transaction: {hard: 500000}", "per_transaction: {hard: 500}")
+        )
+        path.write_text(stricter)
+        await asyncio.sleep(1.2)  # the source looks at the file at most once a second
+        second = await api.transfer(alice, recipient_wallet_id=bob.wallet_id, amount=1_000)
+        assert second.json()["code"] == "risk_denied", second.text
+        denied_id = second.json()["detail"].split("payment ")[-1].rstrip(")")
+        assert (await explain(api, support, denied_id))["policy_version"] == "reloaded-1"
+        path.write_text("version: [not a policy")  # a broken file is refused; the last good one stays
+        await asyncio.sleep(1.2)
+        third = await api.transfer(alice, recipient_wallet_id=bob.wallet_id, amount=1_000)
+        assert third.json()["code"] == "risk_denied"

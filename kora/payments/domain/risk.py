@@ -34,7 +34,10 @@ class RiskVerdict:
     policy_version: str = ""
 
     def audit_details(self) -> dict[str, str | int | None]:
-        """The verdict in the audit trail's shape (ids, codes and numbers)."""
+        """The verdict in the audit trail's shape (ids, codes and numbers); nothing when risk
+        did not judge the payment (the engine off, or a type it does not judge)."""
+        if not self.policy_version:
+            return {}
         return {
             "risk_outcome": self.outcome.value,
             "risk_rules": ",".join(self.rules),

@@ -229,6 +229,7 @@ class MerchantPayments(PaymentsBase):
                             "currency": money.currency,
                             "fee": fee,
                             "merchant_account_id": str(account.id),
+                            **verdict.audit_details(),
                         },
                     )
                 ]

@@ -264,7 +264,12 @@ class ProviderMoves(ProviderAnswers):
                 action=f"payment.{kind.value}.{payment.status.value.lower()}",
                 subject=f"payment:{payment.id}",
                 correlation_id=cmd.correlation_id,
-                details={"amount": money.amount, "currency": money.currency, "provider": provider},
+                details={
+                    "amount": money.amount,
+                    "currency": money.currency,
+                    "provider": provider,
+                    **verdict.audit_details(),
+                },
             )
             await uow.commit()
         return payment, hold_id

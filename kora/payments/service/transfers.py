@@ -241,7 +241,7 @@ class Transfers(PaymentsBase):
                     settled.append(payment)
                     results[i] = PaymentResult(Outcome.SUCCEEDED, view)
                     completions.append((job.idem, Outcome.SUCCEEDED, view))
-                    events.append(_settled_event(job, payment))
+                    events.append(_settled_event(job, payment, verdicts[i]))
                 await uow.payments.add_many(settled + unsettled)
                 await uow.idempotency.complete_many(completions)
                 await uow.audit.record_many(events)
@@ -383,7 +383,7 @@ class Transfers(PaymentsBase):
             await uow.payments.add(payment)
             view = payment.view()
             await uow.idempotency.complete(idem, outcome=Outcome.SUCCEEDED, body=view)
-            await uow.audit.record_many([_settled_event(job, payment)])
+            await uow.audit.record_many([_settled_event(job, payment, verdict)])
             await uow.commit()
         self._metrics.ledger_posted("p2p", uow.ledger.last_posting_seconds)
         self._finished(payment)
@@ -446,13 +446,13 @@ def _risk_event(job: _TransferJob, payment: Payment, verdict: RiskVerdict) -> Au
     )
 
 
-def _settled_event(job: _TransferJob, payment: Payment) -> AuditEvent:
+def _settled_event(job: _TransferJob, payment: Payment, verdict: RiskVerdict) -> AuditEvent:
     return AuditEvent(
         actor=job.actor,
         action="payment.p2p.settled",
         subject=f"payment:{payment.id}",
         correlation_id=job.cmd.correlation_id,
-        details={"amount": payment.money.amount, "currency": payment.money.currency},
+        details={"amount": payment.money.amount, "currency": payment.money.currency, **verdict.audit_details()},
     )
 
 
