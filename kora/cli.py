@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pathlib
 import sys
 from typing import Any
 
@@ -368,6 +369,53 @@ def bench(
         click.echo("ledger verification (this process reads KORA_DATABASE_URL):")
         ledger_verify.main(args=[], standalone_mode=False)
     sys.exit(0 if errors == 0 else 1)
+
+
+@main.group()
+def slo() -> None:
+    """SLOs as code: Prometheus rules generated from the Sloth specs."""
+
+
+@slo.command("generate")
+@click.option(
+    "--slo-dir",
+    default="slo",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=pathlib.Path),
+    help="folder of Sloth prometheus/v1 specs",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default="alerts/slo",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=pathlib.Path),
+    help="folder of the generated <service>.rules.yml files",
+)
+@click.option("--check", is_flag=True, help="write nothing; exit 1 with a diff when the committed files differ")
+def slo_generate(slo_dir: pathlib.Path, out_dir: pathlib.Path, check: bool) -> None:
+    """Write the SLI recording rules, SLO metadata and multi-window multi-burn-rate alerts of
+    every spec in --slo-dir into --out (deterministic: the same specs give the same bytes)."""
+    from kora.slo import SpecError, drift, planned_files, write
+
+    try:
+        planned = planned_files(slo_dir)
+    except SpecError as exc:
+        click.echo(f"invalid SLO spec: {exc}", err=True)
+        sys.exit(2)
+    if not check:
+        touched = write(planned, out_dir)
+        click.echo(f"{len(planned)} rules file(s) in {out_dir}; changed: {', '.join(touched) or 'none'}")
+        return
+    found = drift(planned, out_dir)
+    if found.clean:
+        click.echo(f"{out_dir} is up to date with {slo_dir}")
+        return
+    click.echo(found.diff, nl=False)
+    for name in found.stale:
+        click.echo(f"stale: {out_dir / name} (no spec generates it)")
+    click.echo(f"{out_dir} is out of date: run `kora slo generate`", err=True)
+    sys.exit(1)
 
 
 def _register_event_commands() -> None:

@@ -47,6 +47,9 @@ LEDGER_POSTING_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 # "settled later than J+N" alerts can count exactly.
 SETTLEMENT_DELAY_BUCKETS = tuple(h * 3600.0 for h in (1, 6, 12, 24, 36, 48, 60, 72, 96, 120, 168, 336))
 
+# The payment success SLO counts provider and internal failures against Kora, not the customer's.
+PAYMENT_FAILURE_CAUSES = frozenset({"customer", "provider", "internal", "risk"})
+
 UNMATCHED_ROUTE = "unmatched"
 OTHER = "other"
 _HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
@@ -134,6 +137,13 @@ class KoraMetrics(HttpRedMetrics):
             "kora_payments",
             "Payments that reached a final outcome, by type and status.",
             ("type", "status"),
+            registry=registry,
+        )
+        self._payment_failures = Counter(
+            "kora_payment_failures",
+            "Payments that ended FAILED, by type and cause: customer (declined for the payer's or payee's "
+            "reasons), provider (the provider failed or never answered), internal (Kora's own fault) or risk.",
+            ("type", "cause"),
             registry=registry,
         )
         self._amount_moved = Counter(
@@ -320,6 +330,12 @@ class KoraMetrics(HttpRedMetrics):
     def payment_finished(self, type: str, status: str) -> None:
         """A payment reached a final outcome (``status``: captured, settled, failed...)."""
         self._payments.labels(safe_label(type), safe_label(status)).inc(exemplar=_exemplar())
+
+    def payment_failed(self, type: str, cause: str) -> None:
+        """A payment ended FAILED because of ``cause`` (customer, provider, internal or risk);
+        any other word counts as internal: an unclassified failure is ours until shown otherwise."""
+        cause = cause if cause in PAYMENT_FAILURE_CAUSES else "internal"
+        self._payment_failures.labels(safe_label(type), cause).inc(exemplar=_exemplar())
 
     def amount_moved(self, type: str, currency: str, amount: int) -> None:
         """``amount`` minor units of ``currency`` moved by a payment of ``type``."""

@@ -95,6 +95,9 @@ class RecordingPaymentMetrics:
     def payment_finished(self, payment_type: str, status: str) -> None:
         self.calls.append(("payment_finished", (payment_type, status)))
 
+    def payment_failed(self, payment_type: str, cause: str) -> None:
+        self.calls.append(("payment_failed", (payment_type, cause)))
+
     def amount_moved(self, payment_type: str, currency: str, amount: int) -> None:
         self.calls.append(("amount_moved", (payment_type, currency, amount)))
 

@@ -24,6 +24,7 @@ from kora.payments.domain.errors import (
     InvalidPaymentAmount,
     WrongCurrency,
 )
+from kora.payments.domain.failures import failure_cause
 from kora.payments.domain.idempotency import (
     IdempotencyRequest,
     IdempotencyRequestInProgress,
@@ -53,6 +54,10 @@ _Started = TypeVar("_Started")
 
 class PaymentMetrics(Protocol):
     def payment_finished(self, payment_type: str, status: str) -> None: ...
+
+    def payment_failed(self, payment_type: str, cause: str) -> None:
+        """A payment ended FAILED; ``cause`` is a `FailureCause` value."""
+        ...
 
     def amount_moved(self, payment_type: str, currency: str, amount: int) -> None: ...
 
@@ -85,6 +90,9 @@ class PaymentMetrics(Protocol):
 
 class NullPaymentMetrics:
     def payment_finished(self, payment_type: str, status: str) -> None:
+        pass
+
+    def payment_failed(self, payment_type: str, cause: str) -> None:
         pass
 
     def amount_moved(self, payment_type: str, currency: str, amount: int) -> None:
@@ -419,6 +427,8 @@ class PaymentsBase:
 
     def _finished(self, payment: Payment) -> None:
         self._metrics.payment_finished(payment.type.value, payment.status.value)
+        if payment.status is PaymentStatus.FAILED:
+            self._metrics.payment_failed(payment.type.value, failure_cause(payment.failure_code).value)
         if payment.status in (PaymentStatus.CAPTURED, PaymentStatus.SETTLED):  # money moved in our books
             self._metrics.amount_moved(payment.type.value, payment.money.currency, payment.money.amount)
         logger.info(

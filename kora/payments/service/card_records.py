@@ -15,6 +15,7 @@ from kora.audit import AuditEvent
 from kora.kernel import Clock, Money
 from kora.ledger import AccountKind, Direction, Leg
 from kora.payments.domain.errors import PaymentNotFound
+from kora.payments.domain.failures import failure_cause
 from kora.payments.domain.idempotency import IdempotencyRequest, Outcome
 from kora.payments.domain.model import InvalidFee, Payment, PaymentStatus
 from kora.payments.ports import PaymentsUnitOfWork, PaymentsUnitOfWorkFactory, ProviderRegistry
@@ -343,6 +344,8 @@ class CardRecords:
 
     def _finished(self, payment: Payment) -> None:
         self._metrics.payment_finished(payment.type.value, payment.status.value)
+        if payment.status is PaymentStatus.FAILED:
+            self._metrics.payment_failed(payment.type.value, failure_cause(payment.failure_code).value)
         if payment.status is PaymentStatus.CAPTURED:
             amount = payment.captured_amount or payment.money.amount
             self._metrics.amount_moved(payment.type.value, payment.money.currency, amount)
