@@ -19,6 +19,7 @@ from kora.observability import KoraMetrics
 from kora.observability.event_metrics import EventMetrics
 from kora.observability.service_metrics import ServiceMetrics
 from kora.reconciliation.metrics import ReconMetrics
+from kora.risk import RiskMetrics
 from kora.slo import drift, load_specs, planned_files
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,13 +29,6 @@ RULE_FILES = sorted((ROOT / "alerts").glob("*.rules.yml")) + sorted(OUT_DIR.glob
 
 # Labels Prometheus adds at scrape time, or that histograms carry.
 SCRAPE_LABELS = {"job", "instance"}
-# The risk engine's metrics, named in the shared brief of issue #7 and being added by the lead
-# in kora/risk: until they are registered, the names and labels of the brief are the contract.
-BRIEF_RISK_METRICS = {
-    "kora_risk_rule_hits_total": {"rule", "outcome"},
-    "kora_risk_review_queue_size": set(),
-    "kora_risk_review_oldest_age_seconds": set(),
-}
 _SELECTOR = re.compile(r"\b((?:kora_|up\b)[a-z0-9_]*)(\{[^}]*\})?")
 _MATCHER = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)\s*"')
 
@@ -97,6 +91,7 @@ def _exported() -> dict[str, set[str]]:
     KoraMetrics(registry)
     EventMetrics(registry)
     ServiceMetrics(registry)
+    RiskMetrics(registry)
     recon = CollectorRegistry()
     ReconMetrics(recon)
     series: dict[str, set[str]] = {"up": set()}
@@ -113,8 +108,6 @@ def _exported() -> dict[str, set[str]]:
                 series[f"{name}_sum"] = labels
             else:
                 series[name] = labels
-    for name, labels in BRIEF_RISK_METRICS.items():
-        series.setdefault(name, labels)
     return series
 
 

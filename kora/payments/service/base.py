@@ -369,7 +369,7 @@ class PaymentsBase:
             details={"amount": payment.money.amount, "currency": payment.money.currency, **verdict.audit_details()},
         )
         await uow.commit()
-        self._metrics.payment_finished(payment.type.value, PaymentStatus.FAILED.value)
+        self._finished(payment)
         logger.info(
             "payment refused by risk",
             payment_id=str(payment.id),

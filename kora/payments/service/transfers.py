@@ -252,7 +252,7 @@ class Transfers(PaymentsBase):
                 self._metrics.amount_moved(payment.type.value, payment.money.currency, payment.money.amount)
             for payment in unsettled:
                 if payment.status is PaymentStatus.FAILED:
-                    self._metrics.payment_finished(payment.type.value, payment.status.value)
+                    self._finished(payment)
             for i in results:
                 jobs[i].grouped = True
                 if results[i].outcome is Outcome.FAILED and i not in by_risk:
