@@ -1,7 +1,7 @@
 """Logs and traces leave the process over OTLP/HTTP, as they do in the compose stack (Kora ->
-OpenTelemetry Collector -> Loki / Tempo). The peer is a real OTLP/HTTP receiver: a small HTTP
-server that accepts POST /v1/logs and /v1/traces and decodes the protobuf bodies with the OTLP
-protocol's own message classes (opentelemetry-proto), as a collector does. Kora's exporters are
+OpenTelemetry Collector -> Loki / Tempo). The peer is a real OTLP/HTTP receiver
+(tests/support/otlp.py) that decodes the protobuf bodies with the OTLP protocol's own message
+classes, as a collector does. Kora's exporters are
 not replaced by anything: what is asserted is what went over the wire."""
 
 from __future__ import annotations
@@ -9,24 +9,10 @@ from __future__ import annotations
 import io
 import json
 import logging
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from loguru import logger
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
-    ExportLogsServiceRequest,
-    ExportLogsServiceResponse,
-)
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from kora.observability import (
     TelemetrySettings,
@@ -39,100 +25,16 @@ from kora.observability import (
 )
 from kora.observability.log_shipping import unconfigure_log_shipping
 from kora.observability.logging import unconfigure_logging
+from tests.support.otlp import OtlpReceiver, log_attributes, otlp_receiver
 
 PHONE = "+225 07 01 02 03 04"
 PHONE_FORMS = ("2250701020304", "07 01 02 03 04", "0701020304", "07010203")
 
 
-@dataclass
-class Received:
-    """One decoded export request and the raw bytes it came as."""
-
-    path: str
-    raw: bytes
-    message: Any
-
-
-@dataclass
-class OtlpReceiver:
-    url: str
-    requests: list[Received] = field(default_factory=list)
-
-    def logs(self) -> list[tuple[dict[str, str], LogRecord]]:
-        """(resource attributes, record) for every log record received."""
-        out = []
-        for request in self.requests:
-            if request.path != "/v1/logs":
-                continue
-            for resource_logs in request.message.resource_logs:
-                resource = {kv.key: _value(kv.value) for kv in resource_logs.resource.attributes}
-                for scope_logs in resource_logs.scope_logs:
-                    out.extend((resource, record) for record in scope_logs.log_records)
-        return out
-
-    def spans(self) -> list[tuple[dict[str, str], Any]]:
-        out = []
-        for request in self.requests:
-            if request.path != "/v1/traces":
-                continue
-            for resource_spans in request.message.resource_spans:
-                resource = {kv.key: _value(kv.value) for kv in resource_spans.resource.attributes}
-                for scope_spans in resource_spans.scope_spans:
-                    out.extend((resource, span) for span in scope_spans.spans)
-        return out
-
-    def raw(self) -> bytes:
-        return b"".join(request.raw for request in self.requests)
-
-
-def _value(value: AnyValue) -> Any:
-    kind = value.WhichOneof("value")
-    return getattr(value, kind) if kind else None
-
-
-def _attributes(record: LogRecord) -> dict[str, Any]:
-    return {kv.key: _value(kv.value) for kv in record.attributes}
-
-
 @pytest.fixture
 def receiver() -> Iterator[OtlpReceiver]:
-    """An OTLP/HTTP (protobuf) receiver on a free local port."""
-    received: list[Received] = []
-    decoders = {
-        "/v1/logs": (ExportLogsServiceRequest, ExportLogsServiceResponse),
-        "/v1/traces": (ExportTraceServiceRequest, ExportTraceServiceResponse),
-    }
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", "0"))
-            raw = self.rfile.read(length)
-            if self.path not in decoders or self.headers.get("Content-Type") != "application/x-protobuf":
-                self.send_response(404)
-                self.end_headers()
-                return
-            request_type, response_type = decoders[self.path]
-            message = request_type()
-            message.ParseFromString(raw)
-            received.append(Received(self.path, raw, message))
-            body = response_type().SerializeToString()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # no access lines on the test's stderr
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield OtlpReceiver(url=f"http://127.0.0.1:{server.server_address[1]}", requests=received)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with otlp_receiver() as running:
+        yield running
 
 
 @pytest.fixture
@@ -180,15 +82,15 @@ def test_records_arrive_with_their_trace_ids_and_without_a_phone_number(
     assert first.severity_text == "INFO"
     assert first.severity_number == 9  # SEVERITY_NUMBER_INFO
     assert first.time_unix_nano > 0
-    attributes = _attributes(first)
+    attributes = log_attributes(first)
     assert attributes["amount"] == 1_500  # an int field stays an int
     assert attributes["recipient_phone"] == "[REDACTED]"  # a sensitive field name
     assert attributes["note"] == "pour [REDACTED:number]"
     assert attributes["correlation_id"] == correlation_id
-    assert "correlation_id" not in _attributes(records[1][1])  # none in force: absent, not empty
-    assert _attributes(records[1][1])["logger"] == "kora.test.stdlib"
+    assert "correlation_id" not in log_attributes(records[1][1])  # none in force: absent, not empty
+    assert log_attributes(records[1][1])["logger"] == "kora.test.stdlib"
     assert records[1][1].severity_text == "WARNING"
-    failed = _attributes(records[2][1])
+    failed = log_attributes(records[2][1])
     assert failed["exception.type"] == "RuntimeError"
     assert "[REDACTED:number]" in failed["exception.stacktrace"]
     # Not in any field, not in any encoding: the bytes that crossed the network.
