@@ -10,7 +10,8 @@ those payments wrote, and the statements per published event are counted the sam
 Requests are sent one at a time, so group commit never batches two transfers: the counts are the
 per-payment ceiling (under load, group commit shares a transaction between transfers).
 
-    .venv/bin/python scripts/sql_per_payment.py [--repeat 20] [--postgres postgresql+asyncpg://postgres@127.0.0.1:5432]
+    .venv/bin/python scripts/sql_per_payment.py [--repeat 20] [--size-sample 500]
+        [--postgres postgresql+asyncpg://postgres@127.0.0.1:5432]
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class StatementCounter:
         return sum(self.verbs.values()), self.commits, self.verbs
 
 
-async def run(postgres: str, repeat: int) -> None:
+async def run(postgres: str, repeat: int, size_sample: int) -> None:
     import httpx
     from asgi_lifespan import LifespanManager
 
@@ -99,13 +100,13 @@ async def run(postgres: str, repeat: int) -> None:
                 async with httpx.AsyncClient(transport=transport, base_url="http://kora.test") as client:
                     api = Api(client)
                     api.kora = kora  # type: ignore[attr-defined]  (what Api.admin uses, as tests set it)
-                    await report(api, kora, counter, repeat)
+                    await report(api, kora, counter, repeat, size_sample)
             await kora.aclose()
     finally:
         await admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-async def report(api: Any, kora: Any, counter: StatementCounter, repeat: int) -> None:
+async def report(api: Any, kora: Any, counter: StatementCounter, repeat: int, size_sample: int) -> None:
     alice = await api.customer(fund=10_000_000)
     bob = await api.customer()
     merchant = await api.merchant()
@@ -126,16 +127,18 @@ async def report(api: Any, kora: Any, counter: StatementCounter, repeat: int) ->
         "balance read (GET /v1/wallet)": lambda: api.balance(alice),
     }
     print(f"PostgreSQL, one request at a time, {repeat} of each (median [min-max]):")
-    print(f"{'request':48} {'statements':>18} {'commits':>10}   statements by verb (median request)")
+    print(f"{'request':48} {'statements':>14} {'commits':>8} {'events':>7}   statements by verb (median request)")
     for label, action in actions.items():
+        before = await _scalar(kora, "SELECT count(*) FROM event_outbox")
         results = [await counter.measure(action) for _ in range(repeat)]
+        events = (await _scalar(kora, "SELECT count(*) FROM event_outbox") - before) / repeat
         statements = [r[0] for r in results]
         commits = [r[1] for r in results]
         middle = sorted(results, key=lambda r: r[0])[len(results) // 2][2]
         verbs = ", ".join(f"{verb} {count}" for verb, count in middle.most_common())
         print(
-            f"{label:48} {statistics.median(statements):>6.0f} [{min(statements)}-{max(statements)}]"
-            f"{statistics.median(commits):>10.0f}   {verbs}"
+            f"{label:48} {statistics.median(statements):>4.0f} [{min(statements)}-{max(statements)}]"
+            f"{statistics.median(commits):>8.0f} {events:>7.1f}   {verbs}"
         )
 
     pending = await _scalar(kora, "SELECT count(*) FROM event_outbox WHERE published_at IS NULL")
@@ -148,6 +151,16 @@ async def report(api: Any, kora: Any, counter: StatementCounter, repeat: int) ->
             published += count
 
     total, commits, verbs = await counter.measure(drain)
+    # Storage: the database's growth over many transfers (one transfer is smaller than a page).
+    size_before = await _scalar(kora, "SELECT pg_database_size(current_database())")
+    for _ in range(size_sample):
+        await expect(api.transfer(alice, recipient_wallet_id=bob.wallet_id, amount=1))
+    size_after = await _scalar(kora, "SELECT pg_database_size(current_database())")
+    print(
+        f"\nstorage: {size_sample} P2P transfers grew the database by {(size_after - size_before) / 1024:.0f} KiB:"
+        f" {(size_after - size_before) / size_sample:.0f} bytes per transfer (tables, indexes, outbox; before"
+        " the outbox and nonce purges)"
+    )
     print(
         f"\noutbox relay: {published} events published (of {pending} pending) with {total} statements"
         f" and {commits} commits: {total / max(published, 1):.2f} statements per event"
@@ -164,8 +177,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postgres", default="postgresql+asyncpg://postgres@127.0.0.1:5432")
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--size-sample", type=int, default=500, help="transfers to measure storage per transfer")
     args = parser.parse_args()
-    asyncio.run(run(args.postgres.rstrip("/"), args.repeat))
+    asyncio.run(run(args.postgres.rstrip("/"), args.repeat, args.size_sample))
 
 
 if __name__ == "__main__":
