@@ -15,13 +15,18 @@ from typing import Any
 import click
 
 
-def _run(work: Callable[[Any], Awaitable[Any]]) -> Any:
+def _run(work: Callable[[Any], Awaitable[Any]], *, service: str | None = None) -> Any:
+    """Run ``work`` with a Kora; a long-running ``service`` (relay, worker) also traces and
+    ships its logs as the environment says (kora.observability.telemetry)."""
     from kora.bootstrap import Kora
-    from kora.observability import configure_logging
+    from kora.observability import TelemetrySettings, configure_logging, configure_telemetry
     from kora.platform.settings import Settings
 
     settings = Settings.from_env()
-    configure_logging(level=settings.log_level, json=settings.log_json)
+    if service is not None:
+        configure_telemetry(TelemetrySettings.from_env(service))
+    else:
+        configure_logging(level=settings.log_level, json=settings.log_json)
 
     async def runner() -> Any:
         kora = Kora(settings)
@@ -67,7 +72,7 @@ def register(main: click.Group) -> None:
             _metrics_server(kora, metrics_port, metrics_host)
             await kora.events.run_relay(stop)
 
-        _run(_until_signalled(job))
+        _run(_until_signalled(job), service="kora-relay")
 
     @main.command()
     @click.option("--consumer", "consumers", multiple=True, help="run only this consumer (repeatable)")
@@ -80,7 +85,7 @@ def register(main: click.Group) -> None:
             _metrics_server(kora, metrics_port, metrics_host)
             await kora.events.run_workers(stop, list(consumers) or None)
 
-        _run(_until_signalled(job))
+        _run(_until_signalled(job), service="kora-worker")
 
     @main.group()
     def events() -> None:

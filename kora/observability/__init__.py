@@ -1,7 +1,8 @@
 """Observability: correlation ids, structured scrubbed logs, traces and metrics.
 
 A technical module every other module may use. Nothing is built at import time: the
-composition root calls, in order, :func:`configure_logging`, :func:`configure_tracing`,
+composition root calls, in order, :func:`configure_telemetry` (or :func:`configure_logging`,
+:func:`configure_tracing` and :func:`configure_log_shipping` one by one),
 ``KoraMetrics(registry)``, :func:`instrument_engine`, then builds the app with
 ``FastAPI(telemetry=fastapi_telemetry_off())`` and adds :class:`ObservabilityMiddleware` last.
 """
@@ -13,6 +14,7 @@ from kora.observability.correlation import (
     is_valid_correlation_id,
     new_correlation_id,
 )
+from kora.observability.log_shipping import configure_log_shipping
 from kora.observability.logging import configure_logging
 from kora.observability.metrics import (
     HTTP_DURATION_BUCKETS,
@@ -25,6 +27,7 @@ from kora.observability.metrics import (
 )
 from kora.observability.middleware import ObservabilityMiddleware, fastapi_telemetry_off, security_headers
 from kora.observability.scrubbing import is_sensitive_key, scrub, scrub_value
+from kora.observability.telemetry import Telemetry, TelemetrySettings, configure_telemetry
 from kora.observability.tracing import (
     configure_tracing,
     current_trace_ids,
@@ -44,7 +47,11 @@ __all__ = [
     "HttpRedMetrics",
     "KoraMetrics",
     "ObservabilityMiddleware",
+    "Telemetry",
+    "TelemetrySettings",
+    "configure_log_shipping",
     "configure_logging",
+    "configure_telemetry",
     "configure_tracing",
     "correlation_scope",
     "current_trace_ids",

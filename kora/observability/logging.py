@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from loguru import Message, Record, RecordException
 
 _ID_FIELDS = ("correlation_id", "trace_id", "span_id")
-_LOGGER_NAME = "logger_name"  # extra key set by the stdlib bridge: the stdlib logger's name
+LOGGER_NAME_FIELD = "logger_name"  # extra key set by the stdlib bridge: the stdlib logger's name
 _CORE_FIELDS = frozenset({"ts", "level", "message", "logger", "function", "line", "service", "exception"})
 
 # Standard-library loggers whose own handlers are dropped so they flow into loguru.
@@ -136,7 +136,7 @@ def render_json(record: Record, service: str | None = None) -> str:
         "ts": _utc_timestamp(record),
         "level": record["level"].name,
         "message": record["message"],
-        "logger": extra.get(_LOGGER_NAME) or record["name"],
+        "logger": extra.get(LOGGER_NAME_FIELD) or record["name"],
         "function": record["function"],
         "line": record["line"],
         "correlation_id": extra.get("correlation_id"),
@@ -146,27 +146,29 @@ def render_json(record: Record, service: str | None = None) -> str:
     if service is not None:
         payload["service"] = service
     for key, value in extra.items():
-        if key in _ID_FIELDS or key == _LOGGER_NAME:
+        if key in _ID_FIELDS or key == LOGGER_NAME_FIELD:
             continue
         payload[f"extra_{key}" if key in _CORE_FIELDS else key] = value
     if record["exception"] is not None:
-        payload["exception"] = _format_exception(record["exception"])
+        payload["exception"] = format_exception(record["exception"])
     return jsonlib.dumps(payload, default=str, ensure_ascii=False, separators=(",", ":"))
 
 
 def render_text(record: Record) -> str:
     """A human-readable line (development) for a patched record."""
     extra = record["extra"]
-    fields = " ".join(f"{key}={value}" for key, value in extra.items() if key not in _ID_FIELDS and key != _LOGGER_NAME)
+    fields = " ".join(
+        f"{key}={value}" for key, value in extra.items() if key not in _ID_FIELDS and key != LOGGER_NAME_FIELD
+    )
     line = (
         f"{_utc_timestamp(record)} | {record['level'].name:<8} | {extra.get('correlation_id') or '-'} | "
-        f"{extra.get(_LOGGER_NAME) or record['name']}:{record['function']}:{record['line']} - "
+        f"{extra.get(LOGGER_NAME_FIELD) or record['name']}:{record['function']}:{record['line']} - "
         f"{record['message']}"
     )
     if fields:
         line = f"{line} | {fields}"
     if record["exception"] is not None:
-        line = f"{line}\n{_format_exception(record['exception'])}"
+        line = f"{line}\n{format_exception(record['exception'])}"
     return line
 
 
@@ -174,7 +176,8 @@ def _utc_timestamp(record: Record) -> str:
     return record["time"].astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _format_exception(exception: RecordException) -> str:
+def format_exception(exception: RecordException) -> str:
+    """The exception's traceback as scrubbed text (no local variable values)."""
     if exception.type is None:
         return ""
     lines = traceback.format_exception(exception.type, exception.value, exception.traceback)
@@ -194,7 +197,7 @@ class _InterceptHandler(logging.Handler):
         while frame is not None and (depth == 0 or frame.f_code.co_filename == logging.__file__):
             frame = frame.f_back
             depth += 1
-        logger.bind(**{_LOGGER_NAME: record.name}).opt(depth=depth, exception=record.exc_info).log(
+        logger.bind(**{LOGGER_NAME_FIELD: record.name}).opt(depth=depth, exception=record.exc_info).log(
             level, record.getMessage()
         )
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 Exporter = Literal["none", "console", "otlp"]
-_EXPORTERS = ("none", "console", "otlp")
+TRACE_EXPORTERS = ("none", "console", "otlp")
 
 AsgiHeaders = Sequence[tuple[bytes, bytes]]
 
@@ -141,8 +141,8 @@ def configure_tracing(
     Safe to call repeatedly (tests do): each call returns a new provider, which the global
     one then forwards to. Call ``provider.shutdown()`` at process exit to flush spans.
     """
-    if exporter not in _EXPORTERS:
-        raise ValueError(f"unknown trace exporter {exporter!r}; expected one of {_EXPORTERS}")
+    if exporter not in TRACE_EXPORTERS:
+        raise ValueError(f"unknown trace exporter {exporter!r}; expected one of {TRACE_EXPORTERS}")
     if not 0.0 <= sample_ratio <= 1.0:
         raise ValueError("sample_ratio must be between 0 and 1")
     attributes: dict[str, str] = {SERVICE_NAME: service_name}

@@ -218,13 +218,13 @@ def worker_command(metrics_port: int | None, metrics_host: str) -> None:
     """Run the `recon` consumer, the outbox relay and the match schedule until SIGTERM."""
     import signal
 
-    from kora.observability import configure_logging
+    from kora.observability import TelemetrySettings, configure_telemetry
     from kora.platform.settings import ConfigurationError
     from kora.reconciliation.service.settings import ReconSettings
     from kora.reconciliation.worker import ReconWorker
 
     settings = ReconSettings.from_env()
-    configure_logging(level=os.environ.get("KORA_LOG_LEVEL", "INFO"), json=True, service="kora-recon")
+    configure_telemetry(TelemetrySettings.from_env("kora-recon-worker"))
 
     async def run() -> None:
         worker = ReconWorker(settings)

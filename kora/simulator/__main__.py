@@ -12,7 +12,7 @@ from kora.simulator.config import SimulatorConfig
 def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
-    from kora.observability import configure_logging
+    from kora.observability import TelemetrySettings, configure_telemetry
     from kora.simulator.app import create_simulator_app
 
     parser = argparse.ArgumentParser(prog="python -m kora.simulator", description="Kora provider simulator")
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
         config = SimulatorConfig.for_tests()
     else:
         config = SimulatorConfig()
-    configure_logging(level=args.log_level, json=os.environ.get("KORA_LOG_JSON", "1") == "1", service="kora-simulator")
+    configure_telemetry(TelemetrySettings.from_env("kora-simulator", log_level=args.log_level))
     uvicorn.run(create_simulator_app(config), host=args.host, port=args.port, log_config=None, access_log=False)
 
 
