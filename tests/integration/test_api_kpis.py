@@ -205,7 +205,7 @@ def _confirmed(provider: str, payment_ids: list[str]) -> dict[str, Any]:
         "report_id": str(uuid.uuid4()),
         "provider": provider,
         "currency": "XOF",
-        "report_day": DAY,
+        "report_day": None,
         "reference": f"recon:{provider}:{uuid.uuid4().hex[:8]}",
         "chunk": 1,
         "chunks": 1,
