@@ -12,6 +12,32 @@ import streamlit as st
 from kora.kernel import currency
 from kpi_console.prometheus import WINDOWS, PrometheusUnavailable, slos
 
+# Outcomes in the colours people read them in.
+OUTCOME_COLOURS = {
+    "succeeded": "#2e9e5b",
+    "declined": "#e8a33d",
+    "failed": "#d64541",
+    "provider_errors": "#d64541",
+    "pending": "#f2c94c",
+    "rerouted_away": "#8e7cc3",
+    "cancelled": "#9e9e9e",
+}
+
+
+def _outcome_bars(data: pd.DataFrame, by: str) -> alt.Chart:
+    present = [o for o in OUTCOME_COLOURS if o in set(data["outcome"])]
+    scale = alt.Scale(domain=present, range=[OUTCOME_COLOURS[o] for o in present])
+    return (
+        alt.Chart(data)
+        .mark_bar()
+        .encode(
+            x=alt.X(f"{by}:N", title=None),
+            y=alt.Y("payments:Q", stack=True),
+            color=alt.Color("outcome:N", scale=scale, sort=present),
+            order=alt.Order("outcome:N"),
+        )
+    )
+
 
 def money(amount: int, code: str | None) -> str:
     """Minor units as the currency writes them (XOF has no decimals)."""
@@ -48,9 +74,12 @@ def money_flow(report: dict[str, Any]) -> None:
         st.bar_chart(by_type, x="payment_type", y="volume", color="currency", horizontal=True)
         st.subheader("Outcomes by payment type")
         outcomes = by_type.melt(
-            id_vars=["payment_type"], value_vars=["succeeded", "failed", "pending", "cancelled"], var_name="outcome"
+            id_vars=["payment_type"],
+            value_vars=["succeeded", "failed", "pending", "cancelled"],
+            var_name="outcome",
+            value_name="payments",
         )
-        st.bar_chart(outcomes, x="payment_type", y="value", color="outcome", stack=True)
+        st.altair_chart(_outcome_bars(outcomes, "payment_type"), width="stretch", theme=None)
         st.dataframe(
             by_type[
                 [
@@ -72,7 +101,7 @@ def money_flow(report: dict[str, Any]) -> None:
         st.subheader("Captured per day")
         captured = daily[daily["status"] == "CAPTURED"].groupby(["day", "currency"], as_index=False)["amount"].sum()
         if not captured.empty:
-            st.line_chart(captured, x="day", y="amount", color="currency")
+            st.bar_chart(captured, x="day", y="amount", color="currency")
     customers = report["daily"]["new_customers"]
     if customers:
         st.metric("New customers", sum(c["count"] for c in customers))
@@ -214,12 +243,14 @@ def providers(report: dict[str, Any]) -> None:
     st.subheader("Error rate by provider")
     st.bar_chart(table, x="provider", y="error_rate", horizontal=True)
     st.subheader("Outcomes by provider")
-    outcomes = table.melt(
+    kinds = ["succeeded", "declined", "provider_errors", "pending", "rerouted_away"]
+    outcomes = table[["provider", *kinds]].melt(
         id_vars=["provider"],
-        value_vars=["succeeded", "declined", "provider_errors", "pending", "rerouted_away"],
+        value_vars=kinds,
         var_name="outcome",
+        value_name="payments",
     )
-    st.bar_chart(outcomes, x="provider", y="value", color="outcome", stack=True)
+    st.altair_chart(_outcome_bars(outcomes, "provider"), width="stretch", theme=None)
     st.dataframe(table, hide_index=True)
     if retries["reroutes"]:
         st.subheader("Fallbacks")
