@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck contracts check install clean
+.PHONY: run console test lint typecheck contracts check install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,13 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/kora serve
+
+# The leadership KPI console (dashboards/) on http://127.0.0.1:8501, reading the API of `make run`
+# (KORA_CONSOLE_API_URL; KORA_CONSOLE_PROMETHEUS_URL adds the SLO views). See docs/operations/kpi-console.md.
+console: $(STAMP)
+	KORA_CONSOLE_API_URL=$${KORA_CONSOLE_API_URL:-http://127.0.0.1:8000} $(BIN)/streamlit run dashboards/kora_console.py \
+		--server.address=127.0.0.1 --server.port=$${KORA_CONSOLE_PORT:-8501} --server.headless=true \
+		--browser.gatherUsageStats=false --client.toolbarMode=minimal
 
 lint: $(STAMP)
 	$(BIN)/ruff check kora tests

@@ -13,9 +13,10 @@ from kora import __version__
 from kora.bootstrap import Kora
 from kora.http.container import Services
 from kora.http.problems import install_problem_handlers
-from kora.http.routes import auth, cards, events, merchant, money, ops, risk, service, settlement, webhooks
+from kora.http.routes import auth, cards, events, kpis, merchant, money, ops, risk, service, settlement, webhooks
 from kora.identity import IdentityError
 from kora.kernel import InvalidAmount, UnknownCurrency
+from kora.kpis import KpiService
 from kora.ledger import LedgerError
 from kora.observability import ObservabilityMiddleware, fastapi_telemetry_off
 from kora.observability.problems import declare_problem_schema
@@ -74,6 +75,7 @@ def create_app(kora: Kora, *, manage_lifecycle: bool = True) -> FastAPI:
     )
     exposed: Services = kora  # the composition root must offer what the routes use
     app.state.kora = exposed
+    app.state.kpis = KpiService(kora.engine, kora.clock, registry=kora.registry)
     install_problem_handlers(app, (PaymentError, LedgerError, IdentityError, InvalidAmount, UnknownCurrency))
     app.include_router(auth.router)
     app.include_router(money.router)
@@ -85,6 +87,7 @@ def create_app(kora: Kora, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(events.router)
     app.include_router(service.router)
     app.include_router(risk.router)
+    app.include_router(kpis.router)
     if kora.settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -55,6 +55,7 @@ STATUS_BY_CODE: dict[str, tuple[int, str]] = {
     "not_found": (404, "Not found"),
     "dead_letter_not_found": (404, "No open dead letter with this id"),
     "unknown_consumer": (422, "Unknown event consumer"),
+    "invalid_range": (400, "Invalid time range"),
     "method_not_allowed": (405, "Method not allowed"),
     "illegal_transition": (409, "Illegal payment state transition"),
     "invalid_fee": (422, "Invalid fee"),
