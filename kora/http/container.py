@@ -13,8 +13,10 @@ if TYPE_CHECKING:
     from kora.ledger import InvariantReport
     from kora.observability import KoraMetrics
     from kora.observability.service_metrics import ServiceMetrics
+    from kora.operations import OperationalControls
     from kora.payments import PaymentsService
     from kora.platform.settings import Settings
+    from kora.providers import StaticProviderRegistry
     from kora.providers.card_notifications import CardNotificationInbox
     from kora.providers.webhooks import WebhookInbox
 
@@ -29,6 +31,8 @@ class Services(Protocol):
     events: EventsRuntime
     service_auth: ServiceAuthenticator
     service_metrics: ServiceMetrics
+    controls: OperationalControls
+    providers: StaticProviderRegistry
 
     async def verify_ledger(self) -> InvariantReport: ...
 

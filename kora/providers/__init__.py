@@ -24,7 +24,7 @@ from kora.providers.ports import (
     ProviderRequest,
     ProviderResult,
 )
-from kora.providers.registry import StaticProviderRegistry
+from kora.providers.registry import ProviderAvailability, ProviderUnavailable, StaticProviderRegistry
 
 __all__ = [
     "ACQUIRER_UNAVAILABLE",
@@ -40,11 +40,13 @@ __all__ = [
     "CardOutcome",
     "CardResult",
     "Chargeback",
+    "ProviderAvailability",
     "ProviderGateway",
     "ProviderOperation",
     "ProviderOutcome",
     "ProviderRequest",
     "ProviderResult",
+    "ProviderUnavailable",
     "StaticCardAcquirers",
     "StaticProviderRegistry",
 ]
