@@ -21,7 +21,7 @@ from kora.observability import ObservabilityMiddleware, fastapi_telemetry_off
 from kora.observability.problems import declare_problem_schema
 from kora.operations import ControlError
 from kora.payments import PaymentError
-from kora.providers import ProviderUnavailable
+from kora.providers import NoProviderAvailable
 
 API_DESCRIPTION = """
 Kora's payment API: wallets, P2P transfers, cash-in and cash-out on a double-entry ledger.
@@ -81,7 +81,7 @@ def create_app(kora: Kora, *, manage_lifecycle: bool = True) -> FastAPI:
     app.state.kora = exposed
     install_problem_handlers(
         app,
-        (PaymentError, LedgerError, IdentityError, InvalidAmount, UnknownCurrency, ControlError, ProviderUnavailable),
+        (PaymentError, LedgerError, IdentityError, InvalidAmount, UnknownCurrency, ControlError, NoProviderAvailable),
     )
     app.include_router(auth.router)
     app.include_router(money.router)

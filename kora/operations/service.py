@@ -134,7 +134,7 @@ class OperationalControls:
 
     def count_refusal(self, operation: Operation, reason: str) -> None:
         """A request of `operation` was refused by the controls elsewhere (no provider left in
-        its route: the provider registry's `ProviderUnavailable`)."""
+        its route: the provider registry's `NoProviderAvailable`)."""
         self._metrics.refused(operation.value, reason)
 
     async def refresh(self) -> ControlSnapshot:

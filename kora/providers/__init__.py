@@ -24,7 +24,7 @@ from kora.providers.ports import (
     ProviderRequest,
     ProviderResult,
 )
-from kora.providers.registry import ProviderAvailability, ProviderUnavailable, StaticProviderRegistry
+from kora.providers.registry import NoProviderAvailable, ProviderAvailability, StaticProviderRegistry
 
 __all__ = [
     "ACQUIRER_UNAVAILABLE",
@@ -40,13 +40,13 @@ __all__ = [
     "CardOutcome",
     "CardResult",
     "Chargeback",
+    "NoProviderAvailable",
     "ProviderAvailability",
     "ProviderGateway",
     "ProviderOperation",
     "ProviderOutcome",
     "ProviderRequest",
     "ProviderResult",
-    "ProviderUnavailable",
     "StaticCardAcquirers",
     "StaticProviderRegistry",
 ]

@@ -20,7 +20,7 @@ class ProviderAvailability(Protocol):
         ...
 
 
-class ProviderUnavailable(Exception):
+class NoProviderAvailable(Exception):
     """Every provider of the route is disabled by operations: the request is refused before
     anything is written (503)."""
 
@@ -67,7 +67,7 @@ class StaticProviderRegistry:
     def route(self, operation: str, currency: str) -> tuple[str, ...]:
         """The providers to try, in order, for `operation` ("collect"/"disburse") in `currency`:
         the routing table's route when one is configured, else the default provider alone,
-        less the providers operations disabled. Raises `ProviderUnavailable` when none is left.
+        less the providers operations disabled. Raises `NoProviderAvailable` when none is left.
         `get` still finds a disabled provider: payments already there are resolved with it."""
         names = self.configured_route(operation, currency)
         disabled = self._availability.disabled_providers() if self._availability is not None else {}
@@ -75,7 +75,7 @@ class StaticProviderRegistry:
             return names
         available = tuple(name for name in names if name not in disabled)
         if not available:
-            raise ProviderUnavailable(operation, currency, min(disabled[name] for name in names))
+            raise NoProviderAvailable(operation, currency, min(disabled[name] for name in names))
         return available
 
     def configured_route(self, operation: str, currency: str) -> tuple[str, ...]:

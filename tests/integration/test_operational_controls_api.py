@@ -261,10 +261,10 @@ async def test_a_disabled_provider_is_skipped_by_routing_and_with_none_left_noth
 
     # Through the payments use case directly (no HTTP guard), the registry still refuses it.
     from kora.payments import ProviderMoveCommand
-    from kora.providers import ProviderUnavailable
+    from kora.providers import NoProviderAvailable
 
     kora: Kora = api.kora  # type: ignore[attr-defined]
-    with pytest.raises(ProviderUnavailable):
+    with pytest.raises(NoProviderAvailable):
         await kora.payments.cash_out(
             ProviderMoveCommand(
                 user_id=uuid.UUID(customer.user_id), amount=3_000, currency="XOF", idempotency_key=uuid.uuid4().hex

@@ -33,7 +33,7 @@ from kora.operations import (
     Operation,
     overview,
 )
-from kora.providers import ProviderUnavailable
+from kora.providers import NoProviderAvailable
 
 router = APIRouter(prefix="/v1/admin/controls", tags=["admin"])
 
@@ -203,7 +203,7 @@ def _guard(operation: Operation, body_model: type[BaseModel] | None) -> Callable
         if provider_operation is not None and provider is None and body is not None:
             try:
                 kora.providers.route(provider_operation, str(getattr(body, "currency", "")))
-            except ProviderUnavailable:
+            except NoProviderAvailable:
                 kora.controls.count_refusal(operation, REFUSED_NO_PROVIDER)
                 raise
 

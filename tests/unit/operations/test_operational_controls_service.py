@@ -25,7 +25,7 @@ from kora.operations import (
     UnknownProviderControl,
     overview,
 )
-from kora.providers import ProviderUnavailable, StaticProviderRegistry
+from kora.providers import NoProviderAvailable, StaticProviderRegistry
 from kora.providers.adapters.sandbox import SandboxGateway
 from kora.providers.routing import RoutingTable
 
@@ -306,7 +306,7 @@ async def test_routing_skips_a_disabled_provider_and_refuses_when_none_is_left(w
 
     await world.controls.disable_provider("momo", req(retry_after_seconds=600))
     assert registry.route("disburse", "XOF") == ("wave",)
-    with pytest.raises(ProviderUnavailable) as none_left:
+    with pytest.raises(NoProviderAvailable) as none_left:
         registry.route("collect", "XOF")
     assert none_left.value.code == "provider_unavailable"
     assert none_left.value.retry_after_seconds == 600
@@ -315,7 +315,7 @@ async def test_routing_skips_a_disabled_provider_and_refuses_when_none_is_left(w
     assert registry.configured_route("collect", "XOF") == ("momo",)
 
     await world.controls.disable_provider("wave", req(retry_after_seconds=30))
-    with pytest.raises(ProviderUnavailable) as both_down:
+    with pytest.raises(NoProviderAvailable) as both_down:
         registry.route("disburse", "XOF")
     assert both_down.value.retry_after_seconds == 30  # the soonest either may be back
     assert registry.route("disburse", "EUR") == ("sandbox",)  # the default provider's route
