@@ -24,6 +24,7 @@ import kora.events.adapters.tables
 import kora.events.consumers
 import kora.identity.adapters.tables
 import kora.ledger.adapters.tables
+import kora.operations.adapters.tables
 import kora.payments.adapters.tables
 import kora.providers.adapters.tables  # noqa: F401
 from kora.audit import SqlAuditTrail, audit_key_from_secret, verify_audit_chain
@@ -45,6 +46,9 @@ from kora.ledger.adapters.sql import AccountCache, SqlLedgerStore
 from kora.observability import KoraMetrics, get_correlation_id, render_metrics
 from kora.observability.event_metrics import EventMetrics
 from kora.observability.service_metrics import ServiceMetrics
+from kora.operations import OperationalControls
+from kora.operations.adapters.prometheus import PrometheusControlMetrics
+from kora.operations.adapters.sql import SqlControlStore
 from kora.payments import FeeSchedule, PaymentsConfig, PaymentsService
 from kora.payments.adapters.sql import SqlIdempotencyStore, SqlPaymentRepository
 from kora.platform.db import create_engine
@@ -90,6 +94,7 @@ class KoraUnitOfWork(SqlUnitOfWork):
     throttle: SqlLoginThrottle
     wallets: LedgerWalletOpener
     request_nonces: SqlRequestNonceStore
+    controls: SqlControlStore
     events: EventRecorder
 
     def __init__(
@@ -124,6 +129,7 @@ class KoraUnitOfWork(SqlUnitOfWork):
         self.throttle = SqlLoginThrottle(conn)
         self.wallets = LedgerWalletOpener(self.ledger)
         self.request_nonces = SqlRequestNonceStore(conn)
+        self.controls = SqlControlStore(conn)
         return self
 
     async def commit(self) -> None:
@@ -196,11 +202,20 @@ class Kora:
             raise ConfigurationError(
                 f"default provider {default!r} is not configured (KORA_DEFAULT_PROVIDER, KORA_PROVIDER_*_URL)"
             )
+        # Controlled degradation (kora ops): pauses and disabled providers, cached per process.
+        names = [g.name for g in gateways]
+        self.controls = OperationalControls(
+            self.unit_of_work,
+            clock=self.clock,
+            metrics=PrometheusControlMetrics(self.registry, providers=names),
+            providers=names,
+        )
         self.providers = StaticProviderRegistry(
             gateways,
             default=default,
             routing=_routing_table(settings),
             settlement_days=_settlement_days(settings),
+            availability=self.controls,
         )
         self.acquirers = self._card_acquirers(settings, acquirers)
         self.risk = (

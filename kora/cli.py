@@ -443,3 +443,12 @@ def _register_risk_commands() -> None:
 
 
 _register_risk_commands()
+
+
+def _register_ops_commands() -> None:
+    from kora.cli_ops import register
+
+    register(main)
+
+
+_register_ops_commands()

@@ -13,14 +13,29 @@ from kora import __version__
 from kora.bootstrap import Kora
 from kora.http.container import Services
 from kora.http.problems import install_problem_handlers
-from kora.http.routes import auth, cards, events, kpis, merchant, money, ops, risk, service, settlement, webhooks
+from kora.http.routes import (
+    auth,
+    cards,
+    controls,
+    events,
+    kpis,
+    merchant,
+    money,
+    ops,
+    risk,
+    service,
+    settlement,
+    webhooks,
+)
 from kora.identity import IdentityError
 from kora.kernel import InvalidAmount, UnknownCurrency
 from kora.kpis import KpiService
 from kora.ledger import LedgerError
 from kora.observability import ObservabilityMiddleware, fastapi_telemetry_off
 from kora.observability.problems import declare_problem_schema
+from kora.operations import ControlError
 from kora.payments import PaymentError
+from kora.providers import NoProviderAvailable
 
 API_DESCRIPTION = """
 Kora's payment API: wallets, P2P transfers, cash-in and cash-out on a double-entry ledger.
@@ -48,6 +63,8 @@ def create_app(kora: Kora, *, manage_lifecycle: bool = True) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
         sweeper = asyncio.create_task(kora.run_sweeper(stop), name="pending-payment-sweeper")
+        # Keeps the operational controls' cache warm, so payment requests never wait on a read.
+        controls_refresher = asyncio.create_task(kora.controls.run_refresher(stop), name="controls-refresher")
         # The embedded default runs the relay and the consumers here; production runs
         # `kora relay` and `kora worker` processes instead (KORA_EVENTS_IN_PROCESS=false).
         pipeline = (
@@ -60,6 +77,7 @@ def create_app(kora: Kora, *, manage_lifecycle: bool = True) -> FastAPI:
         finally:
             stop.set()
             await sweeper
+            await controls_refresher
             if pipeline is not None:
                 await pipeline
             if manage_lifecycle:
@@ -76,7 +94,10 @@ def create_app(kora: Kora, *, manage_lifecycle: bool = True) -> FastAPI:
     exposed: Services = kora  # the composition root must offer what the routes use
     app.state.kora = exposed
     app.state.kpis = KpiService(kora.engine, kora.clock, registry=kora.registry)
-    install_problem_handlers(app, (PaymentError, LedgerError, IdentityError, InvalidAmount, UnknownCurrency))
+    install_problem_handlers(
+        app,
+        (PaymentError, LedgerError, IdentityError, InvalidAmount, UnknownCurrency, ControlError, NoProviderAvailable),
+    )
     app.include_router(auth.router)
     app.include_router(money.router)
     app.include_router(merchant.router)
@@ -88,6 +109,7 @@ def create_app(kora: Kora, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(service.router)
     app.include_router(risk.router)
     app.include_router(kpis.router)
+    app.include_router(controls.router)
     if kora.settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -14,8 +14,10 @@ if TYPE_CHECKING:
     from kora.ledger import InvariantReport
     from kora.observability import KoraMetrics
     from kora.observability.service_metrics import ServiceMetrics
+    from kora.operations import OperationalControls
     from kora.payments import PaymentsService
     from kora.platform.settings import Settings
+    from kora.providers import StaticProviderRegistry
     from kora.providers.card_notifications import CardNotificationInbox
     from kora.providers.webhooks import WebhookInbox
 
@@ -31,6 +33,8 @@ class Services(Protocol):
     service_auth: ServiceAuthenticator
     service_metrics: ServiceMetrics
     risk: SqlPaymentRisk | None  # None when KORA_RISK_ENABLED=false
+    controls: OperationalControls
+    providers: StaticProviderRegistry
 
     async def verify_ledger(self) -> InvariantReport: ...
 

@@ -24,7 +24,7 @@ from kora.providers.ports import (
     ProviderRequest,
     ProviderResult,
 )
-from kora.providers.registry import StaticProviderRegistry
+from kora.providers.registry import NoProviderAvailable, ProviderAvailability, StaticProviderRegistry
 
 __all__ = [
     "ACQUIRER_UNAVAILABLE",
@@ -40,6 +40,8 @@ __all__ = [
     "CardOutcome",
     "CardResult",
     "Chargeback",
+    "NoProviderAvailable",
+    "ProviderAvailability",
     "ProviderGateway",
     "ProviderOperation",
     "ProviderOutcome",

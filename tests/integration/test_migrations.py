@@ -15,6 +15,7 @@ import kora.events.adapters.tables
 import kora.events.consumers
 import kora.identity.adapters.tables
 import kora.ledger.adapters.tables
+import kora.operations.adapters.tables
 import kora.payments.adapters.tables
 import kora.providers.adapters.tables
 import kora.risk.adapters.tables  # noqa: F401  (registers every table)

@@ -13,10 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from kora.http.antireplay import fresh_request_required, with_anti_replay_errors
 from kora.http.container import services
 from kora.http.problems import problem_responses
+from kora.http.routes.controls import operation_open, with_control_errors
 from kora.http.routes.money import CURRENCY_PATTERN, IdempotencyKey, StatusChangeOut, payment_answer
 from kora.http.security import require_role
 from kora.identity import Principal, Role
 from kora.observability import get_correlation_id
+from kora.operations import Operation
 from kora.payments import MerchantPaymentCommand, RefundCommand, RefundReason
 
 router = APIRouter(prefix="/v1", tags=["merchant"])
@@ -119,10 +121,9 @@ Admin = Annotated[Principal, Depends(require_role(Role.ADMIN))]
     "/merchant-payments",
     status_code=201,
     response_model=MerchantPaymentOut,
-    responses=with_anti_replay_errors(PAY_ERRORS),
-    dependencies=[
-        fresh_request_required(MerchantPaymentIn)
-    ],  # debits the customer's wallet, like a transfer (ADR 0012)
+    responses=with_control_errors(with_anti_replay_errors(PAY_ERRORS)),
+    # debits the customer's wallet, like a transfer (ADR 0012)
+    dependencies=[operation_open(Operation.MERCHANT_PAYMENT), fresh_request_required(MerchantPaymentIn)],
 )
 async def pay_merchant(
     body: MerchantPaymentIn, principal: Customer, request: Request, idempotency_key: IdempotencyKey = None

@@ -12,9 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from kora.http.antireplay import fresh_request_accepted, fresh_request_required, with_anti_replay_errors
 from kora.http.container import services
 from kora.http.problems import problem_response, problem_responses
+from kora.http.routes.controls import operation_open, with_control_errors
 from kora.http.security import current_principal, require_role
 from kora.identity import Principal
 from kora.observability import get_correlation_id
+from kora.operations import Operation
 from kora.payments import Outcome, PaymentResult, ProviderMoveCommand, TransferCommand
 
 router = APIRouter(prefix="/v1", tags=["money"])
@@ -143,8 +145,8 @@ def payment_answer(result: PaymentResult, status_code: int = 201) -> Response:
     "/transfers",
     status_code=201,
     response_model=PaymentOut,
-    responses=with_anti_replay_errors(MONEY_ERRORS),
-    dependencies=[fresh_request_required(TransferIn)],
+    responses=with_control_errors(with_anti_replay_errors(MONEY_ERRORS)),
+    dependencies=[operation_open(Operation.P2P), fresh_request_required(TransferIn)],
 )
 async def create_transfer(
     body: TransferIn, principal: Customer, request: Request, idempotency_key: IdempotencyKey = None
@@ -172,8 +174,8 @@ async def create_transfer(
     "/cash-ins",
     status_code=201,
     response_model=PaymentOut,
-    responses=with_anti_replay_errors(MONEY_ERRORS),
-    dependencies=[fresh_request_accepted(ProviderMoveIn)],
+    responses=with_control_errors(with_anti_replay_errors(MONEY_ERRORS)),
+    dependencies=[operation_open(Operation.CASH_IN, ProviderMoveIn), fresh_request_accepted(ProviderMoveIn)],
 )
 async def create_cash_in(
     body: ProviderMoveIn, principal: Customer, request: Request, idempotency_key: IdempotencyKey = None
@@ -187,8 +189,8 @@ async def create_cash_in(
     "/cash-outs",
     status_code=201,
     response_model=PaymentOut,
-    responses=with_anti_replay_errors(MONEY_ERRORS),
-    dependencies=[fresh_request_required(ProviderMoveIn)],
+    responses=with_control_errors(with_anti_replay_errors(MONEY_ERRORS)),
+    dependencies=[operation_open(Operation.CASH_OUT, ProviderMoveIn), fresh_request_required(ProviderMoveIn)],
 )
 async def create_cash_out(
     body: ProviderMoveIn, principal: Customer, request: Request, idempotency_key: IdempotencyKey = None

@@ -1,7 +1,7 @@
 """risk reviews: payments held for a risk analyst, and the analysts' decisions (issue #6)
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-11-26
 
 A payment the risk policy sends to review waits with `pending_operation = 'risk_review'` (its
@@ -18,7 +18,7 @@ from alembic import op
 from kora.migrations.guards import refuse_if_payments
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
