@@ -217,11 +217,22 @@ OVERVIEW = Dashboard(
             ],
         ),
         Panel(
-            "Authentication failures by reason",
-            "Failed logins and token checks at the core, by reason (bad credentials, locked, expired "
-            "token...). A spike is credential stuffing or a broken client (KoraLoginFailureSpike).",
-            "ops",
-            [t(f"sum by (reason) (rate(kora_auth_failures_total[{RATE}]))", "{{reason}}")],
+            "Login failures",
+            "Logins the core refused, by HTTP status (401 bad credentials, 423 locked out, 429 throttled), "
+            "and requests the reconciliation API refused for want of a valid token or role. A spike is "
+            "credential stuffing or a broken client (KoraLoginFailureSpike).",
+            "reqps",
+            [
+                t(
+                    f'sum by (status) (rate(kora_http_requests_total{{job="kora-api", route="/v1/auth/login", '
+                    f'status=~"4.."}}[{RATE}]))',
+                    "login {{status}}",
+                ),
+                t(
+                    f"sum by (reason) (rate(kora_recon_auth_failures_total[{RATE}])) or on () vector(0)",
+                    "reconciliation API {{reason}}",
+                ),
+            ],
         ),
         Panel(
             "Idempotent replays and key conflicts",
@@ -716,7 +727,7 @@ RECONCILIATION = Dashboard(
             "short",
             [
                 t(
-                    f"max by (provider, currency) (kora_recon_amount_at_risk_minor{{{RPROV}}})",
+                    f"max by (provider, currency) (kora_recon_amount_at_risk_minor{{{RPROV}}}) or {RECON_ZERO}",
                     "{{provider}} {{currency}}",
                 )
             ],
@@ -1047,11 +1058,15 @@ RISK = Dashboard(
         ),
         Panel(
             "Abuse signals",
-            "Authentication failures, lockouts and refused request replays (stale timestamp, reused "
-            "nonce) at the core, per second.",
+            "Logins refused (bad credentials, lockouts, throttling) and sensitive requests refused by the "
+            "anti-replay check (stale timestamp, reused nonce) at the core, per second.",
             "ops",
             [
-                t(f"sum by (reason) (rate(kora_auth_failures_total[{RATE}]))", "auth failure {{reason}}"),
+                t(
+                    f'sum by (status) (rate(kora_http_requests_total{{job="kora-api", route="/v1/auth/login", '
+                    f'status=~"4.."}}[{RATE}]))',
+                    "login refused {{status}}",
+                ),
                 t(
                     f"sum by (reason) (rate(kora_request_replay_refusals_total[{RATE}])) or on () vector(0)",
                     "replay refused {{reason}}",
