@@ -149,23 +149,6 @@ def test_every_kora_command_the_compose_file_runs_exists_with_its_options() -> N
 
 # --- the observability stack ---------------------------------------------------------------------
 
-# Files docker-compose.yml mounts that other branches of issue #7 add (Grafana's provisioning and
-# dashboards, the alert rules and Alertmanager's configuration, the KPI console, Prometheus's
-# configuration). DELETE THIS CONSTANT once those branches are merged: every test below then
-# requires them, and a missing one fails instead of skipping.
-AWAITING_MERGE_ISSUE_7: frozenset[str] = frozenset(
-    {
-        "alerts",
-        "alerts/alertmanager.yml",
-        "dashboards",
-        "dashboards/kora_console.py",
-        "deploy/prometheus/prometheus.yml",
-        "grafana/dashboards",
-        "grafana/grafana.ini",
-        "grafana/provisioning",
-    }
-)
-
 COLLECTOR_URL = "http://otel-collector:4318"
 # One-shot jobs (they exit) and distroless images (no probe binary inside): no healthcheck.
 NO_HEALTHCHECK = {"kora-setup", "kora-recon-setup", "tempo-init", "tempo", "loki", "otel-collector"}
@@ -191,12 +174,8 @@ def _yaml(relative: str) -> dict[str, Any]:
 
 
 def _present_or_awaited(relative: str) -> bool:
-    """True when ``relative`` is in the repository; skips while another branch still owes it."""
-    if (ROOT / relative).exists():
-        return True
-    if relative in AWAITING_MERGE_ISSUE_7:
-        pytest.skip(f"{relative} comes with another branch of issue #7 (AWAITING_MERGE_ISSUE_7)")
-    return False
+    """True when ``relative`` is in the repository."""
+    return (ROOT / relative).exists()
 
 
 def _bind_mounts() -> dict[str, list[tuple[str, str]]]:
@@ -243,9 +222,7 @@ def test_every_file_the_stack_mounts_or_builds_from_is_in_the_repository() -> No
     referenced.add("dashboards/kora_console.py")  # what the console's command runs
     assert services["kora-console"]["command"][:3] == ["streamlit", "run", "dashboards/kora_console.py"]
     missing = sorted(path for path in referenced if not (ROOT / path).exists())
-    assert set(missing) <= AWAITING_MERGE_ISSUE_7, f"mounted or built from, but not in the repository: {missing}"
-    # The constant names only what the stack really uses: no stale entry survives a rename.
-    assert referenced | {"alerts", "dashboards"} >= AWAITING_MERGE_ISSUE_7
+    assert not missing, f"mounted or built from, but not in the repository: {missing}"
 
 
 def test_every_image_is_pinned_and_every_service_is_probed() -> None:

@@ -136,7 +136,7 @@ def test_the_dashboard_provider_loads_the_dashboards_folder() -> None:
     config = yaml.safe_load((PROVISIONING / "dashboards" / "dashboards.yml").read_text())
     (provider,) = config["providers"]
     assert provider["type"] == "file"
-    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+    assert provider["options"]["path"] == "/etc/grafana/dashboards"
     assert provider["allowUiUpdates"] is False
     assert DASHBOARDS.is_dir()
 

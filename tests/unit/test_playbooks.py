@@ -72,18 +72,6 @@ DASHBOARD_UIDS = frozenset(
         "kora-risk",
     }
 )
-# Metrics the risk engine exports under these agreed names (issue #6/#7), whether or not its code
-# is merged in this checkout yet.
-AGREED_METRICS = frozenset(
-    {
-        "kora_risk_decisions",
-        "kora_risk_rule_hits",
-        "kora_risk_assessment_duration_seconds",
-        "kora_risk_review_queue_size",
-        "kora_risk_review_oldest_age_seconds",
-        "kora_risk_review_decisions",
-    }
-)
 _METRIC_SUFFIXES = re.compile(r"_(bucket|sum|count|total|created)$")
 
 
@@ -115,7 +103,7 @@ def dashboard_uids() -> frozenset[str]:
 
 
 def known_metrics() -> frozenset[str]:
-    names: set[str] = set(AGREED_METRICS)
+    names: set[str] = set()
     for path in (ROOT / "kora").rglob("*.py"):
         names.update(_METRIC_SUFFIXES.sub("", m) for m in re.findall(r"[\"'](kora_[a-z0-9_]+)[\"']", path.read_text()))
     return frozenset(names)
