@@ -291,6 +291,20 @@ MONEY_FLOW = Dashboard(
             ],
         ),
         Panel(
+            "Failures by cause",
+            "Payments that ended FAILED per second, by cause: customer (declined, voided), provider "
+            "(errors, unresolved), risk (denied or rejected by the risk engine) and internal (ours). Only "
+            "provider and internal failures burn the payment-success SLO.",
+            "ops",
+            [
+                t(
+                    f"sum by (cause) (rate(kora_payment_failures_total{{{PAY}}}[{RATE}])) or on () vector(0)",
+                    "{{cause}}",
+                )
+            ],
+            stack=True,
+        ),
+        Panel(
             "Payments in the time range",
             "Payments per type and status over the dashboard's time range.",
             "short",
