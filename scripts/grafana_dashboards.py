@@ -1063,7 +1063,7 @@ RISK = Dashboard(
             "short",
             [
                 t(
-                    f"sum by (decision, rule) (increase(kora_risk_review_decisions_total[{RANGE}])) or on () vector(0)",
+                    f"sum by (decision, rule) (increase(kora_risk_review_decisions_total[{RANGE}]))",
                     "{{decision}} {{rule}}",
                     instant=True,
                 )

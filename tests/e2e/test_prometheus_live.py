@@ -75,6 +75,8 @@ class Stack:
     admin_password: str
     reviewer_phone: str
     reviewer_password: str
+    analyst_phone: str
+    analyst_password: str
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
 
@@ -174,6 +176,9 @@ def stack(
     _kora(["admin", "create", "--phone-number", admin_phone, "--password", admin_password], core_env)
     staff = ["admin", "create-staff", "--role", "recon_reviewer", "--phone-number", reviewer_phone]
     _kora([*staff, "--password", reviewer_password], core_env)
+    analyst_phone, analyst_password = new_phone(), "analyst-pass-" + uuid.uuid4().hex[:10]
+    analyst = ["admin", "create-staff", "--role", "risk_analyst", "--phone-number", analyst_phone]
+    _kora([*analyst, "--password", analyst_password], core_env)
 
     metrics = ["--metrics-port"]
     commands: dict[str, tuple[list[str], dict[str, str]]] = {
@@ -190,7 +195,7 @@ def stack(
     }
     result = Stack(
         api, recon, simulator, f"http://127.0.0.1:{port['prometheus']}", logs,
-        admin_phone, admin_password, reviewer_phone, reviewer_password,
+        admin_phone, admin_password, reviewer_phone, reviewer_password, analyst_phone, analyst_password,
     )  # fmt: skip
     with ExitStack() as cleanup:
         for name, (args, env) in commands.items():
@@ -310,6 +315,21 @@ async def _payments_round(api: Api, admin: Customer, round_no: int) -> None:
     assert verified.status_code == 200, verified.text
 
 
+async def _risk_review(api: Api, analyst: Customer, decision: str) -> None:
+    """A payment the shipped risk policy holds (50,000 or more from a device first seen today, to
+    a new recipient), then a risk analyst's decision: the risk dashboard's review panels."""
+    carol, dave = await api.customer(), await api.customer()
+    for _ in range(3):
+        await api.cash_in(carol, 20_000, provider="momo")
+    held = await api.transfer(carol, recipient_phone_number=dave.phone_number, amount=55_000)
+    assert held.status_code == 201, held.text
+    assert held.json()["status"] == "AUTHORIZED", held.text
+    decided = await api.client.post(
+        f"/v1/admin/risk/reviews/{held.json()['id']}/{decision}", json={"note": "live check"}, headers=analyst.headers()
+    )
+    assert decided.status_code == 200, decided.text
+
+
 async def _reconcile(stack: Stack, reviewer: Customer) -> None:
     """Reconciliation as an operator runs it: the provider's settlement report of today from the
     simulator, uploaded to the reconciliation API, matched now."""
@@ -376,10 +396,13 @@ async def _load(stack: Stack) -> None:
         api = Api(client)
         admin = await _staff(api, stack.admin_phone, stack.admin_password)
         reviewer = await _staff(api, stack.reviewer_phone, stack.reviewer_password)
+        analyst = await _staff(api, stack.analyst_phone, stack.analyst_password)
         await _payments_round(api, admin, 1)
+        await _risk_review(api, analyst, "approve")
         await _reconcile(stack, reviewer)
         await asyncio.sleep(3)  # a few scrapes apart: counters and histograms move between samples
         await _payments_round(api, admin, 2)
+        await _risk_review(api, analyst, "reject")
         await _reconcile(stack, reviewer)
 
 
