@@ -14,10 +14,9 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Protocol
 
+from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
-
-from kora.observability.tracing import current_trace_ids
 
 # The latency SLO thresholds (0.15 ... 0.5 s) are bucket bounds, so burn-rate rules can
 # count "requests faster than X" exactly instead of interpolating.
@@ -66,11 +65,14 @@ def safe_label(value: str) -> str:
     return value
 
 
-def _exemplar(trace_id: str | None = None) -> dict[str, str] | None:
-    """The exemplar linking an observation to its trace, when a trace is active."""
-    if trace_id is None:
-        trace_id = current_trace_ids()[0]
-    return {"trace_id": trace_id} if trace_id else None
+def _exemplar() -> dict[str, str] | None:
+    """The exemplar linking an observation to its trace, when a *sampled* trace is active: with
+    KORA_OTEL_SAMPLE_RATIO below 1, an exemplar of an unsampled request would link to a trace
+    Tempo never received."""
+    span_context = trace.get_current_span().get_span_context()
+    if not (span_context.is_valid and span_context.trace_flags.sampled):
+        return None
+    return {"trace_id": format(span_context.trace_id, "032x")}
 
 
 class HttpMetrics(Protocol):

@@ -79,6 +79,19 @@ def test_business_counters_take_the_exemplar_from_the_active_span(
     assert "kora_ledger_posting_duration_seconds_count 1.0" in text
 
 
+def test_an_unsampled_trace_gives_no_exemplar(metrics: KoraMetrics, registry: CollectorRegistry) -> None:
+    """With a sample ratio below 1, an exemplar must not point at a trace Tempo never got."""
+    from opentelemetry import trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    unsampled = SpanContext(int(TRACE_ID, 16), 0x1234, is_remote=False, trace_flags=TraceFlags(0))
+    with trace.use_span(NonRecordingSpan(unsampled)):
+        metrics.payment_finished("p2p", "SETTLED")
+    text = scrape(registry, OPENMETRICS)
+    assert 'kora_payments_total{status="SETTLED",type="p2p"} 1.0' in text
+    assert TRACE_ID not in text
+
+
 def test_every_business_signal_is_exposed(metrics: KoraMetrics, registry: CollectorRegistry) -> None:
     metrics.idempotent_replay("/v1/transfers")
     metrics.idempotency_conflict("key_reused")
