@@ -193,6 +193,7 @@ class Kora:
             uow_factory=self.unit_of_work,
             clock=self.clock,
             settings=settings,
+            metrics=self.metrics,
             **adapters,
         )
         self._http_client: httpx.AsyncClient | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from kora.audit.ports import AuditEvent
 from kora.identity.domain import (
@@ -82,6 +82,23 @@ def _display_name_context(user_id: uuid.UUID) -> str:
     return f"users.display_name:{user_id}"
 
 
+class AuthMetrics(Protocol):
+    """Where identity counts failed authentications and the lockouts they start (no PII:
+    reasons and scopes only)."""
+
+    def auth_failure(self, reason: str) -> None: ...
+
+    def lockout(self, scope: str) -> None: ...
+
+
+class _NoAuthMetrics:
+    def auth_failure(self, reason: str) -> None:
+        pass
+
+    def lockout(self, scope: str) -> None:
+        pass
+
+
 class IdentityService:
     """Identity's use cases. Build it in the composition root:
     `IdentityService(uow_factory=..., clock=..., settings=..., **build_identity_adapters(settings))`."""
@@ -99,7 +116,9 @@ class IdentityService:
         settings: IdentitySettings,
         policy: PasswordPolicy,
         wallet_currency: str = DEFAULT_CURRENCY,
+        metrics: AuthMetrics | None = None,
     ) -> None:
+        self._metrics: AuthMetrics = metrics or _NoAuthMetrics()
         self._uow = uow_factory
         self._hasher = hasher
         self._signer = signer
@@ -266,6 +285,7 @@ class IdentityService:
             if lock is not None:
                 await self._audit_login_failure(uow, None, lock.code, "denied", correlation_id)
                 await uow.commit()
+                self._metrics.auth_failure(lock.code)
                 raise lock
             user = None if phone_index is None else await uow.users.get_by_phone_index(phone_index)
             await uow.commit()  # the attempt is counted before the password is checked
@@ -277,6 +297,7 @@ class IdentityService:
             verified = False
             await self._hasher.verify_dummy(password[: self._policy.max_length])
         if user is None or not verified:
+            self._metrics.auth_failure(InvalidCredentials.code)
             await self._record_failure(user, keys, _failure_reason(phone, user), correlation_id, reservation_locks)
             raise InvalidCredentials()
 
@@ -342,6 +363,8 @@ class IdentityService:
             ]
             await uow.audit.record_many(events)
             await uow.commit()
+        for lock in new_locks:
+            self._metrics.lockout(lock.scope)
         if new_locks:
             raise new_locks[0].error
 
@@ -371,6 +394,13 @@ class IdentityService:
         Raises RefreshTokenReused (and revokes the whole session) when the token was already
         used; InvalidRefreshToken when it is unknown, expired, revoked or from another device.
         """
+        try:
+            return await self._refresh(refresh_token, device_id, correlation_id)
+        except IdentityError as exc:
+            self._metrics.auth_failure(exc.code)
+            raise
+
+    async def _refresh(self, refresh_token: str, device_id: str, correlation_id: str | None) -> TokenPair:
         token_hash = hash_refresh_token(refresh_token)
         now = self._clock.now()
         async with self._uow() as uow:
@@ -442,6 +472,13 @@ class IdentityService:
         Raises InvalidToken (bad signature, unknown kid, wrong issuer/audience, expired,
         session revoked) or DeviceMismatch. Costs one primary-key read of the session.
         """
+        try:
+            return await self._authenticate(access_token, device_id)
+        except IdentityError as exc:
+            self._metrics.auth_failure(exc.code)
+            raise
+
+    async def _authenticate(self, access_token: str, device_id: str) -> Principal:
         claims = self._signer.verify(access_token)
         now = self._clock.now()
         if claims.expires_at <= now or claims.issued_at > now + _ISSUED_AT_LEEWAY:

@@ -154,3 +154,29 @@ async def test_a_burst_of_parallel_guesses_gets_no_more_tries_than_the_limit(pos
     assert len(checked) <= 5  # KORA_LOGIN_MAX_FAILURES: each attempt is counted before its check
     assert all(r.status_code in (401, 429) for r in responses)
     assert (await api.login(alice)).status_code == 429  # locked, even with the right password
+
+
+async def test_failed_logins_and_the_lockouts_they_start_are_counted(api: Api) -> None:
+    """kora_auth_failures_total and kora_auth_lockouts_total (the login-failure alert's inputs):
+    counted by reason and scope, never with a phone number."""
+    alice = await api.customer()
+    for _ in range(5):  # KORA_LOGIN_MAX_FAILURES: the fifth failure locks the account
+        wrong = await api.client.post(
+            "/v1/auth/login",
+            json={"phone_number": alice.phone_number, "password": "not-the-password-1", "device_id": "d-1"},
+        )
+        assert wrong.status_code in (401, 423, 429), wrong.text
+    locked = await api.client.post(
+        "/v1/auth/login",
+        json={"phone_number": alice.phone_number, "password": alice.password, "device_id": "d-1"},
+    )
+    assert locked.status_code != 200
+    bad_token = await api.client.get("/v1/wallet", headers={"Authorization": "Bearer nope", "X-Device-ID": "d-1"})
+    assert bad_token.status_code == 401
+    metrics = (await api.client.get("/metrics")).text
+    assert 'kora_auth_failures_total{reason="invalid_credentials"} 5.0' in metrics
+    assert 'kora_auth_lockouts_total{scope="account"} 1.0' in metrics
+    assert 'kora_auth_failures_total{reason="account_locked"} 1.0' in metrics
+    assert 'kora_auth_failures_total{reason="invalid_token"} 1.0' in metrics
+    assert alice.phone_number not in metrics
+    assert alice.phone_number.lstrip("+") not in metrics
