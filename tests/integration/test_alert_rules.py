@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from tests.conftest import service_unavailable
+from tests.support.grafana import DASHBOARD_UIDS
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "alerts"
@@ -56,15 +57,7 @@ SLO_ALERTS = {
     "KoraReconMatchRateBudgetBurn",
     "KoraEventFreshnessBudgetBurn",
 }
-DASHBOARDS = {
-    "kora-overview",
-    "kora-money-flow",
-    "kora-slos",
-    "kora-providers",
-    "kora-reconciliation",
-    "kora-events",
-    "kora-risk",
-}
+DASHBOARDS = DASHBOARD_UIDS
 RUNBOOK = "https://github.com/kora-wallet/kora/blob/main/playbooks/{}.md"
 DASHBOARD = re.compile(r"http://localhost:3000/d/([a-z-]+)")
 # Labels that would carry personal data if an annotation templated them.

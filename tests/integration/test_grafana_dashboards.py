@@ -20,6 +20,7 @@ import yaml
 from tests.conftest import service_unavailable
 from tests.support.grafana import (
     AWAITING_MERGE,
+    DASHBOARD_UIDS,
     DASHBOARDS,
     PROMETHEUS_BUILTINS,
     PROVISIONING,
@@ -34,15 +35,7 @@ from tests.support.grafana import (
     variable_selectors,
 )
 
-EXPECTED_UIDS = {
-    "kora-overview",
-    "kora-money-flow",
-    "kora-slos",
-    "kora-providers",
-    "kora-reconciliation",
-    "kora-events",
-    "kora-risk",
-}
+EXPECTED_UIDS = DASHBOARD_UIDS
 SCRAPE_JOBS = {"kora-api", "kora-worker", "kora-relay", "kora-recon-api", "kora-recon-worker", "kora-simulator"}
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 

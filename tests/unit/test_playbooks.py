@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from kora.cli import main
+from tests.support.grafana import DASHBOARD_UIDS
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOKS = ROOT / "playbooks"
@@ -61,17 +62,6 @@ CATALOGUE: dict[str, frozenset[str]] = {
     "KoraReconMatchRateBudgetBurn": TICKET,
     "KoraEventFreshnessBudgetBurn": BOTH,
 }
-DASHBOARD_UIDS = frozenset(
-    {
-        "kora-overview",
-        "kora-money-flow",
-        "kora-slos",
-        "kora-providers",
-        "kora-reconciliation",
-        "kora-events",
-        "kora-risk",
-    }
-)
 _METRIC_SUFFIXES = re.compile(r"_(bucket|sum|count|total|created)$")
 
 

@@ -4,8 +4,7 @@ evidence an analyst needs, no phone number or name."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from kora.risk.adapters.tables import risk_payments, risk_reviews
+from kora.risk.adapters.transactions import in_transaction
 from kora.risk.domain.model import Window
 
 _p = risk_payments.c
@@ -60,13 +60,8 @@ class SqlRiskReviews:
         self._engine = engine
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
-    @asynccontextmanager
-    async def _transaction(self, connection: AsyncConnection | None) -> AsyncIterator[AsyncConnection]:
-        if connection is not None:
-            yield connection
-            return
-        async with self._engine.begin() as conn:
-            yield conn
+    def _transaction(self, connection: AsyncConnection | None) -> AbstractAsyncContextManager[AsyncConnection]:
+        return in_transaction(self._engine, connection)
 
     async def record_decision(
         self,

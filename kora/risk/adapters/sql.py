@@ -27,8 +27,8 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Iterable
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,6 +43,7 @@ from kora.kernel import Clock, SystemClock
 from kora.observability import get_tracer
 from kora.platform.db import UtcDateTime
 from kora.risk.adapters.tables import COUNTED, risk_devices, risk_payer_hours, risk_payments
+from kora.risk.adapters.transactions import in_transaction
 from kora.risk.domain.assessment import assess
 from kora.risk.domain.model import Decision, Outcome, PaymentType, Reason, RiskContext, RiskRequest, Usage, Window
 from kora.risk.domain.policy import Policy
@@ -228,13 +229,8 @@ class SqlRiskActivity:
     def policy_version(self) -> str:
         return self._policies.current().version
 
-    @asynccontextmanager
-    async def _transaction(self, connection: AsyncConnection | None) -> AsyncIterator[AsyncConnection]:
-        if connection is not None:
-            yield connection
-            return
-        async with self._engine.begin() as conn:
-            yield conn
+    def _transaction(self, connection: AsyncConnection | None) -> AbstractAsyncContextManager[AsyncConnection]:
+        return in_transaction(self._engine, connection)
 
     # --- the context ---------------------------------------------------------------------
 
