@@ -43,6 +43,12 @@ if [ -n "$RELAY_PID" ]; then
   echo "outbox events not yet published when the load ended: $backlog"
   kill "$RELAY_PID"; wait "$RELAY_PID" 2>/dev/null || true
 fi
+if [ "${KORA_RISK_ENABLED:-true}" != "false" ]; then
+  # What the risk assessment added to each payment, inside its transaction, as one API worker
+  # measured it (its /metrics; every worker sees the same load).
+  echo "== risk assessment inside the payment's transaction (kora_risk_assessment_duration_seconds, one worker)"
+  curl -sf http://127.0.0.1:8100/metrics | .venv/bin/python scripts/histogram_quantiles.py kora_risk_assessment_duration_seconds
+fi
 kill $SERVER; wait $SERVER 2>/dev/null || true
 echo "== pgbench TPC-B, $CONCURRENCY clients, ${DURATION}s (scale 10)"
 psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS pgbench_kora" -c "CREATE DATABASE pgbench_kora"
