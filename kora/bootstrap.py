@@ -8,6 +8,7 @@ import contextlib
 import json
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -130,7 +131,13 @@ class KoraUnitOfWork(SqlUnitOfWork):
         self.wallets = LedgerWalletOpener(self.ledger)
         self.request_nonces = SqlRequestNonceStore(conn)
         self.controls = SqlControlStore(conn)
+        self._after_commit: list[Callable[[], None]] = []
         return self
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once this transaction has committed (metrics of what it decided: a
+        rolled-back transaction, e.g. a group commit that falls back, counts nothing)."""
+        self._after_commit.append(callback)
 
     async def commit(self) -> None:
         """Write the events recorded meanwhile to the outbox, then commit: the state change and
@@ -138,6 +145,9 @@ class KoraUnitOfWork(SqlUnitOfWork):
         if len(self.events):
             await write_outbox(self.connection, self.events.drain(), self._signer, at=self._clock.now())
         await super().commit()
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            callback()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -219,9 +229,7 @@ class Kora:
             availability=self.controls,
         )
         self.acquirers = self._card_acquirers(settings, acquirers)
-        self.risk = (
-            build_payment_risk(settings, self.engine, self.registry, self.clock) if settings.risk_enabled else None
-        )
+        self.risk = build_payment_risk(settings, self.engine, self.registry, self.clock)
         self.payments = PaymentsService(
             uow_factory=self.unit_of_work,
             directory=IdentityDirectory(self.identity),
@@ -425,8 +433,6 @@ class Kora:
 
     async def refresh_risk_gauges(self) -> None:
         """Piggybacked on the sweeper's loop: the risk review queue's size and oldest age."""
-        if self.risk is None:
-            return
         try:
             await self.risk.refresh_queue_gauges()
         except Exception as exc:

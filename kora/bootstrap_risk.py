@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from kora.risk import (
     RiskRequest,
     SqlRiskActivity,
     SqlRiskReviews,
+    payer_lock_key,
 )
 
 # The payment types risk judges; others (refunds, corrections) move money back, not out.
@@ -64,9 +66,22 @@ def risk_parties(payment: Payment) -> tuple[str, str]:
     return str(payment.payer_wallet_id), str(payment.payee_wallet_id)
 
 
+def _after_commit(uow: PaymentsUnitOfWork, callback: Callable[[], None]) -> None:
+    """Run `callback` once the payment's transaction commits (now, with a unit of work that
+    cannot tell)."""
+    register = getattr(uow, "after_commit", None)
+    if register is None:
+        callback()
+    else:
+        register(callback)
+
+
 class SqlPaymentRisk:
     """`PaymentRisk` on `SqlRiskActivity`, in the payment's transaction. `tier` is the KYC tier
-    every customer is judged under until identity records one per customer."""
+    every customer is judged under until identity records one per customer. With `assessing`
+    off (KORA_RISK_ENABLED=false) every payment is allowed and nothing is reserved, but payments
+    held before can still be decided, explained and listed: turning risk off must not strand
+    held funds."""
 
     def __init__(
         self,
@@ -76,16 +91,28 @@ class SqlPaymentRisk:
         tier: str,
         metrics: RiskMetrics,
         clock: Clock,
+        assessing: bool = True,
     ) -> None:
         self._activity = activity
         self._reviews = reviews
         self._tier = tier
         self._metrics = metrics
         self._clock = clock
+        self.assessing = assessing
+
+    async def assess_many(self, uow: PaymentsUnitOfWork, payments: Sequence[tuple[Payment, str]]) -> list[RiskVerdict]:
+        """In the order of the payers' lock keys (what the store locks on), so two transactions
+        never take two payers' locks in opposite orders, even when two payers share a key."""
+        order = sorted(range(len(payments)), key=lambda i: payer_lock_key(risk_parties(payments[i][0])[0]))
+        verdicts: dict[int, RiskVerdict] = {}
+        for i in order:
+            payment, device_id = payments[i]
+            verdicts[i] = await self.assess(uow, payment, device_id=device_id)
+        return [verdicts[i] for i in range(len(payments))]
 
     async def assess(self, uow: PaymentsUnitOfWork, payment: Payment, *, device_id: str) -> RiskVerdict:
         kind = _RISK_TYPES.get(payment.type)
-        if kind is None:
+        if kind is None or not self.assessing:
             return ALLOWED
         payer, payee = risk_parties(payment)
         request = RiskRequest(
@@ -100,18 +127,28 @@ class SqlPaymentRisk:
         )
         started = time.perf_counter()
         reservation = await self._activity.assess_and_reserve(str(payment.id), request, connection=_connection(uow))
+        seconds = time.perf_counter() - started
         decision = reservation.decision
         rules = tuple(sorted(decision.rules))
         if not reservation.replayed:
-            self._metrics.assessed(decision.outcome.label, kind.value, rules, time.perf_counter() - started)
+            outcome = decision.outcome.label
+            _after_commit(uow, lambda: self._metrics.assessed(outcome, kind.value, rules, seconds))
         return RiskVerdict(RiskOutcome(decision.outcome.label), rules, decision.score, decision.policy_version)
 
+    async def review_decision(self, uow: PaymentsUnitOfWork, payment_id: uuid.UUID) -> ReviewDecision | None:
+        found = await self._reviews.decision(str(payment_id), connection=_connection(uow))
+        return None if found is None else ReviewDecision(found)
+
     async def captured(self, uow: PaymentsUnitOfWork, payment_id: uuid.UUID) -> None:
+        if not self.assessing:
+            return
         # never assessed (risk was off, or a type risk does not judge): nothing to commit
         with contextlib.suppress(ReservationError):
             await self._activity.commit(str(payment_id), connection=_connection(uow))
 
     async def released(self, uow: PaymentsUnitOfWork, payment_id: uuid.UUID) -> None:
+        if not self.assessing:
+            return
         # never assessed, or already committed (then the payment did not fail): nothing to release
         with contextlib.suppress(ReservationError):
             await self._activity.release(str(payment_id), connection=_connection(uow))
@@ -136,7 +173,7 @@ class SqlPaymentRisk:
             )
         except LookupError:
             return
-        self._metrics.reviewed(decision.value, rules)
+        _after_commit(uow, lambda: self._metrics.reviewed(decision.value, rules))
 
     # --- reads for people (the risk review routes) -------------------------------------------
 
@@ -163,8 +200,11 @@ def build_payment_risk(
     settings: Settings, engine: AsyncEngine, registry: CollectorRegistry, clock: Clock
 ) -> SqlPaymentRisk:
     """The risk gate from the settings. A policy file that does not load, or a default tier it
-    does not define, stops the start: running without limits is not a safe default."""
-    path = Path(settings.risk_policy_file) if settings.risk_policy_file else DEFAULT_POLICY_PATH
+    does not define, stops the start: running without limits is not a safe default. With the
+    engine off the gate still decides and explains what was held before (on the shipped policy,
+    which is never read to judge)."""
+    configured = settings.risk_policy_file if settings.risk_enabled else None
+    path = Path(configured) if configured else DEFAULT_POLICY_PATH
     try:
         policies = FilePolicySource(path)
         policy = policies.current()
@@ -180,4 +220,5 @@ def build_payment_risk(
         tier=settings.risk_default_tier,
         metrics=RiskMetrics(registry),
         clock=clock,
+        assessing=settings.risk_enabled,
     )

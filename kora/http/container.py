@@ -32,7 +32,7 @@ class Services(Protocol):
     events: EventsRuntime
     service_auth: ServiceAuthenticator
     service_metrics: ServiceMetrics
-    risk: SqlPaymentRisk | None  # None when KORA_RISK_ENABLED=false
+    risk: SqlPaymentRisk  # `assessing` is False when KORA_RISK_ENABLED=false
     controls: OperationalControls
     providers: StaticProviderRegistry
 

@@ -101,6 +101,7 @@ class FailureCause(StrEnum):
     DECLINED = "declined"  # the payer's side or the provider refused it for a business reason
     PROVIDER_ERROR = "provider_error"  # the provider (or acquirer) was unavailable, erred or never answered
     CANCELLED = "cancelled"  # nobody failed: voided or let expire by the merchant (not in the success rate)
+    RISK = "risk"  # refused by the risk engine (denied, or rejected by a risk analyst)
     OTHER = "other"  # a code Kora does not classify (still counted as a failure)
 
 
@@ -148,6 +149,8 @@ def failure_cause(code: str | None) -> FailureCause:
     if not code:
         return FailureCause.OTHER
     word = code.lower()
+    if word.startswith("risk"):  # risk_denied, risk_rejected (the SLO's cause `risk` too)
+        return FailureCause.RISK
     if word in _CANCELLED_CODES:
         return FailureCause.CANCELLED
     if word in _PROVIDER_ERROR_CODES or word.startswith(_PROVIDER_ERROR_PREFIXES):

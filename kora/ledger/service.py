@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -153,6 +153,12 @@ class Ledger:
         entries = PostingPlan(states).entries_for(mirror)
         await self._store.append(mirror, entries)
         return mirror, entries
+
+    async def lock(self, account_ids: Iterable[uuid.UUID]) -> None:
+        """Lock these accounts for the rest of the transaction, in id order — the order every
+        posting takes its locks in. A transaction about to hold funds on some accounts and post
+        on others takes them all here first, so it cannot deadlock with another transaction."""
+        await self._store.lock_accounts(sorted(set(account_ids)))
 
     async def place_hold(
         self,

@@ -207,6 +207,16 @@ class PaymentRisk(Protocol):
 
     async def assess(self, uow: PaymentsUnitOfWork, payment: Payment, *, device_id: str) -> RiskVerdict: ...
 
+    async def assess_many(self, uow: PaymentsUnitOfWork, payments: Sequence[tuple[Payment, str]]) -> list[RiskVerdict]:
+        """`assess` for each (payment, device id) of one transaction (a group commit), in the
+        order that takes the payers' locks consistently across transactions; verdicts in the
+        order given."""
+        ...
+
+    async def review_decision(self, uow: PaymentsUnitOfWork, payment_id: uuid.UUID) -> ReviewDecision | None:
+        """The analyst's decision on a payment held for review, if one was made."""
+        ...
+
     async def captured(self, uow: PaymentsUnitOfWork, payment_id: uuid.UUID) -> None: ...
 
     async def released(self, uow: PaymentsUnitOfWork, payment_id: uuid.UUID) -> None: ...

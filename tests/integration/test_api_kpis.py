@@ -269,7 +269,7 @@ async def test_the_kpis_of_a_known_day_are_exact(world: World) -> None:
         "pending": 1,
         "cancelled": 0,
         "rate": 0.75,
-        "failed_by_cause": {"declined": 1, "provider_error": 1, "other": 0},
+        "failed_by_cause": {"declined": 1, "provider_error": 1, "risk": 0, "other": 0},
         "failed_by_code": [
             {"code": "payer_not_found", "cause": "declined", "count": 1},
             {"code": "provider_unavailable:breaker_open", "cause": "provider_error", "count": 1},

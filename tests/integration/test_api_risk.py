@@ -304,3 +304,27 @@ async def test_the_policy_file_is_reloaded_without_a_restart(migrated_sqlite_url
         await asyncio.sleep(1.2)
         third = await api.transfer(alice, recipient_wallet_id=bob.wallet_id, amount=1_000)
         assert third.json()["code"] == "risk_denied"
+
+
+async def test_a_group_commit_mixing_reviews_and_allowed_transfers(risk_api: Api) -> None:
+    """Concurrent transfers share transactions (group commit): held ones lock their payers'
+    wallets with the batch's postings, in one order; every outcome is right and the ledger balances."""
+    import asyncio
+
+    api = risk_api
+    payers = [await funded(api, 2) for _ in range(4)]
+    payees = [await api.customer() for _ in range(4)]
+    broke = await api.customer()
+    sends = [
+        api.transfer(payer, recipient_wallet_id=payees[i].wallet_id, amount=60_000 if i % 2 else 5_000)
+        for i, payer in enumerate(payers)
+    ] + [api.transfer(broke, recipient_wallet_id=payers[0].wallet_id, amount=1)]  # an empty wallet
+    answers = await asyncio.gather(*sends)
+    statuses = [a.json()["code"] if a.status_code == 422 else a.json()["status"] for a in answers]
+    assert statuses[:4] == ["SETTLED", "AUTHORIZED", "SETTLED", "AUTHORIZED"], statuses
+    assert statuses[4] == "insufficient_funds"
+    for i, payer in enumerate(payers):
+        posted, available = await wallet(api, payer)
+        assert posted == 2 * FUNDING - (0 if i % 2 else 5_000)
+        assert available == 2 * FUNDING - (60_000 if i % 2 else 5_000)
+    await ledger_ok(api)

@@ -17,7 +17,8 @@ from kora.http.problems import problem_response, problem_responses
 from kora.http.security import require_role
 from kora.identity import Principal
 from kora.observability import get_correlation_id
-from kora.payments import ReviewDecision
+from kora.operations import Operation
+from kora.payments import PaymentNotFound, ReviewDecision
 
 router = APIRouter(prefix="/v1/admin", tags=["risk"])
 
@@ -34,8 +35,9 @@ class ReviewIn(BaseModel):
     note: str | None = Field(default=None, max_length=500, description="Why: kept with the decision. No customer data.")
 
 
-def _risk_off() -> Any:
-    return problem_response("not_found", "the risk engine is off (KORA_RISK_ENABLED=false)")
+# Approving a held cash-in or cash-out sends it to its provider now: a new provider call, which
+# operations may have paused (the operation) or stopped (the provider) — the approval waits.
+_PROVIDER_MOVES = {"cash_in": Operation.CASH_IN, "cash_out": Operation.CASH_OUT}
 
 
 @router.get(
@@ -52,8 +54,6 @@ async def list_reviews(
     observed value, window, points), the score, the policy version, and the payer's activity
     over the last hour and day (counts and amounts; ids only, no customer data)."""
     risk = services(request).risk
-    if risk is None:
-        return _risk_off()
     after = None
     if cursor is not None:
         at, payment_id = cursor.split("~")
@@ -69,9 +69,16 @@ async def list_reviews(
 async def _decide(
     request: Request, principal: Principal, payment_id: uuid.UUID, decision: ReviewDecision, body: ReviewIn | None
 ) -> Any:
-    if services(request).risk is None:
-        return _risk_off()
-    return await services(request).payments.decide_risk_review(
+    kora = services(request)
+    if decision is ReviewDecision.APPROVE:
+        try:
+            held = await kora.payments.service_payment(payment_id)
+        except PaymentNotFound:
+            held = None  # the decision answers risk_review_not_found
+        operation = _PROVIDER_MOVES.get(str(held["type"])) if held is not None else None
+        if held is not None and operation is not None:
+            await kora.controls.ensure_open(operation, provider=held["provider"])
+    return await kora.payments.decide_risk_review(
         payment_id,
         decision,
         analyst=principal.actor,
@@ -81,7 +88,13 @@ async def _decide(
 
 
 _DECISION_ERRORS = problem_responses(
-    "risk_review_not_found", "risk_review_decided", "forbidden", "not_authenticated", "validation_error"
+    "risk_review_not_found",
+    "risk_review_decided",
+    "operation_paused",
+    "provider_unavailable",
+    "forbidden",
+    "not_authenticated",
+    "validation_error",
 )
 
 
@@ -107,10 +120,7 @@ async def reject_review(payment_id: uuid.UUID, request: Request, analyst: Analys
 async def explain_payment_risk(payment_id: uuid.UUID, request: Request, _reader: Explainer) -> Any:
     """Why the risk engine decided what it did on a payment: outcome, score, every reason, the
     policy version, the reservation's status, and the analyst's decision if it was reviewed."""
-    risk = services(request).risk
-    if risk is None:
-        return _risk_off()
-    explained = await risk.explain(payment_id)
+    explained = await services(request).risk.explain(payment_id)
     if explained is None:
         return problem_response("payment_not_found", "the risk engine never assessed this payment")
     return explained
@@ -121,8 +131,6 @@ async def review_outcomes(request: Request, _reader: QueueReader) -> Any:
     """Per rule: reviews approved (the rule fired on a legitimate payment: a false positive) and
     rejected, and the false-positive rate — what tuning the policy starts from."""
     risk = services(request).risk
-    if risk is None:
-        return _risk_off()
     outcomes = await risk.review_outcomes()
     return {
         "policy_version": risk.policy_version,

@@ -5,7 +5,8 @@ Revises: 0012
 Create Date: 2026-11-26
 
 A payment the risk policy sends to review waits with `pending_operation = 'risk_review'` (its
-funds held, no provider asked); `risk_reviews` keeps each analyst's decision with the policy
+funds held, no provider asked; `provider_asked_at` says when an approved cash-in/out was sent,
+so the sweeper's give-up age starts there); `risk_reviews` keeps each analyst's decision with the policy
 version and rules it was about, so how often a rule's reviews are approved (its false-positive
 rate) can be measured. The review queue reads `risk_payments` by status and time.
 """
@@ -30,6 +31,7 @@ def upgrade() -> None:
     with op.batch_alter_table("payments", schema=None) as batch_op:
         batch_op.drop_constraint(op.f("ck_payments_pending_operation_known"), type_="check")
         batch_op.create_check_constraint(op.f("ck_payments_pending_operation_known"), NEW_PENDING)
+        batch_op.add_column(sa.Column("provider_asked_at", sa.DateTime(timezone=True), nullable=True))
     op.create_table(
         "risk_reviews",
         sa.Column("payment_id", sa.String(length=64), nullable=False),
@@ -56,5 +58,6 @@ def downgrade() -> None:
     op.drop_index("ix_risk_reviews_decided_at", table_name="risk_reviews")
     op.drop_table("risk_reviews")
     with op.batch_alter_table("payments", schema=None) as batch_op:
+        batch_op.drop_column("provider_asked_at")
         batch_op.drop_constraint(op.f("ck_payments_pending_operation_known"), type_="check")
         batch_op.create_check_constraint(op.f("ck_payments_pending_operation_known"), OLD_PENDING)

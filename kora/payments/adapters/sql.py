@@ -102,6 +102,7 @@ class SqlPaymentRepository:
                 authorization_expires_at=payment.authorization_expires_at,
                 merchant_reference=payment.merchant_reference,
                 pending_operation=payment.pending_operation,
+                provider_asked_at=payment.provider_asked_at,
             )
         )
         await self._append_changes(payment)
@@ -308,6 +309,7 @@ def _payment_row(payment: Payment) -> dict[str, Any]:
         "authorization_expires_at": payment.authorization_expires_at,
         "merchant_reference": payment.merchant_reference,
         "pending_operation": payment.pending_operation,
+        "provider_asked_at": payment.provider_asked_at,
     }
 
 
@@ -337,6 +339,7 @@ def _payment(row: Any, history: list[StatusChange]) -> Payment:
         authorization_expires_at=row.authorization_expires_at,
         merchant_reference=row.merchant_reference,
         pending_operation=row.pending_operation,
+        provider_asked_at=row.provider_asked_at,
         history=history,
     )
 

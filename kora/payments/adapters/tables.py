@@ -36,6 +36,7 @@ payments = sa.Table(
     sa.Column("authorization_expires_at", UtcDateTime, nullable=True),
     sa.Column("merchant_reference", sa.String(64), nullable=True),
     sa.Column("pending_operation", sa.String(16), nullable=True),
+    sa.Column("provider_asked_at", UtcDateTime, nullable=True),
     sa.CheckConstraint("amount > 0", name="amount_positive"),
     sa.CheckConstraint(
         "status IN ('INITIATED','AUTHORIZED','CAPTURED','SETTLED','FAILED','REVERSED','CHARGED_BACK')",

@@ -134,6 +134,9 @@ class Payment:
     # An operation asked of the provider whose answer is not known yet ("authorize", "capture",
     # "void", "refund"): what the resolution job looks at; None when nothing is outstanding.
     pending_operation: str | None = None
+    # When the provider was asked to move a cash-in/out, if not when it was made (a payment held
+    # for a risk review is sent when approved): the sweeper's give-up age runs from here.
+    provider_asked_at: datetime | None = None
     history: list[StatusChange] = field(default_factory=list)
     new_changes: list[StatusChange] = field(default_factory=list)
 

@@ -136,6 +136,12 @@ class NoRisk:
     async def assess(self, uow: PaymentsUnitOfWork, payment: Payment, *, device_id: str) -> RiskVerdict:
         return ALLOWED
 
+    async def assess_many(self, uow: PaymentsUnitOfWork, payments: Sequence[tuple[Payment, str]]) -> list[RiskVerdict]:
+        return [ALLOWED for _ in payments]
+
+    async def review_decision(self, uow: PaymentsUnitOfWork, payment_id: uuid.UUID) -> ReviewDecision | None:
+        return None
+
     async def captured(self, uow: PaymentsUnitOfWork, payment_id: uuid.UUID) -> None:
         pass
 

@@ -17,11 +17,12 @@ from opentelemetry import trace
 from kora.kernel import Money
 from kora.ledger import AccountKind, Direction, Leg
 from kora.payments.domain.errors import PaymentNotFound
-from kora.payments.domain.idempotency import IdempotencyRequest
+from kora.payments.domain.idempotency import IdempotencyRequest, Outcome
 from kora.payments.domain.model import Payment, PaymentStatus, PaymentType
 from kora.payments.domain.risk import RISK_REVIEW, ReviewAlreadyDecided, ReviewDecision, ReviewNotFound
 from kora.payments.ports import PaymentsUnitOfWork
 from kora.payments.service.base import PaymentResult, PaymentsBase
+from kora.payments.service.merchant import merchant_view
 from kora.payments.service.provider_moves import ProviderMoves
 from kora.providers import ProviderRequest
 
@@ -55,7 +56,7 @@ class RiskReviews(PaymentsBase):
                 if payment is None:
                     raise ReviewNotFound("no payment with this id is waiting for a risk review")
                 if payment.pending_operation != RISK_REVIEW:
-                    if await self._was_reviewed(uow, payment):
+                    if await self._risk.review_decision(uow, payment.id) is not None:
                         raise ReviewAlreadyDecided("this payment's risk review is already decided")
                     raise ReviewNotFound("no payment with this id is waiting for a risk review")
                 payment.pending_operation = None
@@ -70,7 +71,7 @@ class RiskReviews(PaymentsBase):
                     await self._post_held(uow, payment, hold.id if hold else None, analyst)
                     await self._risk.captured(uow, payment.id)
                 else:  # a provider move: the provider is asked below, once this is committed
-                    payment.updated_at = self._clock.now()
+                    payment.updated_at = payment.provider_asked_at = self._clock.now()
                 await uow.payments.save(payment)
                 verb = "approved" if decision is ReviewDecision.APPROVE else "rejected"
                 await uow.audit.record(
@@ -81,6 +82,10 @@ class RiskReviews(PaymentsBase):
                     details={"amount": payment.money.amount, "currency": payment.money.currency},
                 )
                 record = await uow.idempotency.find_by_payment(payment.id)
+                idem = None if record is None else IdempotencyRequest(record.scope, record.key, record.fingerprint)
+                if idem is not None:  # a retry of the customer's request answers the payment as it is now
+                    body = merchant_view(payment) if payment.type is PaymentType.MERCHANT else payment.view()
+                    await uow.idempotency.complete(idem, outcome=Outcome.SUCCEEDED, body=body)
                 await uow.commit()
             logger.info(
                 "risk review decided",
@@ -91,14 +96,8 @@ class RiskReviews(PaymentsBase):
             if payment.status.is_final or payment.status is PaymentStatus.CAPTURED:
                 self._finished(payment)
                 return payment.view()
-            idem = None if record is None else IdempotencyRequest(record.scope, record.key, record.fingerprint)
             result = await asyncio.shield(self._send_to_provider(payment, hold.id if hold else None, idem))
             return result.body
-
-    async def _was_reviewed(self, uow: PaymentsUnitOfWork, payment: Payment) -> bool:
-        return any(change.reason == "held for risk review" for change in payment.history) or any(
-            change.reason == REJECTED for change in payment.history
-        )
 
     async def _post_held(
         self, uow: PaymentsUnitOfWork, payment: Payment, hold_id: uuid.UUID | None, analyst: str

@@ -162,7 +162,7 @@ class PendingSweeper:
         if result.outcome is ProviderOutcome.PENDING:
             # Give up only on what the provider itself said (still pending, or never heard of
             # it) past the maximum age — never because it could not be asked.
-            expired = now - payment.created_at >= give_up_after
+            expired = now - (payment.provider_asked_at or payment.created_at) >= give_up_after
             if not expired or result.failure_code == STATUS_UNREACHABLE:
                 return "still_pending" if result.failure_code != STATUS_UNREACHABLE else "errors"
             await self._moves.record_answer(

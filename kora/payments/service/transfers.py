@@ -276,13 +276,12 @@ class Transfers(PaymentsBase):
         plans: dict[int, tuple[Payment, list[Leg]] | Exception],
         ready: list[int],
     ) -> dict[int, RiskVerdict]:
-        """Risk for every planned transfer of a batch, before any hold or posting, in payer
-        order: two batches (or a batch and a lone transfer) take the payers' risk locks in one
-        order, and the ledger's row locks only after them, so they cannot deadlock."""
-        verdicts: dict[int, RiskVerdict] = {}
-        for i in sorted((i for i in ready if isinstance(plans[i], tuple)), key=lambda i: _payer(plans[i])):
-            verdicts[i] = await self._risk.assess(uow, _planned(plans[i]), device_id=_device(jobs[i].cmd))
-        return verdicts
+        """Risk for every planned transfer of a batch, before any hold or posting; the risk
+        gate takes the payers' locks in one order (its lock keys'), and the ledger's row locks
+        come only after them, so two batches (or a batch and a lone transfer) cannot deadlock."""
+        planned = [i for i in ready if isinstance(plans[i], tuple)]
+        verdicts = await self._risk.assess_many(uow, [(_planned(plans[i]), _device(jobs[i].cmd)) for i in planned])
+        return dict(zip(planned, verdicts, strict=True))
 
     async def _apply_verdicts(
         self,
@@ -296,6 +295,15 @@ class Transfers(PaymentsBase):
         answers go in `results`; returns their payments (recorded with the batch, never posted).
         A review whose hold the wallet cannot cover becomes that refusal, its reservation released."""
         unsettled: list[Payment] = []
+        reviewed = [i for i, verdict in verdicts.items() if verdict.outcome is RiskOutcome.REVIEW]
+        if reviewed:
+            # Holds lock their payers' wallets before the batch's postings lock theirs: take
+            # every wallet of both at once, in the ledger's order, or two transactions could
+            # each wait for a wallet the other holds.
+            allowed = [i for i, verdict in verdicts.items() if verdict.outcome is RiskOutcome.ALLOW]
+            await uow.ledger.lock(
+                [_payer(plans[i]) for i in reviewed] + [leg.account_id for i in allowed for leg in _legs(plans[i])]
+            )
         for i, verdict in verdicts.items():
             payment = _planned(plans[i])
             if verdict.outcome is RiskOutcome.DENY:

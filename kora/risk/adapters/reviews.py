@@ -20,6 +20,8 @@ from kora.risk.domain.model import Window
 _p = risk_payments.c
 _r = risk_reviews.c
 DECISIONS = ("approve", "reject")
+# Held and not decided yet: an approved provider move stays `held` until its provider answers.
+_WAITING = (_p.status == "held", ~sa.exists().where(_r.payment_id == _p.payment_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +104,19 @@ class SqlRiskReviews:
             )
         return rules
 
+    async def decision(self, payment_id: str, *, connection: AsyncConnection | None = None) -> str | None:
+        """The analyst's decision on a payment (approve|reject), or None."""
+        query = sa.select(_r.decision).where(_r.payment_id == payment_id)
+        if connection is not None:
+            return (await connection.execute(query)).scalar()
+        async with self._engine.connect() as conn:
+            return (await conn.execute(query)).scalar()
+
     async def queue(self, *, limit: int, after: tuple[datetime, str] | None = None) -> list[dict[str, Any]]:
-        """Payments held for review, oldest first (keyset by time and id), each with the
-        payer's activity over the last hour and day (counted payments, amounts) as evidence."""
-        query = sa.select(risk_payments).where(_p.status == "held")
+        """Payments waiting for a decision, oldest first (keyset by time and id), each with the
+        payer's activity over the last hour and day (counted payments, amounts) as evidence. An
+        approved cash-in/out waiting for its provider is no longer in the queue."""
+        query = sa.select(risk_payments).where(*_WAITING)
         if after is not None:
             query = query.where(sa.tuple_(_p.at, _p.payment_id) > sa.tuple_(sa.literal(after[0]), sa.literal(after[1])))
         query = query.order_by(_p.at, _p.payment_id).limit(limit)
@@ -169,7 +180,7 @@ class SqlRiskReviews:
 
     async def queue_stats(self) -> QueueStats:
         async with self._engine.connect() as conn:
-            row = (await conn.execute(sa.select(sa.func.count(), sa.func.min(_p.at)).where(_p.status == "held"))).one()
+            row = (await conn.execute(sa.select(sa.func.count(), sa.func.min(_p.at)).where(*_WAITING))).one()
         return QueueStats(int(row[0]), row[1])
 
     async def review_outcomes(self, *, since: datetime | None = None) -> dict[str, dict[str, int]]:

@@ -65,6 +65,8 @@ def test_ninety_two_days_is_the_longest_range() -> None:
         ("acquirer_unavailable", FailureCause.PROVIDER_ERROR),
         ("voided", FailureCause.CANCELLED),
         ("authorization_expired", FailureCause.CANCELLED),
+        ("risk_denied", FailureCause.RISK),
+        ("risk_rejected", FailureCause.RISK),
         ("something_new", FailureCause.OTHER),
         (None, FailureCause.OTHER),
     ],
