@@ -205,7 +205,12 @@ class PaymentRisk(Protocol):
     good; `released` takes it out of the windows (failed or rejected). All idempotent by payment
     id; `captured`/`released` do nothing for a payment risk never assessed."""
 
-    async def assess(self, uow: PaymentsUnitOfWork, payment: Payment, *, device_id: str) -> RiskVerdict: ...
+    async def assess(
+        self, uow: PaymentsUnitOfWork, payment: Payment, *, device_id: str, settles_now: bool = False
+    ) -> RiskVerdict:
+        """`settles_now`: an allowed payment is captured in this same transaction (P2P, merchant),
+        so its reservation counts for good at once (no `captured` call needed)."""
+        ...
 
     async def assess_many(self, uow: PaymentsUnitOfWork, payments: Sequence[tuple[Payment, str]]) -> list[RiskVerdict]:
         """`assess` for each (payment, device id) of one transaction (a group commit), in the
@@ -218,6 +223,10 @@ class PaymentRisk(Protocol):
         ...
 
     async def captured(self, uow: PaymentsUnitOfWork, payment_id: uuid.UUID) -> None: ...
+
+    async def captured_many(self, uow: PaymentsUnitOfWork, payment_ids: Sequence[uuid.UUID]) -> None:
+        """`captured` for the payments a group commit posted, in one go."""
+        ...
 
     async def released(self, uow: PaymentsUnitOfWork, payment_id: uuid.UUID) -> None: ...
 

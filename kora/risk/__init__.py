@@ -11,7 +11,7 @@ payments module's `PaymentRisk` port, adapted in `kora.bootstrap_risk`.
 from kora.risk.adapters.memory import InMemoryRiskActivity
 from kora.risk.adapters.policy_file import FilePolicySource, load_policy
 from kora.risk.adapters.reviews import QueueStats, SqlRiskReviews
-from kora.risk.adapters.sql import SqlRiskActivity, payer_lock_key
+from kora.risk.adapters.sql import SqlRiskActivity
 from kora.risk.domain.assessment import assess
 from kora.risk.domain.model import (
     Decision,
@@ -63,5 +63,4 @@ __all__ = [
     "assess",
     "load_policy",
     "parse_policy",
-    "payer_lock_key",
 ]

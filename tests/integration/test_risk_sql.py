@@ -96,6 +96,36 @@ async def test_sql_context_and_decisions_equal_the_in_memory_reference_on_a_repl
     assert by_status == {"reserved": outcomes["allow"], "held": outcomes["review"], "denied": outcomes["deny"]}
 
 
+async def test_batches_reach_the_decisions_payments_one_by_one_reach(engine: AsyncEngine) -> None:
+    """`assess_and_reserve_many` (a group commit: payers locked at once, contexts read and
+    writes made per segment) decides exactly as the in-memory reference one by one, batches of
+    8 consecutive payments of the replayed dataset at a time, payers repeating within a batch."""
+    dataset = generate(seed=7, customers=20, policy=SHIPPED)
+    memory = InMemoryRiskActivity()
+    store = SqlRiskActivity(engine, FixedPolicy(SHIPPED))
+    payments = dataset.payments
+    outcomes: Counter[str] = Counter()
+    for start in range(0, len(payments), 8):
+        batch = payments[start : start + 8]
+        expected = []
+        for payment in batch:
+            decision = assess(payment.request, memory.build(payment.request, SHIPPED), SHIPPED)
+            memory.record(payment.request, decision.outcome)
+            expected.append(decision)
+        items = [(f"b-{start + k}", payment.request) for k, payment in enumerate(batch)]
+        async with engine.begin() as conn:
+            reservations = await store.assess_and_reserve_many(items, connection=conn)
+        assert [r.decision for r in reservations] == expected, start
+        outcomes.update(d.outcome.label for d in expected)
+    assert set(outcomes) == {"allow", "review", "deny"}, outcomes
+    # and replaying a batch answers the first decisions, writing nothing
+    async with engine.begin() as conn:
+        again = await store.assess_and_reserve_many(
+            [(f"b-{k}", payment.request) for k, payment in enumerate(payments[:8])], connection=conn
+        )
+    assert all(r.replayed for r in again)
+
+
 async def test_release_frees_the_cap_and_commit_keeps_it_both_idempotent(engine: AsyncEngine) -> None:
     policy = capped_policy(day_hard=10_000)
     store = SqlRiskActivity(engine, FixedPolicy(policy))

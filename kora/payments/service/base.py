@@ -133,8 +133,13 @@ class NoRisk:
     """The payment path without a risk engine (unit tests, or KORA_RISK_ENABLED=false): every
     payment is allowed and nothing is reserved."""
 
-    async def assess(self, uow: PaymentsUnitOfWork, payment: Payment, *, device_id: str) -> RiskVerdict:
+    async def assess(
+        self, uow: PaymentsUnitOfWork, payment: Payment, *, device_id: str, settles_now: bool = False
+    ) -> RiskVerdict:
         return ALLOWED
+
+    async def captured_many(self, uow: PaymentsUnitOfWork, payment_ids: Sequence[uuid.UUID]) -> None:
+        pass
 
     async def assess_many(self, uow: PaymentsUnitOfWork, payments: Sequence[tuple[Payment, str]]) -> list[RiskVerdict]:
         return [ALLOWED for _ in payments]

@@ -197,7 +197,7 @@ class MerchantPayments(PaymentsBase):
                 correlation_id=cmd.correlation_id,
             )
             payment.merchant_reference = cmd.reference
-            verdict = await self._risk.assess(uow, payment, device_id=cmd.device_id or UNKNOWN_DEVICE)
+            verdict = await self._risk.assess(uow, payment, device_id=cmd.device_id or UNKNOWN_DEVICE, settles_now=True)
             if verdict.outcome is RiskOutcome.DENY:
                 return await self._refuse_for_risk(uow, payment, verdict, idem, actor)
             if verdict.outcome is RiskOutcome.REVIEW:
@@ -211,7 +211,6 @@ class MerchantPayments(PaymentsBase):
                 revenue = await uow.ledger.system_account(AccountKind.FEE_REVENUE, money.currency)
                 legs.append(Leg(revenue.id, Direction.CREDIT, Money(fee, money.currency)))
             await uow.ledger.post(kind="merchant", legs=legs, payment_id=payment.id, correlation_id=cmd.correlation_id)
-            await self._risk.captured(uow, payment.id)
             payment.capture(at=at, reason="posted to ledger", actor=actor, settlement_due=None)
             payment.transition(PaymentStatus.SETTLED, at=at, reason="internal payment settles at once", actor="system")
             await uow.payments.add(payment)

@@ -206,12 +206,14 @@ class Transfers(PaymentsBase):
                         for i in postable
                     ]
                 )
+                posted: list[uuid.UUID] = []
                 for i, outcome in zip(postable, outcomes, strict=True):
                     if isinstance(outcome, LedgerError):
                         plans[i] = outcome
                         await self._risk.released(uow, payment_ids[i])
                     else:
-                        await self._risk.captured(uow, payment_ids[i])
+                        posted.append(payment_ids[i])
+                await self._risk.captured_many(uow, posted)
                 settled: list[Payment] = []
                 completions: list[tuple[IdempotencyRequest, Outcome, dict[str, Any]]] = []
                 events: list[AuditEvent] = []
@@ -378,14 +380,15 @@ class Transfers(PaymentsBase):
             if replay is not None:
                 return replay
             payment, legs = await self._plan_transfer(uow, job, payment_id, at)
-            verdict = await self._risk.assess(uow, payment, device_id=_device(cmd))
+            # Allowed, it is posted in this transaction: its reservation counts for good at once
+            # (a refused posting rolls both back).
+            verdict = await self._risk.assess(uow, payment, device_id=_device(cmd), settles_now=True)
             if verdict.outcome is RiskOutcome.DENY:
                 return await self._refuse_for_risk(uow, payment, verdict, idem, actor)
             if verdict.outcome is RiskOutcome.REVIEW:
                 return await self._hold_for_review(uow, payment, verdict, idem, hold_funds=True)
             payment.transition(PaymentStatus.AUTHORIZED, at=at, reason="funds checked", actor=actor)
             await uow.ledger.post(kind="p2p", legs=legs, payment_id=payment.id, correlation_id=cmd.correlation_id)
-            await self._risk.captured(uow, payment.id)
             payment.transition(PaymentStatus.CAPTURED, at=at, reason="posted to ledger", actor=actor)
             payment.transition(PaymentStatus.SETTLED, at=at, reason="internal transfer settles at once", actor="system")
             await uow.payments.add(payment)

@@ -27,9 +27,9 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -41,11 +41,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from kora.kernel import Clock, SystemClock
 from kora.observability import get_tracer
-from kora.platform.db import UtcDateTime
-from kora.risk.adapters.tables import COUNTED, risk_devices, risk_payer_hours, risk_payments
+from kora.risk.adapters.sql_context import (
+    context_params,
+    context_query,
+    contexts_params,
+    contexts_query,
+    row_context,
+)
+from kora.risk.adapters.tables import risk_devices, risk_payer_hours, risk_payments
 from kora.risk.adapters.transactions import in_transaction
 from kora.risk.domain.assessment import assess
-from kora.risk.domain.model import Decision, Outcome, PaymentType, Reason, RiskContext, RiskRequest, Usage, Window
+from kora.risk.domain.model import Decision, Outcome, Reason, RiskContext, RiskRequest
 from kora.risk.domain.policy import Policy
 from kora.risk.domain.reservation import Reservation, ReservationError, ReservationStatus, committed, released
 from kora.risk.ports import PolicySource
@@ -53,6 +59,12 @@ from kora.risk.ports import PolicySource
 RISK_LOCK_NAMESPACE = 0x4B52534B  # "KRSK": first key of pg_advisory_xact_lock(int, int)
 
 _LOCK_PAYER = sa.text("SELECT pg_advisory_xact_lock(:namespace, :payer)")
+# Several payers' locks in one round trip, in key order (the subquery's order is the order the
+# locks are taken in), so two transactions never take two payers' locks in opposite orders.
+_LOCK_PAYERS = sa.text(
+    "SELECT count(pg_advisory_xact_lock(:namespace, k)) FROM "
+    "(SELECT DISTINCT k FROM unnest(CAST(:payers AS integer[])) AS k ORDER BY k) AS ordered"
+)
 
 
 def payer_lock_key(payer_id: str) -> int:
@@ -78,24 +90,6 @@ _tracer = get_tracer("kora.risk")
 _p = risk_payments.c
 
 
-def _int(value: Any) -> int:
-    return 0 if value is None else int(value)  # PostgreSQL's sum(bigint) is numeric
-
-
-def _literals(values: Iterable[str]) -> list[Any]:
-    """An IN list written into the statement (constants, not an expanding parameter that would
-    be re-rendered at every execution)."""
-    return [sa.literal_column(f"'{value}'") for value in sorted(values)]
-
-
-def _types(types: frozenset[PaymentType]) -> list[Any]:
-    return _literals(t.value for t in types)
-
-
-_COUNTED_LIST = _literals(COUNTED)
-_COUNTED = _p.status.in_(_COUNTED_LIST)
-
-
 def _decision(row: RowMapping) -> Decision:
     return Decision(
         outcome=Outcome[str(row["outcome"]).upper()],
@@ -115,101 +109,37 @@ def _same_request(row: RowMapping, request: RiskRequest) -> bool:
     )
 
 
-def _listed(value: Any) -> list[Any]:
-    """A list aggregate's value: PostgreSQL's array_agg (a list, None when empty) or SQLite's
-    json_group_array (a JSON text)."""
-    if value is None:
-        return []
-    return list(json.loads(value)) if isinstance(value, str) else list(value)
+def _segments(items: Sequence[tuple[str, RiskRequest]]) -> list[list[tuple[str, RiskRequest]]]:
+    """`items` cut where a payment's payer or payee is a party of an earlier one in the cut."""
+    segments: list[list[tuple[str, RiskRequest]]] = [[]]
+    parties: set[str] = set()
+    for payment_id, request in items:
+        if request.payer_id in parties or request.payee_id in parties:
+            segments.append([])
+            parties = set()
+        segments[-1].append((payment_id, request))
+        parties |= {request.payer_id, request.payee_id}
+    return [segment for segment in segments if segment]
 
 
-def _context_query(policy: Policy, dialect: str) -> sa.Select[Any]:
-    """One row: the payer's usage per window (amount, count, and the same towards the payee)
-    for the request's type, the cash-in within the layering window, whether the payer paid the
-    payee before, the device's first sighting, the lists the flags need (recipients, senders
-    to the payee, structuring amounts, the payer's hours) and the payment id's status if any.
-    Subqueries read the table under their own alias so none correlates with the outer one."""
-
-    def param(name: str) -> sa.BindParameter[Any]:
-        return sa.bindparam(name, type_=UtcDateTime) if name.startswith(("since", "earliest")) else sa.bindparam(name)
-
-    def aggregate(expr: Any, *, distinct: bool = False) -> Any:
-        arg = sa.distinct(expr) if distinct else expr
-        return sa.func.array_agg(arg) if dialect == "postgresql" else sa.func.json_group_array(arg)
-
-    flags = policy.flags
-    same_type = _p.type == param("type")
-    to_payee = _p.payee_id == param("payee")
-    columns: list[Any] = []
-    for window in Window:
-        inside = sa.and_(same_type, _p.at > param(f"since_{window.value}"))
-        columns += [
-            sa.func.sum(sa.case((inside, _p.amount), else_=0)),
-            sa.func.count(sa.case((inside, 1))),
-            sa.func.sum(sa.case((sa.and_(inside, to_payee), _p.amount), else_=0)),
-            sa.func.count(sa.case((sa.and_(inside, to_payee), 1))),
-        ]
-    if flags.layering:
-        cash_in = sa.and_(_p.type == PaymentType.CASH_IN.value, _p.at > param("since_layering"))
-        columns.append(sa.func.sum(sa.case((cash_in, _p.amount), else_=0)).label("cash_in"))
-    else:
-        columns.append(sa.literal_column("0").label("cash_in"))
-
-    paid = risk_payments.alias("paid")
-    columns.append(
-        sa.exists()
-        .where(paid.c.payer_id == param("payer"), paid.c.payee_id == param("payee"), paid.c.status.in_(_COUNTED_LIST))
-        .label("known")
-    )
-    d = risk_devices.c
-    columns.append(
-        sa.select(d.first_seen_at)
-        .where(d.payer_id == param("payer"), d.device_id == param("device"))
-        .scalar_subquery()
-        .label("device")
-    )
-    h = risk_payer_hours.c
-    entry = sa.cast(h.hour, sa.String) + ":" + sa.cast(h.count, sa.String) + ":" + sa.cast(h.amount, sa.String)
-    columns.append(sa.select(aggregate(entry)).where(h.payer_id == param("payer")).scalar_subquery().label("hours"))
-    none: Any = sa.cast(sa.null(), sa.String)
-    if flags.fan_out:
-        r = risk_payments.alias("fan_out")
-        columns.append(
-            sa.select(aggregate(r.c.payee_id, distinct=True))
-            .where(r.c.payer_id == param("payer"), r.c.status.in_(_COUNTED_LIST), r.c.at > param("since_fan_out"))
-            .where(r.c.type.in_(_types(flags.fan_out.applies_to)))
-            .scalar_subquery()
-            .label("recipients")
-        )
-    else:
-        columns.append(none.label("recipients"))
-    if flags.fan_in_mule:
-        f = risk_payments.alias("fan_in")
-        columns.append(
-            sa.select(aggregate(f.c.payer_id, distinct=True))
-            .where(f.c.payee_id == param("payee"), f.c.status.in_(_COUNTED_LIST), f.c.at > param("since_fan_in"))
-            .where(f.c.type.in_(_types(flags.fan_in_mule.applies_to)))
-            .scalar_subquery()
-            .label("senders")
-        )
-    else:
-        columns.append(none.label("senders"))
-    if flags.structuring:
-        s = risk_payments.alias("structuring")
-        columns.append(
-            sa.select(aggregate(s.c.amount))
-            .where(s.c.payer_id == param("payer"), s.c.status.in_(_COUNTED_LIST), s.c.type == param("type"))
-            .where(s.c.at > param("since_structuring"))
-            .scalar_subquery()
-            .label("amounts")
-        )
-    else:
-        columns.append(none.label("amounts"))
-    e = risk_payments.alias("existing")
-    columns.append(
-        sa.select(e.c.status).where(e.c.payment_id == param("payment_id")).scalar_subquery().label("existing")
-    )
-    return sa.select(*columns).where(_p.payer_id == param("payer"), _COUNTED, _p.at > param("earliest"))
+def _payment_row(reservation: Reservation, request: RiskRequest, now: datetime) -> dict[str, Any]:
+    decision = reservation.decision
+    return {
+        "payment_id": reservation.payment_id,
+        "payer_id": request.payer_id,
+        "payee_id": request.payee_id,
+        "type": request.type.value,
+        "amount": request.amount,
+        "currency": request.currency,
+        "device_id": request.device_id,
+        "at": request.at,
+        "status": reservation.status.value,
+        "outcome": decision.outcome.label,
+        "score": decision.score,
+        "policy_version": decision.policy_version,
+        "reasons": [reason.as_dict() for reason in decision.reasons],
+        "updated_at": now,
+    }
 
 
 class SqlRiskActivity:
@@ -224,6 +154,9 @@ class SqlRiskActivity:
         self._clock = clock or SystemClock()
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         self._query: tuple[Policy, sa.Select[Any]] | None = None
+        # the batch statements of the current policy, per batch size (compiling one costs ms)
+        self._contexts_policy: Policy | None = None
+        self._contexts_queries: dict[int, sa.Select[Any]] = {}
 
     @property
     def policy_version(self) -> str:
@@ -250,7 +183,7 @@ class SqlRiskActivity:
         cached = self._query
         if cached is not None and cached[0] is policy:
             return cached[1]
-        query = _context_query(policy, self._engine.dialect.name)
+        query = context_query(policy, self._engine.dialect.name)
         self._query = (policy, query)
         return query
 
@@ -258,56 +191,45 @@ class SqlRiskActivity:
         self, conn: AsyncConnection, request: RiskRequest, policy: Policy, payment_id: str = ""
     ) -> tuple[RiskContext, str | None]:
         """The context of `request`, and the status of `payment_id` if risk has seen it."""
-        at, flags = request.at, policy.flags
-        params: dict[str, Any] = {f"since_{w.value}": at - w.length for w in Window}
-        layering = flags.layering.window_minutes if flags.layering else 0
-        fan_out = flags.fan_out.window_minutes if flags.fan_out else 0
-        fan_in = flags.fan_in_mule.window_minutes if flags.fan_in_mule else 0
-        params.update(
-            payer=request.payer_id,
-            payee=request.payee_id,
-            type=request.type.value,
-            device=request.device_id,
-            payment_id=payment_id,
-            since_layering=at - timedelta(minutes=layering),
-            since_fan_out=at - timedelta(minutes=fan_out),
-            since_fan_in=at - timedelta(minutes=fan_in),
-            since_structuring=at - (flags.structuring.window.length if flags.structuring else timedelta(0)),
-            earliest=min(at - max(w.length for w in Window), at - timedelta(minutes=layering)),
-        )
-        row = (await conn.execute(self._context_query(policy), params)).one()
-        usage = [_int(v) for v in row[: 4 * len(Window)]]
-        hours, hour_amounts = [0] * 24, [0] * 24
-        for entry in _listed(row.hours):
-            hour, count, amount = (int(part) for part in str(entry).split(":"))
-            hours[hour], hour_amounts[hour] = count, amount
-        context = RiskContext(
-            payer_usage={w: Usage(amount=usage[4 * i], count=usage[4 * i + 1]) for i, w in enumerate(Window)},
-            recipient_usage={w: Usage(amount=usage[4 * i + 2], count=usage[4 * i + 3]) for i, w in enumerate(Window)},
-            device_first_seen=row.device,
-            known_recipient=bool(row.known),
-            recent_recipients=frozenset(str(v) for v in _listed(row.recipients)),
-            recent_senders_to_payee=frozenset(str(v) for v in _listed(row.senders)),
-            recent_amounts=tuple(int(v) for v in _listed(row.amounts)),
-            recent_cash_in=_int(row.cash_in),
-            hour_histogram=tuple(hours),
-            hour_amounts=tuple(hour_amounts),
-        )
-        return context, row.existing
+        row = (await conn.execute(self._context_query(policy), context_params(request, policy, payment_id))).one()
+        return row_context(row)
+
+    async def _contexts(
+        self, conn: AsyncConnection, items: Sequence[tuple[str, RiskRequest]], policy: Policy
+    ) -> list[tuple[RiskContext, str | None]]:
+        """The contexts of several requests: one statement on PostgreSQL, one each elsewhere."""
+        if conn.dialect.name != "postgresql" or len(items) == 1:
+            return [await self._context(conn, request, policy, payment_id) for payment_id, request in items]
+        params = [context_params(request, policy, payment_id) for payment_id, request in items]
+        if self._contexts_policy is not policy:  # a reloaded policy: new statements
+            self._contexts_policy, self._contexts_queries = policy, {}
+        query = self._contexts_queries.get(len(items))
+        if query is None:
+            query = self._contexts_queries[len(items)] = contexts_query(policy, len(items))
+        rows = (await conn.execute(query, contexts_params(params))).all()
+        return [row_context(row, offset=1) for row in rows]
 
     # --- assess and reserve ----------------------------------------------------------------
 
     async def assess_and_reserve(
-        self, payment_id: str, request: RiskRequest, *, connection: AsyncConnection | None = None
+        self,
+        payment_id: str,
+        request: RiskRequest,
+        *,
+        connection: AsyncConnection | None = None,
+        settles_now: bool = False,
     ) -> Reservation:
         """Assess `request` under the current policy and record it, atomically per payer: an
         allowed payment is `reserved`, a reviewed one `held` (both count in the windows from now
         on), a denied one `denied` (kept for the record, counts nowhere). The payer's device is
         noted in every case. Idempotent by `payment_id`: the same id again returns the first
         decision (`replayed`); the same id for another payer, payee, amount, currency or type
-        raises `ReservationError` and writes nothing."""
-        if not payment_id or max(map(len, (payment_id, request.payer_id, request.payee_id, request.device_id))) > 64:
-            raise ReservationError("payment, payer, payee and device ids must be 1 to 64 characters")
+        raises `ReservationError` and writes nothing.
+
+        `settles_now`: the caller captures an allowed payment in this same transaction (a P2P or
+        merchant payment), so it is recorded `committed` at once — one statement fewer than a
+        reservation and a commit."""
+        self._check_ids(payment_id, request)
         policy = self._policies.current()
         started = time.perf_counter()
         with _tracer.start_as_current_span("risk.assess_and_reserve") as span:
@@ -321,7 +243,10 @@ class SqlRiskActivity:
                     reservation = await self._replay(conn, payment_id, request)
                 else:
                     decision = assess(request, context, policy)
-                    reservation = Reservation(payment_id, decision, ReservationStatus.for_outcome(decision.outcome))
+                    status = ReservationStatus.for_outcome(decision.outcome)
+                    if settles_now and status is ReservationStatus.RESERVED:
+                        status = ReservationStatus.COMMITTED
+                    reservation = Reservation(payment_id, decision, status)
                     try:
                         await self._record(conn, reservation, request)
                     except IntegrityError as exc:
@@ -339,6 +264,11 @@ class SqlRiskActivity:
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
         ).debug("risk assessed")
         return reservation
+
+    @staticmethod
+    def _check_ids(payment_id: str, request: RiskRequest) -> None:
+        if not payment_id or max(map(len, (payment_id, request.payer_id, request.payee_id, request.device_id))) > 64:
+            raise ReservationError("payment, payer, payee and device ids must be 1 to 64 characters")
 
     async def _replay(self, conn: AsyncConnection, payment_id: str, request: RiskRequest) -> Reservation:
         existing = (await conn.execute(sa.select(risk_payments).where(_p.payment_id == payment_id))).mappings().one()
@@ -408,6 +338,104 @@ class SqlRiskActivity:
                 index_elements=["payer_id", "hour"], set_={"count": h.count + 1, "amount": h.amount + amount}
             )
         )
+
+    async def assess_and_reserve_many(
+        self, items: Sequence[tuple[str, RiskRequest]], *, connection: AsyncConnection
+    ) -> list[Reservation]:
+        """`assess_and_reserve` for each (payment id, request) of one transaction — a group
+        commit — with fewer round trips: every payer's lock first, in one statement; then, per
+        segment of payments sharing no payer or payee, the contexts in one statement and the
+        writes in one per table; a payment whose payer or payee an earlier one involves starts a
+        new segment, so each payment sees its batch-mates exactly as it would one by one.
+        Reservations in the order given."""
+        for payment_id, request in items:
+            self._check_ids(payment_id, request)
+        policy = self._policies.current()
+        await self.lock_payers([request.payer_id for _, request in items], connection=connection)
+        started = time.perf_counter()
+        reservations: list[Reservation] = []
+        with _tracer.start_as_current_span(
+            "risk.assess_and_reserve_many", attributes={"kora.risk.payments": len(items)}
+        ):
+            for segment in _segments(items):
+                contexts = await self._contexts(connection, segment, policy)
+                pending: list[tuple[Reservation, RiskRequest]] = []
+                for (payment_id, request), (context, seen) in zip(segment, contexts, strict=True):
+                    if seen is not None:
+                        reservations.append(await self._replay(connection, payment_id, request))
+                        continue
+                    decision = assess(request, context, policy)
+                    reservation = Reservation(payment_id, decision, ReservationStatus.for_outcome(decision.outcome))
+                    pending.append((reservation, request))
+                    reservations.append(reservation)
+                await self._record_many(connection, pending)
+        logger.bind(payments=len(items), duration_ms=round((time.perf_counter() - started) * 1000, 3)).debug(
+            "risk assessed a batch"
+        )
+        return reservations
+
+    async def _record_many(self, conn: AsyncConnection, pending: list[tuple[Reservation, RiskRequest]]) -> None:
+        """Write assessed payments, their devices and their hours: one statement per table on
+        PostgreSQL (SQLAlchemy sends a multi-row VALUES), one by one elsewhere."""
+        if len(pending) <= 1 or conn.dialect.name != "postgresql":
+            for reservation, request in pending:
+                await self._write(conn, reservation, request)
+            return
+        now = self._clock.now()
+        rows = [_payment_row(reservation, request, now) for reservation, request in pending]
+        devices = {(r.payer_id, r.device_id): r.at for _, r in pending}
+        hours: dict[tuple[str, int], list[int]] = {}
+        for reservation, request in pending:
+            if reservation.status.counts:
+                totals = hours.setdefault((request.payer_id, request.at.hour), [0, 0])
+                totals[0] += 1
+                totals[1] += request.amount
+        try:
+            await conn.execute(risk_payments.insert(), rows)
+        except IntegrityError as exc:
+            raise ReservationError("payment id already assessed for a different request") from exc
+        await conn.execute(
+            self._insert(risk_devices).on_conflict_do_nothing(index_elements=["payer_id", "device_id"]),
+            [{"payer_id": payer, "device_id": device, "first_seen_at": at} for (payer, device), at in devices.items()],
+        )
+        if hours:
+            h = self._insert(risk_payer_hours)
+            await conn.execute(
+                h.on_conflict_do_update(
+                    index_elements=["payer_id", "hour"],
+                    set_={
+                        "count": risk_payer_hours.c.count + h.excluded.count,
+                        "amount": risk_payer_hours.c.amount + h.excluded.amount,
+                    },
+                ),
+                [{"payer_id": p, "hour": hour, "count": c, "amount": a} for (p, hour), (c, a) in hours.items()],
+            )
+
+    async def _write(self, conn: AsyncConnection, reservation: Reservation, request: RiskRequest) -> None:
+        try:
+            await self._record(conn, reservation, request)
+        except IntegrityError as exc:
+            raise ReservationError("payment id already assessed for a different request") from exc
+
+    async def lock_payers(self, payer_ids: Iterable[str], *, connection: AsyncConnection) -> None:
+        """Take several payers' locks in one round trip, in key order (PostgreSQL; on SQLite the
+        transaction's write lock already serialises), before `assess_and_reserve_many` reads."""
+        if connection.dialect.name != "postgresql":
+            return
+        keys = sorted({payer_lock_key(payer) for payer in payer_ids})
+        if keys:
+            await connection.execute(_LOCK_PAYERS, {"namespace": RISK_LOCK_NAMESPACE, "payers": keys})
+
+    async def commit_many(self, payment_ids: Iterable[str], *, connection: AsyncConnection) -> None:
+        """`commit` for several captured payments in one statement (a group commit); ids risk
+        never reserved are left alone."""
+        ids = list(payment_ids)
+        if ids:
+            await connection.execute(
+                risk_payments.update()
+                .where(_p.payment_id.in_(ids), _p.status.in_(("reserved", "held")))
+                .values(status=ReservationStatus.COMMITTED.value, updated_at=self._clock.now())
+            )
 
     # --- commit and release ----------------------------------------------------------------
 
