@@ -31,6 +31,12 @@ ONE_SHOT = ProviderPolicy(
     default_timeout=TimeoutPolicy(connect=0.3, read=0.4, total=0.4),
     retry=RetryPolicy(max_attempts=1, base_delay=0.01, max_delay=0.05, deadline=2.0),
 )
+# For answers the simulator gives at once (declines): room for a loaded CI machine, where 0.4 s
+# and five polls 50 ms apart once turned a decline into a timeout (PENDING).
+PATIENT = ProviderPolicy(
+    default_timeout=TimeoutPolicy(connect=2.0, read=3.0, total=3.0),
+    retry=RetryPolicy(max_attempts=1, base_delay=0.01, max_delay=0.05, deadline=5.0),
+)
 
 
 @pytest.fixture
@@ -51,9 +57,11 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-def gateway(url: str, client: httpx.AsyncClient, policy: ProviderPolicy = ONE_SHOT) -> HttpWaveGateway:
+def gateway(
+    url: str, client: httpx.AsyncClient, policy: ProviderPolicy = ONE_SHOT, *, polls: int = 5
+) -> HttpWaveGateway:
     return HttpWaveGateway(
-        "wave", url, client=client, guard=ProviderGuard("wave", policy), poll_attempts=5, poll_interval_seconds=0.05
+        "wave", url, client=client, guard=ProviderGuard("wave", policy), poll_attempts=polls, poll_interval_seconds=0.05
     )
 
 
@@ -112,7 +120,7 @@ async def test_checkout_and_payout_succeed_with_our_reference(
 async def test_declines_carry_the_providers_reason(
     simulator: RunningServer, client: httpx.AsyncClient, suffix: str, operation: ProviderOperation, code: str
 ) -> None:
-    wave = gateway(simulator.url, client)
+    wave = gateway(simulator.url, client, PATIENT, polls=40)
     req = request(suffix)
     result = await (wave.collect(req) if operation is ProviderOperation.COLLECT else wave.disburse(req))
     assert (result.outcome, result.failure_code, result.not_accepted) == (ProviderOutcome.FAILED, code, False)
