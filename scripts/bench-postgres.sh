@@ -47,7 +47,8 @@ if [ "${KORA_RISK_ENABLED:-true}" != "false" ]; then
   # What the risk assessment added to each payment, inside its transaction, as one API worker
   # measured it (its /metrics; every worker sees the same load).
   echo "== risk assessment inside the payment's transaction (kora_risk_assessment_duration_seconds, one worker)"
-  curl -sf http://127.0.0.1:8100/metrics | .venv/bin/python scripts/histogram_quantiles.py kora_risk_assessment_duration_seconds
+  # the transfers only (the setup's funding cash-ins are assessed too)
+  curl -sf http://127.0.0.1:8100/metrics | .venv/bin/python scripts/histogram_quantiles.py kora_risk_assessment_duration_seconds payment_type=p2p
 fi
 kill $SERVER; wait $SERVER 2>/dev/null || true
 echo "== pgbench TPC-B, $CONCURRENCY clients, ${DURATION}s (scale 10)"

@@ -9,7 +9,26 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Sub-millisecond to a few tens of milliseconds: the assessment's budget is 2 ms at p95.
-_LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+_LATENCY_BUCKETS = (
+    0.0002,
+    0.0005,
+    0.00075,
+    0.001,
+    0.00125,
+    0.0015,
+    0.00175,
+    0.002,
+    0.0025,
+    0.003,
+    0.004,
+    0.005,
+    0.0075,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+)
 
 
 class RiskMetrics:
@@ -28,7 +47,8 @@ class RiskMetrics:
         )
         self._duration = Histogram(
             "kora_risk_assessment_duration_seconds",
-            "Time to assess a payment and reserve its usage (inside the payment's transaction).",
+            "Time to assess a payment and reserve its usage (inside the payment's transaction), by payment type.",
+            ("payment_type",),
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
@@ -53,7 +73,7 @@ class RiskMetrics:
         self._decisions.labels(outcome, payment_type).inc()
         for rule in rules:
             self._rule_hits.labels(rule, outcome).inc()
-        self._duration.observe(seconds)
+        self._duration.labels(payment_type).observe(seconds)
 
     def reviewed(self, decision: str, rules: Iterable[str]) -> None:
         for rule in list(rules) or ["score"]:
