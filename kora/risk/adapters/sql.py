@@ -277,50 +277,18 @@ class SqlRiskActivity:
         return Reservation(payment_id, _decision(existing), ReservationStatus(existing["status"]), replayed=True)
 
     async def _record(self, conn: AsyncConnection, reservation: Reservation, request: RiskRequest) -> None:
-        decision, now = reservation.decision, self._clock.now()
-        reasons = [reason.as_dict() for reason in decision.reasons]
+        row = _payment_row(reservation, request, self._clock.now())
         if conn.dialect.name == "postgresql":
             # one round trip: the payment, the device and the hour in one statement
-            await conn.execute(
-                _RECORD_PG,
-                {
-                    "payment_id": reservation.payment_id,
-                    "payer_id": request.payer_id,
-                    "payee_id": request.payee_id,
-                    "type": request.type.value,
-                    "amount": request.amount,
-                    "currency": request.currency,
-                    "device_id": request.device_id,
-                    "at": request.at,
-                    "status": reservation.status.value,
-                    "outcome": decision.outcome.label,
-                    "score": decision.score,
-                    "policy_version": decision.policy_version,
-                    "reasons": json.dumps(reasons),
-                    "updated_at": now,
-                    "hour": request.at.hour,
-                    "counts": reservation.status.counts,
-                },
-            )
+            params = {
+                **row,
+                "reasons": json.dumps(row["reasons"]),
+                "hour": request.at.hour,
+                "counts": reservation.status.counts,
+            }
+            await conn.execute(_RECORD_PG, params)
             return
-        await conn.execute(
-            risk_payments.insert().values(
-                payment_id=reservation.payment_id,
-                payer_id=request.payer_id,
-                payee_id=request.payee_id,
-                type=request.type.value,
-                amount=request.amount,
-                currency=request.currency,
-                device_id=request.device_id,
-                at=request.at,
-                status=reservation.status.value,
-                outcome=decision.outcome.label,
-                score=decision.score,
-                policy_version=decision.policy_version,
-                reasons=reasons,
-                updated_at=now,
-            )
-        )
+        await conn.execute(risk_payments.insert().values(**row))
         await conn.execute(
             self._insert(risk_devices)
             .values(payer_id=request.payer_id, device_id=request.device_id, first_seen_at=request.at)
