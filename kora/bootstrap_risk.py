@@ -105,19 +105,20 @@ class SqlPaymentRisk:
         transactions never take two payers' locks in opposite orders), the writes batched; each
         payment judged as `assess` would, its batch-mates of the same payer counted. The time
         the batch took is spread evenly over its payments in the latency metric."""
-        judged = [(i, self._request(payment, device)) for i, (payment, device) in enumerate(payments)]
-        judged = [(i, request) for i, request in judged if request is not None]
+        judged: list[tuple[int, RiskRequest]] = []
+        for i, (payment, device) in enumerate(payments):
+            request = self._request(payment, device)
+            if request is not None:
+                judged.append((i, request))
         verdicts = [ALLOWED] * len(payments)
         if not judged:
             return verdicts
         started = time.perf_counter()
         reservations = await self._activity.assess_and_reserve_many(
-            [(str(payments[i][0].id), request) for i, request in judged if request is not None],
-            connection=_connection(uow),
+            [(str(payments[i][0].id), request) for i, request in judged], connection=_connection(uow)
         )
         seconds = (time.perf_counter() - started) / len(judged)
         for (i, request), reservation in zip(judged, reservations, strict=True):
-            assert request is not None
             verdicts[i] = self._verdict(uow, reservation, request.type.value, seconds)
         return verdicts
 
