@@ -354,22 +354,13 @@ class PaymentsBase:
         verdict: RiskVerdict,
         idem: IdempotencyRequest,
         actor: str,
-        *,
-        add: bool = True,
     ) -> PaymentResult:
         """Inside the payment's transaction: the risk policy denied it. The payment is kept,
         FAILED (`risk_denied`), so support can explain the decision; nothing was held or
         posted; the key answers the refusal from now on. Commits."""
         payment.fail(at=self._clock.now(), code=RiskDenied.code, actor="risk")
-        if add:
-            await uow.payments.add(payment)
-        else:
-            await uow.payments.save(payment)
-        body = {
-            "code": RiskDenied.code,
-            "detail": f"this payment is refused by the risk policy (payment {payment.id})",
-            "payment_id": str(payment.id),
-        }
+        await uow.payments.add(payment)
+        body = risk_denied_body(payment)
         await uow.idempotency.complete(idem, outcome=Outcome.FAILED, body=body)
         await uow.audit.record(
             actor="risk",
@@ -398,7 +389,6 @@ class PaymentsBase:
         idem: IdempotencyRequest,
         *,
         hold_funds: bool,
-        add: bool = True,
         view: Callable[[Payment], dict[str, Any]] | None = None,
     ) -> PaymentResult:
         """Inside the payment's transaction: the risk policy wants a person to look. The payer's
@@ -413,10 +403,7 @@ class PaymentsBase:
                 payment.transition(PaymentStatus.AUTHORIZED, at=at, reason="held for risk review", actor="risk")
         payment.pending_operation = RISK_REVIEW
         payment.updated_at = at
-        if add:
-            await uow.payments.add(payment)
-        else:
-            await uow.payments.save(payment)
+        await uow.payments.add(payment)
         body = payment.view() if view is None else view(payment)
         await uow.idempotency.complete(idem, outcome=Outcome.SUCCEEDED, body=body)
         await uow.audit.record(
@@ -450,6 +437,15 @@ class PaymentsBase:
             amount=payment.money.amount,
             currency=payment.money.currency,
         )
+
+
+def risk_denied_body(payment: Payment) -> dict[str, Any]:
+    """What a payment the risk policy denied answers (and its Idempotency-Key keeps answering)."""
+    return {
+        "code": RiskDenied.code,
+        "detail": f"this payment is refused by the risk policy (payment {payment.id})",
+        "payment_id": str(payment.id),
+    }
 
 
 def business_error(exc: Exception) -> PaymentError:

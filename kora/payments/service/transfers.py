@@ -49,6 +49,7 @@ from kora.payments.service.base import (
     PaymentResult,
     PaymentsBase,
     business_error,
+    risk_denied_body,
 )
 from kora.platform.group_commit import GroupCommit
 
@@ -436,12 +437,7 @@ def _risk_result(payment: Payment, verdict: RiskVerdict) -> PaymentResult:
     """A grouped transfer's answer when risk denied it (FAILED, as `_refuse_for_risk` answers)
     or held it for review (its AUTHORIZED view)."""
     if verdict.outcome is RiskOutcome.DENY:
-        body = {
-            "code": RiskDenied.code,
-            "detail": f"this payment is refused by the risk policy (payment {payment.id})",
-            "payment_id": str(payment.id),
-        }
-        return PaymentResult(Outcome.FAILED, body)
+        return PaymentResult(Outcome.FAILED, risk_denied_body(payment))
     return PaymentResult(Outcome.SUCCEEDED, payment.view())
 
 
